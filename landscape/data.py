@@ -1,0 +1,139 @@
+"""Datasets as in-memory tensors.
+
+``load_dataset(name, root, n, split, seed, in_shape)`` returns ``(x, y)``: float32
+images of shape ``(N, *in_shape)`` standardised with the dataset's own channel
+statistics, and int64 labels.
+
+* ``digits``         scikit-learn's 1 797 handwritten 8x8 digits, shipped with
+                     scikit-learn: the default, needs no download;
+* ``cifar10``, ``mnist``, ``fashion-mnist``   torchvision's, read from ``root``
+                     (``download=True`` fetches them when a network is there);
+* ``gaussian``       synthetic N(0, 1) inputs labelled by a fixed random linear
+                     teacher, so labels depend on the input.
+
+Images are converted to the model's input shape: greyscale is repeated to
+three channels (colour is averaged to one), and the spatial size is resized
+bilinearly.  ``n`` takes a deterministic subset chosen by ``seed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import LandscapeError
+
+DATASETS = ("digits", "cifar10", "mnist", "fashion-mnist", "gaussian")
+
+# Channel statistics of each training split (pixel values scaled to [0, 1]).
+_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+}
+_TORCHVISION = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_GAUSSIAN_SIZE = {"train": 4096, "test": 1024}
+_DIGITS_TEST_FRACTION = 0.2
+
+
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
+    y = bunch.target.astype(np.int64)
+    # A fixed split, independent of the subset seed.
+    order = np.random.default_rng(12345).permutation(len(x))
+    n_test = int(round(_DIGITS_TEST_FRACTION * len(x)))
+    idx = order[:n_test] if split == "test" else order[n_test:]
+    train = order[n_test:]
+    mean, std = x[train].mean(), x[train].std()
+    return ((x[idx] - mean) / std)[:, None], y[idx]
+
+
+def _torchvision(name: str, root, split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    import torchvision.datasets as tvd
+
+    if root is None:
+        raise LandscapeError(
+            f"dataset {name!r} needs --data-root DIR holding torchvision's copy "
+            f"(add --download to fetch it there when a network is available)"
+        )
+    root = Path(root).expanduser()
+    if not root.is_dir() and not download:
+        raise LandscapeError(
+            f"data root {str(root)!r} does not exist; point --data-root at torchvision's copy "
+            f"of {name!r} or add --download"
+        )
+    cls = getattr(tvd, _TORCHVISION[name])
+    try:
+        ds = cls(str(root), train=(split == "train"), download=download)
+    except RuntimeError as exc:
+        raise LandscapeError(
+            f"dataset {name!r} not found under {str(root)!r} ({str(exc).strip().splitlines()[0]}); "
+            f"add --download to fetch it when a network is available"
+        ) from None
+    data = ds.data
+    data = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    x = data.astype(np.float32) / 255.0
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # to N, C, H, W
+    mean, std = (np.asarray(s, dtype=np.float32)[None, :, None, None] for s in _STATS[name])
+    return (x - mean) / std, np.asarray(ds.targets, dtype=np.int64)
+
+
+def _gaussian(split: str, in_shape, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2024 if split == "train" else 2025)
+    d = int(np.prod(in_shape))
+    x = rng.standard_normal((_GAUSSIAN_SIZE[split], d)).astype(np.float32)
+    teacher = np.random.default_rng(7).standard_normal((d, num_classes))
+    y = (x @ teacher).argmax(axis=1).astype(np.int64)
+    return x.reshape(-1, *in_shape), y
+
+
+def to_shape(x: torch.Tensor, in_shape) -> torch.Tensor:
+    """Convert ``(N, C, H, W)`` images to ``(N, *in_shape)``: channels by repeat or
+    average, spatial size by bilinear resizing."""
+    c, h, w = in_shape
+    if x.shape[1] != c:
+        if x.shape[1] == 1:
+            x = x.expand(-1, c, -1, -1)
+        elif c == 1:
+            x = x.mean(dim=1, keepdim=True)
+        else:
+            raise LandscapeError(f"cannot convert {x.shape[1]}-channel images to {c} channels")
+    if tuple(x.shape[2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return x.contiguous()
+
+
+def load_dataset(name: str = "digits", root=None, n: int | None = None, split: str = "train",
+                 seed: int = 0, in_shape=None, download: bool = False,
+                 num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load ``name`` as ``(x, y)`` tensors; see the module docstring."""
+    from .models import parse_shape
+
+    if name not in DATASETS:
+        raise LandscapeError(f"dataset: unknown value {name!r}; choose one of {', '.join(DATASETS)}")
+    if split not in ("train", "test"):
+        raise LandscapeError(f"split: unknown value {split!r}; choose train or test")
+    if n is not None and (int(n) != n or n < 1):
+        raise LandscapeError(f"samples: must be a positive integer, got {n!r}")
+    shape = parse_shape(in_shape) if in_shape is not None else None
+    if name == "digits":
+        x, y = _digits(split)
+    elif name == "gaussian":
+        x, y = _gaussian(split, shape or (1, 8, 8), num_classes)
+    else:
+        x, y = _torchvision(name, root, split, download)
+    if n is not None:
+        if n > len(x):
+            raise LandscapeError(f"samples: {name!r} {split} split has {len(x)} samples, asked for {n}")
+        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+        x, y = x[idx], y[idx]
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if shape is not None:
+        xt = to_shape(xt, shape)
+    return xt, torch.from_numpy(np.ascontiguousarray(y))

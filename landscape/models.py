@@ -1,0 +1,362 @@
+"""Model registry and access to single units.
+
+Every model built here carries four attributes the rest of the toolkit relies on:
+
+``model.name``           the registry name (``"resnet18"``, ``"mlp"``, ...)
+``model.in_shape``       the shape of one input, ``(C, H, W)``
+``model.task``           ``"classify"`` (cross-entropy on labels) or ``"reconstruct"``
+                         (mean squared error against the input)
+``model.default_layer``  the module whose output feeds the head; the default
+                         layer of every unit-level analysis
+
+``resnet18-noskip`` is torchvision's ResNet-18 with the identity/downsample
+shortcut of every block removed, the "no skip connections" network of
+Li et al., *Visualizing the Loss Landscape of Neural Nets* (NeurIPS 2018).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import LandscapeError
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise LandscapeError(
+            f"activation: unknown value {name!r}; choose one of {', '.join(ACTIVATIONS)}"
+        )
+    return ACTIVATIONS[name]()
+
+
+def _resnet18(num_classes: int, in_shape, skip: bool) -> nn.Module:
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    block = BasicBlock if skip else _plain_block_class()
+    model = ResNet(block, [2, 2, 2, 2], num_classes=num_classes)
+    if in_shape[0] != 3:
+        # Same stem, other channel count (e.g. greyscale inputs).
+        model.conv1 = nn.Conv2d(in_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.default_layer = "avgpool"
+    return model
+
+
+def _plain_block_class():
+    from torchvision.models.resnet import BasicBlock
+
+    class PlainBlock(BasicBlock):
+        """A ResNet basic block without its shortcut: out = relu(bn2(conv2(relu(bn1(conv1(x))))))."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.downsample = None  # no shortcut, so no projection either
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)))
+
+    return PlainBlock
+
+
+def _mlp(num_classes: int, in_shape, width: int = 64, depth: int = 2,
+         activation: str = "relu") -> nn.Module:
+    if depth < 1 or width < 1:
+        raise LandscapeError(f"mlp: width and depth must be >= 1, got width={width}, depth={depth}")
+    layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    fan_in = int(torch.tensor(in_shape).prod())
+    for i in range(1, depth + 1):
+        layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"act{i}", _activation(activation))]
+        fan_in = width
+    layers.append(("head", nn.Linear(fan_in, num_classes)))
+    model = nn.Sequential(OrderedDict(layers))
+    model.default_layer = f"act{depth}"
+    return model
+
+
+def _cnn(num_classes: int, in_shape, width: int = 16, activation: str = "relu") -> nn.Module:
+    c = in_shape[0]
+    w = width
+    model = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(c, w, 3, padding=1)), ("act1", _activation(activation)),
+        ("pool1", nn.MaxPool2d(2, ceil_mode=True)),
+        ("conv2", nn.Conv2d(w, 2 * w, 3, padding=1)), ("act2", _activation(activation)),
+        ("pool2", nn.MaxPool2d(2, ceil_mode=True)),
+        ("conv3", nn.Conv2d(2 * w, 4 * w, 3, padding=1)), ("act3", _activation(activation)),
+        ("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+        ("head", nn.Linear(4 * w, num_classes)),
+    ]))
+    model.default_layer = "act3"
+    return model
+
+
+class ConvAutoencoder(nn.Module):
+    """A small convolutional autoencoder: two stride-2 convolutions down to a
+    linear code, and the mirror image back up.  Its output has the input's shape."""
+
+    def __init__(self, in_shape, width: int = 16, code: int = 32, activation: str = "relu"):
+        super().__init__()
+        c, h, w = in_shape
+        if h % 4 or w % 4:
+            raise LandscapeError(
+                f"autoencoder: input height and width must be multiples of 4, got {h}x{w}"
+            )
+        feat = (2 * width, h // 4, w // 4)
+        n_feat = feat[0] * feat[1] * feat[2]
+        self.encoder = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(c, width, 3, stride=2, padding=1)), ("act1", _activation(activation)),
+            ("conv2", nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)),
+            ("act2", _activation(activation)),
+            ("flatten", nn.Flatten()), ("code", nn.Linear(n_feat, code)),
+        ]))
+        self.decoder = nn.Sequential(OrderedDict([
+            ("fc", nn.Linear(code, n_feat)), ("act0", _activation(activation)),
+            ("unflatten", nn.Unflatten(1, feat)),
+            ("deconv1", nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)),
+            ("act1", _activation(activation)),
+            ("deconv2", nn.ConvTranspose2d(width, c, 4, stride=2, padding=1)),
+        ]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def _autoencoder(num_classes: int, in_shape, width: int = 16, code: int = 32,
+                 activation: str = "relu") -> nn.Module:
+    model = ConvAutoencoder(in_shape, width=width, code=code, activation=activation)
+    model.default_layer = "encoder"
+    return model
+
+
+# name -> (builder, default input shape, task, options the builder accepts)
+MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int], str, tuple[str, ...]]] = {
+    "resnet18": (lambda k, s: _resnet18(k, s, skip=True), (3, 32, 32), "classify", ()),
+    "resnet18-noskip": (lambda k, s: _resnet18(k, s, skip=False), (3, 32, 32), "classify", ()),
+    "mlp": (_mlp, (1, 8, 8), "classify", ("width", "depth", "activation")),
+    "cnn": (_cnn, (3, 32, 32), "classify", ("width", "activation")),
+    "autoencoder": (_autoencoder, (3, 32, 32), "reconstruct", ("width", "code", "activation")),
+}
+
+
+def parse_shape(value) -> tuple[int, int, int]:
+    """``"3x32x32"``, ``"1,8,8"`` or a sequence of three ints -> ``(C, H, W)``."""
+    try:
+        if isinstance(value, str):
+            parts = value.lower().replace(",", "x").split("x")
+            shape = tuple(int(p) for p in parts)
+        else:
+            shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise LandscapeError(f"in_shape: expected C x H x W such as 3x32x32, got {value!r}")
+    return shape
+
+
+def build_model(name: str, init: str = "default", bias_scale: float | None = None, seed: int = 0,
+                num_classes: int = 10, in_shape=None, weight_std: float | None = None,
+                **options) -> nn.Module:
+    """Build a registered model, initialised with ``init`` and seeded by ``seed``.
+
+    The same arguments give bit-identical weights.  ``options`` are the model's
+    own (``width``, ``depth``, ``activation``, ``code``); ``None`` values are ignored.
+    """
+    from .init import initialize
+
+    if name not in MODELS:
+        raise LandscapeError(f"model: unknown value {name!r}; choose one of {', '.join(MODELS)}")
+    builder, default_shape, task, accepted = MODELS[name]
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        allowed = ", ".join(accepted) or "none"
+        raise LandscapeError(f"model {name!r} takes no option {', '.join(unknown)} (its options: {allowed})")
+    shape = parse_shape(in_shape) if in_shape is not None else default_shape
+    if num_classes < 1:
+        raise LandscapeError(f"num_classes: must be >= 1, got {num_classes}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = builder(num_classes, shape, **options)
+        initialize(model, init, bias_scale=bias_scale, weight_std=weight_std)
+    model.name = name
+    model.in_shape = tuple(shape)
+    model.task = task
+    model.num_classes = num_classes
+    model.init = init
+    model.bias_scale = None if bias_scale is None else float(bias_scale)
+    return model
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
+    """Load a state dict saved by ``torch.save`` (alone, or under ``"state_dict"``
+    with a ``"meta"`` dict beside it) into ``model``; returns the metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandscapeError(f"checkpoint: no such file {str(path)!r}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-tensor objects
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LandscapeError(f"checkpoint {str(path)!r} cannot be read: {first}") from None
+    meta: dict = {}
+    if isinstance(obj, dict) and "state_dict" in obj:
+        meta = obj.get("meta") or {}
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise LandscapeError(f"checkpoint {str(path)!r} holds no state dict")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(obj))
+    unexpected = sorted(set(obj) - set(own))
+    wrong = sorted(k for k in set(own) & set(obj) if own[k].shape != obj[k].shape)
+    if missing or unexpected or wrong:
+        what = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                what.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        arch = meta.get("model") if isinstance(meta, dict) else None
+        hint = f" (it was saved from {arch!r})" if arch else ""
+        raise LandscapeError(
+            f"checkpoint {str(path)!r} does not fit model {getattr(model, 'name', '?')!r}{hint}: "
+            + "; ".join(what)
+        )
+    model.load_state_dict(obj)
+    return meta if isinstance(meta, dict) else {}
+
+
+# ----------------------------------------------------------------------------- units
+
+def resolve_layer(model: nn.Module, layer: str | None) -> str:
+    """The module name to read units from: ``layer``, or the model's default."""
+    if layer is None:
+        layer = getattr(model, "default_layer", None)
+        if layer is None:
+            raise LandscapeError("layer: this model has no default layer; name one with --layer")
+    modules = dict(model.named_modules())
+    if layer not in modules or layer == "":
+        names = [n for n in modules if n]
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise LandscapeError(f"layer: no module named {layer!r} in this model; it has {shown}")
+    return layer
+
+
+class _StopForward(Exception):
+    pass
+
+
+def unit_activations(model: nn.Module, layer: str | None, x: torch.Tensor,
+                     units: Sequence[int] | None = None) -> torch.Tensor:
+    """Activations of a layer's units, shape ``(N, U)``.
+
+    A unit of a convolutional layer (output ``N, C, H, W``) is its channel's
+    spatial mean; of a token layer (``N, L, F``) the mean over tokens; of a dense
+    layer (``N, F``) one feature.  The forward pass stops at ``layer``.
+    Differentiable in ``x`` and in the parameters, and usable under ``torch.func``.
+    """
+    name = resolve_layer(model, layer)
+    module = dict(model.named_modules())[name]
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        captured.append(output)
+        raise _StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(x)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise LandscapeError(f"layer: module {name!r} is not used in the forward pass")
+    out = captured[0]
+    if isinstance(out, tuple):
+        out = out[0]
+    feats = units_of(out)
+    if units is not None:
+        idx = torch.as_tensor(list(units), dtype=torch.long, device=feats.device)
+        feats = feats.index_select(1, idx)
+    return feats
+
+
+def units_of(output: torch.Tensor) -> torch.Tensor:
+    """Reduce a layer's output to ``(N, U)`` units (see :func:`unit_activations`)."""
+    if output.dim() == 2:
+        return output
+    if output.dim() == 3:
+        return output.mean(dim=1)
+    if output.dim() >= 4:
+        return output.flatten(2).mean(dim=2)
+    raise LandscapeError(f"layer output of shape {tuple(output.shape)} has no units")
+
+
+def n_units(model: nn.Module, layer: str | None) -> int:
+    """How many units ``layer`` has (one forward pass on a zero input)."""
+    p = next(model.parameters())
+    x = torch.zeros((1, *model.in_shape), dtype=p.dtype, device=p.device)
+    with torch.no_grad(), eval_mode(model):
+        return unit_activations(model, layer, x).shape[1]
+
+
+def select_units(model: nn.Module, layer: str | None, units) -> list[int]:
+    """``units`` as a list of indices: an int N means the first N units."""
+    total = n_units(model, layer)
+    if units is None:
+        return list(range(total))
+    if isinstance(units, int):
+        if units < 1:
+            raise LandscapeError(f"units: must be >= 1, got {units}")
+        if units > total:
+            raise LandscapeError(f"units: layer has {total} units, asked for {units}")
+        return list(range(units))
+    chosen = [int(u) for u in units]
+    bad = [u for u in chosen if not 0 <= u < total]
+    if bad or not chosen:
+        raise LandscapeError(f"units: indices must lie in 0..{total - 1}, got {chosen}")
+    return chosen
+
+
+class eval_mode:
+    """Context manager: put ``model`` in eval mode and restore every module's
+    own training flag afterwards."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self):
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for m, flag in self.flags:
+            m.training = flag
+        return False
+
+
+def per_sample_loss(model: nn.Module, output: torch.Tensor, x: torch.Tensor,
+                    y: torch.Tensor | None) -> torch.Tensor:
+    """The model's training loss for each sample, shape ``output.shape[:-k]``.
+
+    ``classify``: cross-entropy of the logits (last dim) against ``y``;
+    ``reconstruct``: mean squared error of the output against the input ``x``.
+    Leading batch dimensions of ``output`` (e.g. grid points under ``vmap``)
+    broadcast against ``x``/``y``.
+    """
+    if getattr(model, "task", "classify") == "reconstruct":
+        err = (output - x) ** 2
+        return err.flatten(err.dim() - x.dim() + 1).mean(-1)
+    logp = torch.log_softmax(output, dim=-1)
+    return -logp.gather(-1, y.expand(logp.shape[:-1]).unsqueeze(-1)).squeeze(-1)

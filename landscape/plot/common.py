@@ -1,0 +1,27 @@
+"""Shared pieces of every figure: the title line and writing PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+DPI = 110
+
+
+def title(ds, what: str = "") -> str:
+    """``what — model, init, bias scale, dataset`` from a result's provenance."""
+    a = ds.attrs
+    bias = a.get("bias_scale", "default")
+    bias = "init's own" if bias == "default" else f"{float(bias):g}"
+    head = f"{what} — " if what else ""
+    return f"{head}{a.get('model', '?')}, init {a.get('init', '?')}, bias scale {bias}, {a.get('dataset', '?')}"
+
+
+def save_figure(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
