@@ -1,0 +1,387 @@
+"""Slices of the loss surface and of units' input-response surfaces.
+
+``loss_slice`` evaluates the mean loss (and accuracy) of ``model`` on ``(x, y)``
+at ``θ + α d₁ (+ β d₂)`` for every point of a grid, the picture of
+Li et al., *Visualizing the Loss Landscape of Neural Nets* (NeurIPS 2018).
+Each grid point's parameters are built functionally and a chunk of points is
+evaluated per data batch with ``torch.func.functional_call`` under ``vmap``;
+the user's model is never written to.
+
+``input_slice`` evaluates the activations of a layer's units at
+``x_a + α d₁ (+ β d₂)`` around anchor inputs ``x_a``; the grid points ride in
+the batch dimension, so one forward pass serves every unit.
+
+Both attach quasi-convexity scores (:mod:`landscape.convexity`) beside the
+sliced variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.func import functional_call, vmap
+
+from .convexity import add_scores
+from .directions import Direction, input_directions, parameter_directions
+from .errors import LandscapeError, check_choice
+from .models import eval_mode, per_sample_loss, select_units, unit_activations
+from .results import provenance
+
+DEFAULT_GRID = "-1:1:21"
+BN_MODES = ("eval", "batch")
+ENGINES = ("auto", "vmap", "loop")
+# Memory a chunk of grid points may take (parameters plus live activations).
+CPU_MEMORY_BUDGET = 1.5 * 2**30
+
+Progress = Callable[[int, str], object]  # (total, description) -> object with update(n), close()
+
+
+def parse_grid(spec, name: str = "grid") -> np.ndarray:
+    """``"start:stop:num"`` -> ``num`` evenly spaced values; an array of coordinates
+    is taken as it is (strictly increasing, at least 2 values)."""
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, num = float(parts[0]), float(parts[1]), parts[2]
+            if not num.strip().isdigit():
+                raise ValueError
+            num = int(num)
+        except ValueError:
+            raise LandscapeError(
+                f"{name}: expected start:stop:num such as -1:1:41, got {spec!r}"
+            ) from None
+        if num < 2 or not np.isfinite([start, stop]).all() or not start < stop:
+            raise LandscapeError(
+                f"{name}: need start < stop and num >= 2 in start:stop:num, got {spec!r}"
+            )
+        return np.linspace(start, stop, num)
+    values = np.asarray(spec, dtype=float).ravel()
+    if values.size < 2 or not np.isfinite(values).all() or not (np.diff(values) > 0).all():
+        raise LandscapeError(f"{name}: need at least 2 finite, strictly increasing values")
+    return values
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(factory: Progress | None, total: int, desc: str):
+    return _NoProgress() if factory is None else factory(total, desc)
+
+
+def _grid(grid, beta_grid, dims: int) -> tuple[np.ndarray, np.ndarray | None]:
+    if dims not in (1, 2):
+        raise LandscapeError(f"dims: must be 1 or 2, got {dims}")
+    alpha = parse_grid(grid)
+    beta = parse_grid(beta_grid if beta_grid is not None else grid, "beta_grid") if dims == 2 else None
+    return alpha, beta
+
+
+def _coefficients(alpha: np.ndarray, beta: np.ndarray | None) -> np.ndarray:
+    """Grid points as rows of coefficients, alpha varying slowest."""
+    if beta is None:
+        return alpha[:, None]
+    a, b = np.meshgrid(alpha, beta, indexing="ij")
+    return np.stack([a.ravel(), b.ravel()], axis=1)
+
+
+def _sliceable_copy(model: torch.nn.Module, bn: str) -> torch.nn.Module:
+    """The module whose forward pass the slice evaluates.
+
+    ``eval``: the model itself (put in eval mode by the caller).  ``batch``: a
+    copy whose batch-norm layers keep no running statistics, so every forward
+    pass normalises with the batch's own statistics and writes nothing.
+    """
+    if bn == "eval":
+        return model
+    import copy
+
+    clone = copy.deepcopy(model).eval()
+    for m in clone.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = None
+            m.running_var = None
+            m.num_batches_tracked = None
+    return clone
+
+
+def _activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Peak-ish memory of one sample's forward pass: three times the largest
+    output of any leaf module (input, output and a shortcut alive at once)."""
+    probe = x[:2]  # two samples: batch statistics need more than one
+    sizes: list[int] = [probe[:1].numel() * probe.element_size()]
+
+    def hook(_m, _i, out):
+        if isinstance(out, torch.Tensor) and out.dim() > 0:
+            sizes.append(out.numel() // out.shape[0] * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for h in handles:
+            h.remove()
+    return 3 * max(sizes)
+
+
+def _memory_budget(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.5 * free
+    return CPU_MEMORY_BUDGET
+
+
+def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
+    """``vmap`` on a GPU and for convolution-free models; ``loop`` for
+    convolutional models on the CPU, where convolutions with batched weights
+    become grouped convolutions that run 2-5x slower than one plain call per
+    point (measured in bench/RESULTS.md)."""
+    if device.type == "cuda":
+        return "vmap"
+    conv = (torch.nn.modules.conv._ConvNd,)
+    return "loop" if any(isinstance(m, conv) for m in model.modules()) else "vmap"
+
+
+def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
+                   batch_size: int | None, chunk_size: int | None, engine: str,
+                   progress) -> tuple[np.ndarray, np.ndarray, str]:
+    """Mean loss and accuracy at ``θ + Σ_j coeffs[:, j] d_j`` for every row of
+    ``coeffs``, and the engine that computed them.
+
+    ``vmap`` evaluates a chunk of points per data batch in one batched call;
+    ``loop`` makes one functional call per point; ``auto`` see :func:`_pick_engine`.
+    """
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    buffers = {k: b.detach() for k, b in model.named_buffers()}
+    moving = [k for k in params if any(bool(d[k].abs().max() > 0) for d in directions)]
+    fixed = {k: v for k, v in params.items() if k not in moving}
+    base = {k: params[k] for k in moving}
+    dirs = [{k: d[k].to(params[k]) for k in moving} for d in directions]
+    n = x.shape[0]
+    classify = getattr(model, "task", "classify") == "classify"
+
+    if batch_size is None:
+        batch_size = int(min(n, 512))
+    if chunk_size is None:
+        point_bytes = sum(v.numel() * v.element_size() for v in base.values())
+        per_point = point_bytes + batch_size * _activation_bytes(model, x)
+        cap = 64 if x.device.type == "cuda" else 8
+        chunk_size = int(max(1, min(cap, _memory_budget(x.device) // per_point)))
+
+    def point_loss(p, xb, yb):
+        out = functional_call(model, (p, fixed, buffers), (xb,), strict=False)
+        loss = per_sample_loss(model, out, xb, yb).sum()
+        correct = (out.argmax(-1) == yb).sum() if classify else torch.zeros((), device=out.device)
+        return loss, correct
+
+    batched = vmap(point_loss, in_dims=(0, None, None))
+    batches = [(x[b:b + batch_size], None if y is None else y[b:b + batch_size])
+               for b in range(0, n, batch_size)]
+
+    def points(c: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = {}
+        for k, w in base.items():
+            expand = (-1,) + (1,) * w.dim()
+            t = w.unsqueeze(0) + c[:, 0].view(expand) * dirs[0][k].unsqueeze(0)
+            for j in range(1, len(dirs)):
+                t = t + c[:, j].view(expand) * dirs[j][k].unsqueeze(0)
+            p[k] = t
+        return p
+
+    def run(c: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+        p = points(c)
+        loss = torch.zeros(c.shape[0], dtype=torch.float64, device=x.device)
+        correct = torch.zeros_like(loss)
+        for xb, yb in batches:
+            if how == "vmap" and p:
+                l, k_ = batched(p, xb, yb)
+            else:
+                pairs = [point_loss({k: t[i] for k, t in p.items()}, xb, yb)
+                         for i in range(c.shape[0] if p else 1)]
+                l = torch.stack([a for a, _ in pairs]).expand(c.shape[0])
+                k_ = torch.stack([b for _, b in pairs]).expand(c.shape[0])
+            loss += l.double()
+            correct += k_.double()
+        return loss, correct
+
+    coeff_t = torch.as_tensor(coeffs, dtype=next(iter(params.values())).dtype, device=x.device)
+    loss_sum = np.zeros(len(coeffs))
+    correct = np.zeros(len(coeffs))
+    how = _pick_engine(model, x.device) if engine == "auto" else engine
+    bar = _progress(progress, len(coeffs), "loss slice")
+    try:
+        for start in range(0, len(coeffs), chunk_size):
+            c = coeff_t[start:start + chunk_size]
+            l, k_ = run(c, how)
+            loss_sum[start:start + len(c)] = l.cpu().numpy()
+            correct[start:start + len(c)] = k_.cpu().numpy()
+            bar.update(len(c))
+    finally:
+        bar.close()
+    accuracy = correct / n if classify else np.full(len(coeffs), np.nan)
+    return loss_sum / n, accuracy, how
+
+
+def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_bias, orthogonal,
+                                  hessian_options) -> tuple[str, list[Direction]]:
+    if isinstance(directions, str):
+        dirs = parameter_directions(model, directions, n=dims, seed=seed, include_bias=include_bias,
+                                    orthogonal=orthogonal, x=x, y=y, **(hessian_options or {}))
+        return directions, dirs
+    dirs = list(directions)
+    names = {k for k, _ in model.named_parameters()}
+    if len(dirs) != dims or any(set(d) != names for d in dirs):
+        raise LandscapeError(
+            f"directions: expected {dims} dicts keyed by the model's parameter names"
+        )
+    return "custom", dirs
+
+
+def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+               directions: str | list[Direction] = "filter", dims: int = 2,
+               grid=DEFAULT_GRID, beta_grid=None, *, include_bias: bool = False,
+               orthogonal: bool = False, bn: str = "eval", batch_size: int | None = None,
+               chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
+               tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
+               hessian_options: dict | None = None) -> xr.Dataset:
+    """Loss and accuracy of ``model`` on ``(x, y)`` over a 1-D or 2-D slice of
+    parameter space, ``L(θ + α d₁ + β d₂)``.
+
+    ``directions``: a kind from :mod:`landscape.directions` (``filter`` by default)
+    or a list of ``dims`` direction dicts.  ``grid``/``beta_grid``: ``"start:stop:num"``
+    or coordinates.  ``bn``: ``eval`` uses running statistics, ``batch`` the
+    statistics of each data batch.  ``engine``: ``vmap`` (a chunk of points per
+    batched call), ``loop`` (a functional call per point) or ``auto`` (times both
+    on the first points and keeps the faster).  Returns a Dataset of kind ``slice`` with
+    ``loss`` and ``accuracy`` over ``alpha`` (and ``beta``) and their
+    quasi-convexity scores (``loss_qcvx_barrier`` ...; along every row, column
+    and diagonal for a surface).
+    """
+    check_choice("bn", bn, BN_MODES)
+    check_choice("engine", engine, ENGINES)
+    alpha, beta = _grid(grid, beta_grid, dims)
+    if x.shape[0] < 1:
+        raise LandscapeError("x: no samples to take the loss over")
+    kind, dirs = _resolve_parameter_directions(model, x, y, directions, dims, seed, include_bias,
+                                               orthogonal, hessian_options)
+    coeffs = _coefficients(alpha, beta)
+    with eval_mode(model):
+        net = _sliceable_copy(model, bn)
+        with torch.inference_mode():
+            loss, acc, used = _evaluate_grid(net, x, y, dirs, coeffs, batch_size, chunk_size,
+                                             engine, progress)
+    dims_names = ("alpha",) if beta is None else ("alpha", "beta")
+    shape = tuple(len(g) for g in (alpha, beta) if g is not None)
+    coords = {"alpha": alpha} if beta is None else {"alpha": alpha, "beta": beta}
+    ds = xr.Dataset(
+        {
+            "loss": (dims_names, loss.reshape(shape), {"long_name": "mean loss"}),
+            "accuracy": (dims_names, acc.reshape(shape), {"long_name": "accuracy"}),
+            "direction_norm": (("direction",), np.array([
+                float(torch.sqrt(sum((t.double() ** 2).sum() for t in d.values()))) for d in dirs
+            ]), {"long_name": "Euclidean norm of each direction"}),
+        },
+        coords={**coords, "direction": np.arange(len(dirs))},
+    )
+    ds = add_scores(ds, "loss", dims_names if beta is not None else "alpha", tol=tol)
+    config = {"space": "loss", "directions": kind, "dims": dims, "grid": alpha.tolist(),
+              "beta_grid": None if beta is None else beta.tolist(), "include_bias": include_bias,
+              "orthogonal": orthogonal, "bn": bn, "samples": int(x.shape[0]), "tol": tol,
+              "hessian_options": hessian_options}
+    ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
+    ds.attrs.update(kind="slice", space="loss", directions=kind, engine=used, loss_function=(
+        "cross-entropy" if getattr(model, "task", "classify") == "classify" else "mse"))
+    return ds
+
+
+def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
+                anchors: torch.Tensor | None = None, directions: str | torch.Tensor = "random",
+                dims: int = 1, grid=DEFAULT_GRID, beta_grid=None, *,
+                data: torch.Tensor | None = None, anchor_labels: torch.Tensor | None = None,
+                orthogonal: bool = True, batch_size: int | None = None, seed: int = 0,
+                tol: float = 1e-3, dataset: str | None = None,
+                progress: Progress | None = None) -> xr.Dataset:
+    """Activations of ``units`` of ``layer`` at ``x_a + α d₁ (+ β d₂)`` around each
+    anchor ``x_a``.
+
+    ``units``: an int N (the first N units) or indices.  ``directions``: ``random``
+    or ``pca`` (of ``data``), each scaled to its anchor's norm, or a tensor
+    ``(A, dims, *in_shape)``.  The model runs in eval mode.  Returns a Dataset of
+    kind ``slice`` with ``activation(unit, anchor, alpha[, beta])`` and its
+    quasi-convexity scores (``activation_qcvx_barrier`` ...).
+    """
+    if anchors is None or anchors.dim() < 2 or anchors.shape[0] < 1:
+        raise LandscapeError("anchors: need a tensor of at least one input, shape (A, *in_shape)")
+    alpha, beta = _grid(grid, beta_grid, dims)
+    from .models import resolve_layer
+
+    layer = resolve_layer(model, layer)
+    unit_idx = select_units(model, layer, units)
+    if isinstance(directions, str):
+        kind = directions
+        d = input_directions(anchors, kind, n=dims, seed=seed, data=data, orthogonal=orthogonal)
+    else:
+        kind = "custom"
+        d = directions.to(anchors)
+        if d.shape != (anchors.shape[0], dims, *anchors.shape[1:]):
+            raise LandscapeError(
+                f"directions: expected shape {(anchors.shape[0], dims, *anchors.shape[1:])}, "
+                f"got {tuple(d.shape)}"
+            )
+    coeffs = torch.as_tensor(_coefficients(alpha, beta), dtype=anchors.dtype, device=anchors.device)
+    n_points = coeffs.shape[0]
+    n_anchor = anchors.shape[0]
+    if batch_size is None:
+        per_sample = _activation_bytes(model, anchors)
+        batch_size = int(max(1, min(4096, _memory_budget(anchors.device) // per_sample)))
+    out = torch.empty((n_anchor, n_points, len(unit_idx)), dtype=torch.float64)
+    total = n_anchor * n_points
+    bar = _progress(progress, total, "input slice")
+    try:
+        with eval_mode(model), torch.inference_mode():
+            flat_dirs = d.flatten(2)  # (A, D, F)
+            for start in range(0, total, batch_size):
+                idx = torch.arange(start, min(start + batch_size, total), device=anchors.device)
+                a_idx, p_idx = idx // n_points, idx % n_points
+                points = anchors.flatten(1)[a_idx] + torch.einsum(
+                    "nd,ndf->nf", coeffs[p_idx], flat_dirs[a_idx])
+                acts = unit_activations(model, layer, points.view(-1, *anchors.shape[1:]), unit_idx)
+                out.view(total, -1)[start:start + len(idx)] = acts.double().cpu()
+                bar.update(len(idx))
+    finally:
+        bar.close()
+    grid_dims = ("alpha",) if beta is None else ("alpha", "beta")
+    grid_shape = tuple(len(g) for g in (alpha, beta) if g is not None)
+    act = out.numpy().reshape(n_anchor, *grid_shape, len(unit_idx))
+    act = np.moveaxis(act, -1, 0)  # unit, anchor, grid...
+    coords = {"unit": np.asarray(unit_idx), "anchor": np.arange(n_anchor), "alpha": alpha}
+    if beta is not None:
+        coords["beta"] = beta
+    ds = xr.Dataset(
+        {"activation": (("unit", "anchor", *grid_dims), act,
+                        {"long_name": f"activation of {layer} units"})},
+        coords=coords,
+    )
+    if anchor_labels is not None:
+        ds["anchor_label"] = ("anchor", np.asarray(anchor_labels.cpu()))
+    ds["anchor_norm"] = ("anchor", anchors.flatten(1).norm(dim=1).double().cpu().numpy())
+    ds = add_scores(ds, "activation", grid_dims if beta is not None else "alpha", tol=tol)
+    config = {"space": "input", "layer": layer, "units": unit_idx, "anchors": n_anchor,
+              "directions": kind, "dims": dims, "grid": alpha.tolist(),
+              "beta_grid": None if beta is None else beta.tolist(), "orthogonal": orthogonal,
+              "tol": tol}
+    ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=anchors.device,
+                               config=config))
+    ds.attrs.update(kind="slice", space="input", directions=kind, layer=layer)
+    return ds
