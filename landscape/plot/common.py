@@ -18,7 +18,8 @@ def title(ds, what: str = "") -> str:
     bias = a.get("bias_scale", "default")
     bias = "init's own" if bias == "default" else f"{float(bias):g}"
     head = f"{what} — " if what else ""
-    return f"{head}{a.get('model', '?')}, init {a.get('init', '?')}, bias scale {bias}, {a.get('dataset', '?')}"
+    model, init, data = a.get("model", "?"), a.get("init", "?"), a.get("dataset", "?")
+    return f"{head}{model}, init {init}, bias scale {bias}, {data}"
 
 
 def save_figure(fig, path: Path) -> Path:

@@ -1,0 +1,353 @@
+"""The ``landscape`` command line: parse, call the API, save, say where results went.
+
+Bad input ends in one line on stderr (``landscape: error: ...``) and a non-zero
+exit status, with no traceback and no output file.  Set ``LANDSCAPE_DEBUG=1``
+to see the traceback of an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from .errors import LandscapeError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    message = " ".join(str(message).split())  # always one line
+    click.echo(f"landscape: error: {message}", err=True)
+    sys.exit(code)
+
+
+class LandscapeGroup(click.Group):
+    """A click group whose errors are one line on stderr, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "landscape",
+                              complete_var=complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            _fail(exc.format_message() + hint, EXIT_USAGE)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code or EXIT_ERROR)
+        except click.exceptions.Abort:
+            _fail("aborted", 130)
+        except KeyboardInterrupt:
+            _fail("interrupted; no result was written", 130)
+        except LandscapeError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # a bug: still one line unless asked for more
+            if os.environ.get("LANDSCAPE_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set LANDSCAPE_DEBUG=1 for the traceback)")
+        if isinstance(rv, int) and rv != 0:
+            sys.exit(rv)
+        if standalone_mode:
+            sys.exit(0)
+        return rv
+
+
+@click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="landscape", prog_name="landscape")
+def cli() -> None:
+    """Geometry of neural-network landscapes: slices of loss and input-response
+    surfaces, their quasi-convexity, and Hessian spectra, for random and trained
+    networks.  Every command writes an xarray Dataset as netCDF; `landscape plot`
+    draws it."""
+
+
+def main() -> None:
+    cli.main()
+
+
+# ----------------------------------------------------------------------------- shared options
+
+def model_options(f):
+    """Options that build the model and load the data, shared by every analysis."""
+    options = [
+        click.option("--model", "model_name", default="resnet18", show_default=True,
+                     help="Registered model (see `landscape info`)."),
+        click.option("--init", default="default", show_default=True,
+                     help="Weight initialisation scheme."),
+        click.option("--bias-scale", type=float, default=None,
+                     help="Draw biases and norm-layer shifts from N(0, S^2) after the init "
+                          "(0: zero biases). Default: what the init's reference does."),
+        click.option("--weight-std", type=float, default=None, help="Std of init 'normal'."),
+        click.option("--width", type=int, default=None, help="Width of mlp/cnn/autoencoder."),
+        click.option("--depth", type=int, default=None, help="Hidden layers of mlp."),
+        click.option("--activation", default=None, help="relu, tanh, gelu or sigmoid (mlp, cnn, "
+                                                        "autoencoder)."),
+        click.option("--in-shape", default=None, help="Input shape C x H x W, e.g. 1x8x8 "
+                                                      "(default: the model's own)."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+                     help="State dict (torch.save) to load into the model."),
+        click.option("--dataset", default="digits", show_default=True,
+                     help="digits, cifar10, mnist, fashion-mnist or gaussian."),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Folder holding torchvision's copy of cifar10/mnist/fashion-mnist."),
+        click.option("--download", is_flag=True, help="Download the dataset into --data-root."),
+        click.option("--split", default="train", show_default=True, help="train or test."),
+        click.option("--samples", type=int, default=256, show_default=True,
+                     help="Deterministic subset of the data to use."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds the weights, the data subset and the directions."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA when present), cpu, cuda or cuda:N."),
+        click.option("--out", type=click.Path(dir_okay=False), default=None,
+                     help="netCDF file to write (default: a new file in the current folder)."),
+        click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LandscapeError(f"device: unknown value {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LandscapeError(f"device: {name!r} asked for but no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise LandscapeError(f"device: unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def _output_path(out, overwrite: bool, command: str, model: str, init: str) -> Path:
+    """Where the result goes; checked before any work so bad paths fail fast."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = f"{command}_{model}_{init}_{stamp}"
+        path, k = Path(f"{base}.nc"), 1
+        while path.exists():
+            k += 1
+            path = Path(f"{base}-{k}.nc")
+        return path
+    path = Path(out)
+    if path.suffix != ".nc":
+        raise LandscapeError(f"out: expected a .nc file name, got {str(path)!r}")
+    if path.exists() and not overwrite:
+        raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LandscapeError(f"out: folder {str(folder)!r} does not exist")
+    return path
+
+
+def _tqdm_progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, unit="pt", leave=False,
+                disable=None, dynamic_ncols=True)
+
+
+class Setup:
+    """The model, data and bookkeeping one analysis command needs."""
+
+    def __init__(self, command: str, opts: dict):
+        import torch
+
+        from .data import load_dataset
+        from .models import build_model, load_checkpoint
+
+        self.opts = opts
+        self.device = _device(opts["device"])
+        self.out = _output_path(opts["out"], opts["overwrite"], command, opts["model_name"],
+                                opts["init"])
+        if opts["samples"] is not None and opts["samples"] < 1:
+            raise LandscapeError(f"samples: must be >= 1, got {opts['samples']}")
+        model = build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
+                            seed=opts["seed"], in_shape=opts["in_shape"],
+                            weight_std=opts["weight_std"], width=opts["width"], depth=opts["depth"],
+                            activation=opts["activation"])
+        self.checkpoint_meta = {}
+        if opts["checkpoint"]:
+            self.checkpoint_meta = load_checkpoint(model, opts["checkpoint"])
+        self.model = model.to(self.device)
+        x, y = load_dataset(opts["dataset"], root=opts["data_root"], n=opts["samples"],
+                            split=opts["split"], seed=opts["seed"], in_shape=model.in_shape,
+                            download=opts["download"])
+        if getattr(model, "task", "classify") == "classify" and int(y.max()) >= model.num_classes:
+            raise LandscapeError(
+                f"dataset {opts['dataset']!r} has labels up to {int(y.max())} but the model has "
+                f"{model.num_classes} classes"
+            )
+        self.x = x.to(self.device)
+        self.y = y.to(self.device)
+        torch.manual_seed(opts["seed"])
+
+    def finish(self, ds) -> Path:
+        """Add the command line's own options to the provenance and save."""
+        from .results import config_of, save, to_json
+
+        config = config_of(ds)
+        config.update({k: v for k, v in self.opts.items() if k not in config and k != "overwrite"})
+        config["state"] = "trained" if self.opts["checkpoint"] else "random"
+        ds.attrs["config"] = to_json(config)
+        ds.attrs["state"] = config["state"]
+        ds.attrs["checkpoint"] = str(self.opts["checkpoint"] or "")
+        return save(ds, self.out, overwrite=self.opts["overwrite"])
+
+
+# ----------------------------------------------------------------------------- info
+
+@cli.command()
+def info() -> None:
+    """Versions, device, models, inits, datasets and directions."""
+    import numpy
+    import torch
+    import torchvision
+    import xarray
+
+    from . import __version__
+    from .data import DATASETS
+    from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
+    from .init import INITS
+    from .models import MODELS
+
+    click.echo(f"landscape {__version__}")
+    click.echo(f"python {sys.version.split()[0]}, torch {torch.__version__}, torchvision "
+               f"{torchvision.__version__}, xarray {xarray.__version__}, numpy {numpy.__version__}")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        click.echo(f"device: cuda ({names}); --device auto uses it")
+    else:
+        click.echo(f"device: cpu ({torch.get_num_threads()} threads); no CUDA device")
+    click.echo("models:")
+    for name, (_, shape, task, options) in MODELS.items():
+        extra = f", options: {', '.join(options)}" if options else ""
+        click.echo(f"  {name:16s} input {'x'.join(map(str, shape))}, {task}{extra}")
+    click.echo(f"inits: {', '.join(INITS)}")
+    click.echo(f"datasets: {', '.join(DATASETS)}")
+    click.echo(f"directions: loss space {', '.join(PARAMETER_DIRECTIONS)}; "
+               f"input space {', '.join(INPUT_DIRECTIONS)}")
+
+
+# ----------------------------------------------------------------------------- slice
+
+@cli.command("slice")
+@model_options
+@click.option("--space", type=click.Choice(["loss", "input", "both"]), default="both",
+              show_default=True, help="Slice the loss over parameters, units over their input, or both.")
+@click.option("--directions", default=None,
+              help="random, filter, layer, hessian (loss space); random, pca (input space). "
+                   "Applies to each space that has it. Default: filter / random.")
+@click.option("--dims", type=click.IntRange(1, 2), default=None,
+              help="1 (curves) or 2 (surfaces). Default: 2 for the loss, 1 for the input.")
+@click.option("--grid", default="-1:1:21", show_default=True, help="start:stop:num of alpha (and beta).")
+@click.option("--layer", default=None, help="Module whose units to slice (default: the one feeding "
+                                            "the head).")
+@click.option("--units", type=int, default=16, show_default=True, help="First N units of the layer.")
+@click.option("--anchors", type=int, default=8, show_default=True,
+              help="Data points the input slices pass through.")
+@click.option("--include-bias", is_flag=True, help="Give biases and norm layers a direction too.")
+@click.option("--orthogonal", is_flag=True, help="Orthogonalise the loss-space directions.")
+@click.option("--bn", type=click.Choice(["eval", "batch"]), default="eval", show_default=True,
+              help="BatchNorm with running (eval) or batch statistics.")
+@click.option("--engine", type=click.Choice(["auto", "vmap", "loop"]), default="auto",
+              show_default=True, help="How grid points of the loss slice are batched.")
+@click.option("--batch-size", type=int, default=None, help="Data batch size (default: up to 512).")
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="Relative tolerance of the convexity verdicts.")
+def slice_command(**opts) -> None:
+    """Slice the loss surface and units' input-response surfaces; score their
+    quasi-convexity."""
+    import xarray as xr
+
+    from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
+    from .slicing import input_slice, loss_slice, parse_grid
+
+    parse_grid(opts["grid"])  # fail on a malformed grid before any work
+    space, chosen = opts["space"], opts["directions"]
+    spaces = ("loss", "input") if space == "both" else (space,)
+    if chosen is not None:
+        valid = [s for s in spaces if chosen in (PARAMETER_DIRECTIONS if s == "loss" else INPUT_DIRECTIONS)]
+        if not valid:
+            allowed = sorted(set(PARAMETER_DIRECTIONS if "loss" in spaces else ()) |
+                             set(INPUT_DIRECTIONS if "input" in spaces else ()))
+            raise LandscapeError(f"directions: unknown value {chosen!r} for --space {space}; "
+                                 f"choose one of {', '.join(allowed)}")
+    if opts["anchors"] < 1:
+        raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    setup = Setup("slice", opts)
+    parts = []
+    if "loss" in spaces:
+        kind = chosen if chosen in PARAMETER_DIRECTIONS else "filter"
+        parts.append(loss_slice(
+            setup.model, setup.x, setup.y, directions=kind, dims=opts["dims"] or 2, grid=opts["grid"],
+            include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=opts["bn"],
+            batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
+            dataset=opts["dataset"], progress=_tqdm_progress))
+    if "input" in spaces:
+        kind = chosen if chosen in INPUT_DIRECTIONS else "random"
+        n_anchor = min(opts["anchors"], setup.x.shape[0])
+        parts.append(input_slice(
+            setup.model, opts["layer"], opts["units"], setup.x[:n_anchor], directions=kind,
+            dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x, anchor_labels=setup.y[:n_anchor],
+            seed=opts["seed"], tol=opts["tol"], dataset=opts["dataset"], progress=_tqdm_progress))
+    ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
+    for line in _slice_summary(ds):
+        click.echo(line)
+    click.echo(str(setup.finish(ds)))
+
+
+def _merge_slices(parts, xr):
+    """One Dataset holding the loss and input slices (same grid, so same alpha)."""
+    attrs = dict(parts[0].attrs)
+    merged = xr.merge(parts, compat="override", combine_attrs="drop")
+    from .results import config_of, to_json
+
+    attrs["config"] = to_json({p.attrs["space"]: config_of(p) for p in parts})
+    attrs.update({k: v for k, v in parts[1].attrs.items() if k not in attrs})
+    attrs["space"] = "both"
+    attrs["directions"] = to_json({p.attrs["space"]: p.attrs["directions"] for p in parts})
+    merged.attrs = attrs
+    return merged
+
+
+def _slice_summary(ds) -> list[str]:
+    lines = []
+    if "loss" in ds:
+        centre = ds.loss.sel(alpha=0, method="nearest")
+        if "beta" in ds.loss.dims:
+            centre = centre.sel(beta=0, method="nearest")
+        lines.append(f"loss at the centre {float(centre):.4g}, range "
+                     f"[{float(ds.loss.min()):.4g}, {float(ds.loss.max()):.4g}]; quasi-convex "
+                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines")
+    if "activation" in ds:
+        lines.append(f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: quasi-convex "
+                     f"{100 * ds.attrs['activation_frac_quasi_convex']:.0f}%, quasi-concave "
+                     f"{100 * ds.attrs['activation_frac_quasi_concave']:.0f}%, either "
+                     f"{100 * ds.attrs['activation_frac_either']:.0f}%")
+    return lines
+
+
+# ----------------------------------------------------------------------------- plot
+
+@cli.command("plot")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the PNG files (default: beside FILE).")
+def plot_command(file: str, out_dir: str | None) -> None:
+    """Draw every figure of a saved result (PNG files named after FILE)."""
+    from .plot import plot_file
+
+    paths = plot_file(file, out_dir)
+    for p in paths:
+        click.echo(str(p))

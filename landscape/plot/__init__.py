@@ -1,0 +1,30 @@
+"""Figures drawn from saved results only: ``plot_file(path)`` reads a netCDF file
+written by :func:`landscape.save` and writes PNG files named after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import LandscapeError
+from ..results import load
+
+
+def plot_file(path, out_dir=None) -> list[Path]:
+    """Draw every figure for the result in ``path``; returns the PNG paths."""
+    path = Path(path)
+    ds = load(path)
+    out = Path(out_dir) if out_dir is not None else (path.parent if str(path.parent) else Path("."))
+    if out.exists() and not out.is_dir():
+        raise LandscapeError(f"out: {str(out)!r} is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    kind = ds.attrs["kind"]
+    stem = path.stem
+    if kind == "slice":
+        from .slices import plot_slice
+
+        return plot_slice(ds, out, stem)
+    if kind in ("hessian", "input_hessian"):
+        from .spectra import plot_hessian
+
+        return plot_hessian(ds, out, stem)
+    raise LandscapeError(f"plot: results of kind {kind!r} have no figures yet")

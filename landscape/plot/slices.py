@@ -1,0 +1,135 @@
+"""Figures of slice results: loss curves and contour maps, units' input-response
+curves with each curve's verdict, and histograms of the barrier scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .common import plt, save_figure, title
+
+MAX_UNITS = 16
+# Colour of each verdict on a 1-D curve.
+VERDICTS = {
+    (True, True): ("monotone (both)", "0.55"),
+    (True, False): ("quasi-convex", "tab:blue"),
+    (False, True): ("quasi-concave", "tab:red"),
+    (False, False): ("neither", "black"),
+}
+
+
+def _verdict(ds, var: str, **index) -> tuple[str, str]:
+    qcvx = bool(ds[f"{var}_quasi_convex"].isel(**index)) if index else bool(ds[f"{var}_quasi_convex"])
+    qccv = bool(ds[f"{var}_quasi_concave"].isel(**index)) if index else bool(ds[f"{var}_quasi_concave"])
+    return VERDICTS[(qcvx, qccv)]
+
+
+def _loss_figure(ds, path: Path) -> Path:
+    loss = ds["loss"]
+    if "beta" in loss.dims:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+        a, b = ds.alpha.values, ds.beta.values
+        z = loss.transpose("beta", "alpha").values
+        lo, hi = np.nanmin(z), np.nanmax(z)
+        levels = np.geomspace(max(lo, 1e-12), hi, 30) if lo > 0 and hi / max(lo, 1e-12) > 20 else 30
+        cs = axes[0].contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
+        fig.colorbar(cs, ax=axes[0], label="loss")
+        axes[0].plot(0, 0, "r+", ms=10)
+        axes[0].set(xlabel="alpha", ylabel="beta", title="loss (contours)")
+        if np.isfinite(ds["accuracy"].values).any():
+            im = axes[1].pcolormesh(a, b, ds["accuracy"].transpose("beta", "alpha").values,
+                                    shading="nearest", cmap="magma", vmin=0, vmax=1)
+            fig.colorbar(im, ax=axes[1], label="accuracy")
+            axes[1].set(xlabel="alpha", ylabel="beta", title="accuracy")
+        else:
+            im = axes[1].pcolormesh(a, b, z, shading="nearest", cmap="viridis")
+            fig.colorbar(im, ax=axes[1], label="loss")
+            axes[1].set(xlabel="alpha", ylabel="beta", title="loss")
+        frac = ds.attrs.get("loss_frac_quasi_convex", np.nan)
+        fig.suptitle(title(ds, f"loss surface ({100 * frac:.0f}% of lines quasi-convex)"), fontsize=10)
+    else:
+        fig, ax = plt.subplots(figsize=(6.5, 4.4), layout="constrained")
+        label, colour = _verdict(ds, "loss")
+        ax.plot(ds.alpha, loss, color=colour, lw=2, label=f"loss ({label})")
+        ax.set(xlabel="alpha", ylabel="loss")
+        if np.isfinite(ds["accuracy"].values).any():
+            twin = ax.twinx()
+            twin.plot(ds.alpha, ds["accuracy"], color="tab:orange", ls="--", label="accuracy")
+            twin.set(ylabel="accuracy", ylim=(0, 1))
+            twin.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(title(ds, "loss along one direction"), fontsize=9)
+    return save_figure(fig, path)
+
+
+def _unit_grid(n: int):
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()
+
+
+def _activation_figure(ds, path: Path) -> Path:
+    act = ds["activation"]
+    units = act.unit.values[:MAX_UNITS]
+    fig, axes = _unit_grid(len(units))
+    if "beta" in act.dims:
+        for ax, (i, u) in zip(axes, enumerate(units)):
+            z = act.isel(unit=i, anchor=0).transpose("beta", "alpha").values
+            ax.contourf(ds.alpha, ds.beta, z, levels=20, cmap="viridis")
+            ax.plot(0, 0, "r+", ms=8)
+            ax.set_title(f"unit {u} (anchor 0)", fontsize=8)
+            ax.tick_params(labelsize=7)
+        what = "input-response surfaces"
+    else:
+        seen = set()
+        for ax, (i, u) in zip(axes, enumerate(units)):
+            for j in range(act.sizes["anchor"]):
+                label, colour = _verdict(ds, "activation", unit=i, anchor=j)
+                ax.plot(ds.alpha, act.isel(unit=i, anchor=j), color=colour, lw=1,
+                        label=label if label not in seen else None)
+                seen.add(label)
+            ax.axvline(0, color="0.8", lw=0.6, zorder=0)
+            ax.set_title(f"unit {u}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        fig.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+        what = "input-response curves"
+    layer = ds.attrs.get("layer", "")
+    either = ds.attrs.get("activation_frac_either", np.nan)
+    fig.suptitle(title(ds, f"{layer} {what}, {100 * either:.0f}% quasi-convex or -concave"),
+                 fontsize=10)
+    return save_figure(fig, path)
+
+
+def _barrier_figure(ds, path: Path) -> Path:
+    present = [v for v in ("loss", "activation") if f"{v}_qcvx_barrier" in ds]
+    fig, axes = plt.subplots(1, len(present), figsize=(5.5 * len(present), 3.8), squeeze=False,
+                             layout="constrained")
+    for ax, var in zip(axes[0], present):
+        qcvx = ds[f"{var}_qcvx_barrier"].values.ravel()
+        qccv = ds[f"{var}_qccv_barrier"].values.ravel()
+        bins = np.linspace(0, max(1e-6, np.nanmax(np.r_[qcvx, qccv, 0])), 25)
+        ax.hist(qcvx[np.isfinite(qcvx)], bins=bins, alpha=0.6, color="tab:blue",
+                label="quasi-convexity barrier")
+        ax.hist(qccv[np.isfinite(qccv)], bins=bins, alpha=0.6, color="tab:red",
+                label="quasi-concavity barrier")
+        ax.set(xlabel="barrier (fraction of the curve's range)", ylabel="curves",
+               title=f"{var}: {qcvx.size} curves")
+        ax.legend(fontsize=8)
+    fig.suptitle(title(ds, "barrier scores"), fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_slice(ds, out_dir: Path, stem: str) -> list[Path]:
+    """Loss figure, activation figure and barrier histograms, whichever apply."""
+    paths = []
+    if "loss" in ds:
+        paths.append(_loss_figure(ds, out_dir / f"{stem}_loss.png"))
+    if "activation" in ds:
+        paths.append(_activation_figure(ds, out_dir / f"{stem}_activation.png"))
+    paths.append(_barrier_figure(ds, out_dir / f"{stem}_barriers.png"))
+    return paths

@@ -1,0 +1,107 @@
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import landscape
+from landscape.cli import cli
+
+MLP = ["--model", "mlp", "--init", "xavier", "--samples", "64", "--grid", "-1:1:5", "--units", "4",
+       "--anchors", "3"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def run(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return result, sorted(p.name for p in Path(".").iterdir())
+
+
+def test_slice_then_plot_end_to_end():
+    res, _ = run(["slice", *MLP, "--bias-scale", "0.5", "--out", "s.nc"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == "s.nc"
+    ds = landscape.load("s.nc")
+    assert ds.attrs["space"] == "both"
+    assert ds.loss.dims == ("alpha", "beta") and ds.activation.dims == ("unit", "anchor", "alpha")
+    assert ds.attrs["bias_scale"] == 0.5 and ds.attrs["model"] == "mlp"
+    assert ds.attrs["init"] == "xavier" and ds.attrs["state"] == "random"
+    res, _ = run(["plot", "s.nc", "--out", "figs"])
+    assert res.exit_code == 0, res.output
+    pngs = res.stdout.split()
+    assert [Path(p).name for p in pngs] == ["s_loss.png", "s_activation.png", "s_barriers.png"]
+    for p in pngs:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_output_name_and_one_dimensional_loss():
+    res, files = run(["slice", *MLP, "--space", "loss", "--dims", "1"])
+    assert res.exit_code == 0, res.output
+    name = res.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"slice_mlp_xavier_\d{8}-\d{6}\.nc", name)
+    assert files == [name]
+
+
+def test_info_lists_models():
+    res = CliRunner().invoke(cli, ["info"])
+    assert res.exit_code == 0
+    for word in ("resnet18-noskip", "xavier", "digits", "filter"):
+        assert word in res.stdout
+
+
+def test_every_command_has_help():
+    for command in ([], ["slice"], ["plot"], ["info"]):
+        res = CliRunner().invoke(cli, [*command, "--help"])
+        assert res.exit_code == 0 and "Usage" in res.stdout
+
+
+@pytest.fixture
+def foreign_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "cnn.pt"
+    torch.save(landscape.build_model("cnn").state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["slice", "--model", "vgg99"], "model: unknown value 'vgg99'"),
+    (["slice", *MLP, "--grid", "1:2"], "grid: expected start:stop:num"),
+    (["slice", *MLP, "--dataset", "cifar10"], "needs --data-root"),
+    (["slice", *MLP, "--dataset", "mnist", "--data-root", "/nonexistent/root"], "does not exist"),
+    (["slice", *MLP, "--checkpoint", "CKPT"], "does not fit model 'mlp'"),
+    (["slice", *MLP, "--directions", "sideways"], "directions: unknown value 'sideways'"),
+    (["slice", *MLP, "--space", "moon"], "Invalid value for '--space'"),
+    (["slice", *MLP, "--units", "500"], "units: layer has 64 units"),
+    (["slice", *MLP, "--layer", "fc9"], "no module named 'fc9'"),
+    (["plot", "missing.nc"], "no such file"),
+    (["slice", *MLP, "--device", "tpu"], "device"),
+])
+def test_bad_input_is_one_line_no_traceback_no_file(foreign_checkpoint, args, message):
+    args = [foreign_checkpoint if a == "CKPT" else a for a in args]
+    res, files = run([*args, "--out", "x.nc"] if args[0] == "slice" else args)
+    assert res.exit_code != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("landscape: error:") and message in lines[0]
+    assert "Traceback" not in res.output
+    assert files == []
+
+
+def test_existing_output_is_not_overwritten():
+    Path("keep.nc").write_text("precious")
+    res, _ = run(["slice", *MLP, "--out", "keep.nc"])
+    assert res.exit_code != 0 and "exists" in res.stderr
+    assert Path("keep.nc").read_text() == "precious"
+
+
+def test_corrupt_result_file_for_plot():
+    Path("bad.nc").write_text("not netcdf")
+    res, files = run(["plot", "bad.nc"])
+    assert res.exit_code != 0
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("landscape: error: 'bad.nc' is not a readable netCDF file")
+    assert files == ["bad.nc"]
