@@ -19,6 +19,10 @@ from .errors import LandscapeError
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
+# Analyses by command name: fn(opts) -> (Dataset, Setup); filled by @analysis.
+ANALYSES: dict = {}
+SUMMARIES: dict = {}
+
 
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
     message = " ".join(str(message).split())  # always one line
@@ -268,6 +272,51 @@ def info() -> None:
 def slice_command(**opts) -> None:
     """Slice the loss surface and units' input-response surfaces; score their
     quasi-convexity."""
+    run_command("slice", opts)
+
+
+def run_command(name: str, opts: dict) -> None:
+    """Run analysis ``name``, print its summary and save; the last stdout line
+    names the file written."""
+    ds, setup = ANALYSES[name](opts)
+    for line in SUMMARIES.get(name, lambda _ds: [])(ds):
+        click.echo(line)
+    click.echo(str(setup.finish(ds)))
+
+
+def analysis(name: str, summary=None):
+    """Register ``fn(opts) -> (Dataset, Setup)`` as analysis ``name``: what the
+    command of that name runs, and what a sweep runs per task."""
+
+    def register(fn):
+        ANALYSES[name] = fn
+        if summary is not None:
+            SUMMARIES[name] = summary
+        return fn
+
+    return register
+
+
+def _slice_summary(ds) -> list[str]:
+    lines = []
+    if "loss" in ds:
+        centre = ds.loss.sel(alpha=0, method="nearest")
+        if "beta" in ds.loss.dims:
+            centre = centre.sel(beta=0, method="nearest")
+        lines.append(f"loss at the centre {float(centre):.4g}, range "
+                     f"[{float(ds.loss.min()):.4g}, {float(ds.loss.max()):.4g}]; quasi-convex "
+                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines")
+    if "activation" in ds:
+        lines.append(f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: quasi-convex "
+                     f"{100 * ds.attrs['activation_frac_quasi_convex']:.0f}%, quasi-concave "
+                     f"{100 * ds.attrs['activation_frac_quasi_concave']:.0f}%, either "
+                     f"{100 * ds.attrs['activation_frac_either']:.0f}%")
+    return lines
+
+
+@analysis("slice", summary=_slice_summary)
+def slice_analysis(opts: dict):
+    """Loss and/or input slices as the `slice` command's options say."""
     import xarray as xr
 
     from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
@@ -302,9 +351,7 @@ def slice_command(**opts) -> None:
             dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x, anchor_labels=setup.y[:n_anchor],
             seed=opts["seed"], tol=opts["tol"], dataset=opts["dataset"], progress=_tqdm_progress))
     ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
-    for line in _slice_summary(ds):
-        click.echo(line)
-    click.echo(str(setup.finish(ds)))
+    return ds, setup
 
 
 def _merge_slices(parts, xr):
@@ -319,23 +366,6 @@ def _merge_slices(parts, xr):
     attrs["directions"] = to_json({p.attrs["space"]: p.attrs["directions"] for p in parts})
     merged.attrs = attrs
     return merged
-
-
-def _slice_summary(ds) -> list[str]:
-    lines = []
-    if "loss" in ds:
-        centre = ds.loss.sel(alpha=0, method="nearest")
-        if "beta" in ds.loss.dims:
-            centre = centre.sel(beta=0, method="nearest")
-        lines.append(f"loss at the centre {float(centre):.4g}, range "
-                     f"[{float(ds.loss.min()):.4g}, {float(ds.loss.max()):.4g}]; quasi-convex "
-                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines")
-    if "activation" in ds:
-        lines.append(f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: quasi-convex "
-                     f"{100 * ds.attrs['activation_frac_quasi_convex']:.0f}%, quasi-concave "
-                     f"{100 * ds.attrs['activation_frac_quasi_concave']:.0f}%, either "
-                     f"{100 * ds.attrs['activation_frac_either']:.0f}%")
-    return lines
 
 
 # ----------------------------------------------------------------------------- plot
