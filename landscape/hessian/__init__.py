@@ -1,0 +1,285 @@
+"""Hessian spectra of the loss over parameters and of units over their input.
+
+One algorithm per module, each citing its source:
+
+``hvp``      exact Hessian-vector products (:class:`LossHessian`, :class:`InputHessian`)
+``lanczos``  top-/bottom-k eigenpairs by Lanczos with full reorthogonalisation
+``slq``      spectral density and negative mass by stochastic Lanczos quadrature
+``hutchpp``  trace by Hutch++
+
+The public functions assemble them into results (``xarray.Dataset``):
+
+* :func:`hessian_spectrum` — ``kind="hessian"``;
+* :func:`input_hessian_spectrum` — ``kind="input_hessian"``, with leading
+  dimensions ``unit`` and ``anchor``;
+* :func:`top_eigenvectors` — the principal directions used by
+  ``landscape slice --directions hessian``.
+
+Variables: ``eigenvalue(eig)`` sorted descending, with the coordinate
+``which(eig)`` (``"top"``/``"bottom"``); ``residual(eig)`` (``‖Hy − θy‖``);
+``converged(eig)``; ``density(lam)`` when asked; ``trace``, ``trace_stderr``,
+``negative_mass`` (NaN when not asked); ``ratio_min_max = |λmin / λmax|``
+(Li et al. 2018; NaN unless both ends were asked); ``n_hvp`` (products with
+the Hessian, also an attribute).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from ..errors import LandscapeError
+from ..models import resolve_layer, select_units
+from ..results import provenance
+from .hutchpp import TraceEstimate, hutchpp
+from .hvp import DenseOperator, HessianOperator, InputHessian, LossHessian
+from .lanczos import LanczosResult, lanczos
+from .slq import Quadrature, default_grid, default_sigma, negative_mass, slq, spectral_density
+
+__all__ = [
+    "hessian_spectrum", "input_hessian_spectrum", "top_eigenvectors",
+    "LossHessian", "InputHessian", "DenseOperator", "HessianOperator",
+    "lanczos", "slq", "hutchpp", "spectral_density", "negative_mass",
+]
+
+
+def _check(top_k: int, bottom_k: int, density: bool, trace: bool) -> None:
+    if top_k < 0 or bottom_k < 0:
+        raise LandscapeError(
+            f"top_k, bottom_k: must be >= 0, got top_k={top_k}, bottom_k={bottom_k}")
+    if top_k + bottom_k == 0 and not density and not trace:
+        raise LandscapeError("nothing to compute: ask for top_k/bottom_k > 0, density or trace")
+
+
+def _analyse(op: HessianOperator, top_k: int, bottom_k: int, density: bool, trace: bool,
+             tol: float, max_steps: int | None, density_runs: int, density_steps: int,
+             trace_probes: int, seed: int, explicit_residuals: bool):
+    """Run the requested estimators on one operator."""
+    eig = lanczos(op, top_k, bottom_k, tol=tol, max_steps=max_steps, seed=seed,
+                  eigenvectors=False, explicit_residuals=explicit_residuals) \
+        if top_k + bottom_k else None
+    quad = slq(op, n_runs=density_runs, steps=density_steps, seed=seed + 1) if density else None
+    tr = hutchpp(op, n_probes=trace_probes, seed=seed + 2) if trace else None
+    return eig, quad, tr
+
+
+def _scalars(eig: LanczosResult | None, quad: Quadrature | None, tr: TraceEstimate | None,
+             top_k: int, bottom_k: int) -> dict[str, float]:
+    ratio = np.nan
+    if eig is not None and top_k and bottom_k:
+        lmax, lmin = eig.eigenvalues.max(), eig.eigenvalues.min()
+        ratio = abs(lmin / lmax) if lmax != 0 else np.nan
+    return {
+        "trace": tr.trace if tr else np.nan,
+        "trace_stderr": tr.stderr if tr else np.nan,
+        "negative_mass": negative_mass(*quad.all()) if quad else np.nan,
+        "ratio_min_max": ratio,
+    }
+
+
+def _grid_and_sigma(quads: list[Quadrature], lam, sigma: float | None):
+    nodes = np.concatenate([q.all()[0] for q in quads])
+    if sigma is None:
+        sigma = default_sigma(nodes)
+    if lam is None:
+        lam = default_grid(nodes, sigma)
+    elif isinstance(lam, int):
+        lam = default_grid(nodes, sigma, num=lam)
+    return np.asarray(lam, dtype=float), float(sigma)
+
+
+def _eig_coords(top_k: int, bottom_k: int) -> dict:
+    which = np.array(["top"] * top_k + ["bottom"] * bottom_k, dtype=str)
+    return {"eig": np.arange(top_k + bottom_k), "which": ("eig", which)}
+
+
+def _data_name(dataset) -> str | None:
+    return None if dataset is None else str(dataset)
+
+
+def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
+                     top_k: int = 5, bottom_k: int = 0, density: bool = False,
+                     trace: bool = False, tol: float = 1e-4, *, max_steps: int | None = None,
+                     batch_size: int | None = None, engine: str = "auto", bn: str = "eval",
+                     density_runs: int = 8, density_steps: int = 80, lam=None,
+                     sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
+                     chunk_size: int | None = 8, explicit_residuals: bool = False,
+                     dataset: str | None = None) -> xr.Dataset:
+    """The spectrum of ``H = ∇²_θ L`` of the mean loss over ``(x, y)``.
+
+    ``top_k``/``bottom_k`` extreme eigenvalues by Lanczos (stopping at relative
+    residual ``tol``, at most ``max_steps`` products); ``density``: SLQ with
+    ``density_runs`` × ``density_steps`` on the grid ``lam`` (an array, a point
+    count, or ``None`` for 501 points around the Ritz values), broadened by
+    ``sigma`` (default 1 % of the spectral range); ``trace``: Hutch++ with
+    ``trace_probes`` products.  ``batch_size``, ``engine``, ``bn`` and
+    ``chunk_size`` are passed to :class:`LossHessian`.  Returns a Dataset of kind
+    ``"hessian"`` (see the module docstring).
+    """
+    _check(top_k, bottom_k, density, trace)
+    op = LossHessian(model, x, y, batch_size=batch_size, engine=engine, bn=bn,
+                     chunk_size=chunk_size)
+    eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps, density_runs,
+                             density_steps, trace_probes, seed, explicit_residuals)
+    op.release()
+    data = {
+        "eigenvalue": ("eig", eig.eigenvalues if eig else np.zeros(0)),
+        "residual": ("eig", eig.residuals if eig else np.zeros(0)),
+        "converged": ("eig", eig.converged.astype(bool) if eig else np.zeros(0, bool)),
+    }
+    for name, value in _scalars(eig, quad, tr, top_k, bottom_k).items():
+        data[name] = ((), value)
+    data["n_hvp"] = ((), op.n_products)
+    coords = _eig_coords(top_k, bottom_k)
+    config = dict(top_k=top_k, bottom_k=bottom_k, density=density, trace=trace, tol=tol,
+                  max_steps=max_steps, batch_size=batch_size, engine=op.engine, bn=bn,
+                  density_runs=density_runs, density_steps=density_steps, sigma=sigma,
+                  lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
+                  seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals,
+                  n_samples=len(x))
+    attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
+    attrs.update(kind="hessian", n_hvp=int(op.n_products), n_params=int(op.dim),
+                 lanczos_steps=int(eig.steps) if eig else 0, tol=float(tol))
+    if quad is not None:
+        grid, s = _grid_and_sigma([quad], lam, sigma)
+        data["density"] = ("lam", spectral_density(*quad.all(), grid, s))
+        coords["lam"] = grid
+        attrs["sigma"] = s
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    _describe(ds)
+    return ds
+
+
+def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
+                           anchors: torch.Tensor | None = None, top_k: int = 5, bottom_k: int = 0,
+                           density: bool = False, trace: bool = False, tol: float = 1e-4, *,
+                           max_steps: int | None = None, engine: str = "auto",
+                           density_runs: int = 8, density_steps: int = 80, lam=None,
+                           sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
+                           chunk_size: int | None = 8, explicit_residuals: bool = False,
+                           dataset: str | None = None) -> xr.Dataset:
+    """The spectrum of ``∇²_x a_u(x)`` for each unit ``u`` of ``layer`` at each anchor.
+
+    ``layer``: a module name (``None``: the model's default layer); ``units``: an
+    int N (the first N units) or a list of indices; ``anchors``: inputs of shape
+    ``(A, *model.in_shape)`` (a single input is taken as ``A = 1``).  The other
+    options are those of :func:`hessian_spectrum`; the density of every unit and
+    anchor shares one grid ``lam`` and one broadening ``sigma``.  Returns a
+    Dataset of kind ``"input_hessian"`` with leading dimensions ``unit``
+    (coordinate: unit index) and ``anchor`` (``0..A−1``).
+    """
+    _check(top_k, bottom_k, density, trace)
+    if anchors is None:
+        raise LandscapeError("anchors: give the input points (A, C, H, W) to take the Hessian at")
+    layer = resolve_layer(model, layer)
+    chosen = select_units(model, layer, units)
+    shape = tuple(getattr(model, "in_shape", anchors.shape[1:]))
+    if tuple(anchors.shape) == shape:
+        anchors = anchors.unsqueeze(0)
+    if tuple(anchors.shape[1:]) != shape:
+        raise LandscapeError(f"anchors: expected shape (A, {', '.join(map(str, shape))}), "
+                             f"got {tuple(anchors.shape)}")
+    U, A, k = len(chosen), len(anchors), top_k + bottom_k
+    values = np.full((U, A, k), np.nan)
+    residuals = np.full((U, A, k), np.nan)
+    converged = np.zeros((U, A, k), dtype=bool)
+    scalars = {name: np.full((U, A), np.nan)
+               for name in ("trace", "trace_stderr", "negative_mass", "ratio_min_max")}
+    n_hvp = np.zeros((U, A), dtype=np.int64)
+    quads: dict[tuple[int, int], Quadrature] = {}
+    engine_used = engine
+    for i, unit in enumerate(chosen):
+        for a in range(A):
+            op = InputHessian(model, layer, unit, anchors[a], engine=engine, chunk_size=chunk_size)
+            engine_used = op.engine
+            eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
+                                     density_runs, density_steps, trace_probes, seed,
+                                     explicit_residuals)
+            op.release()
+            if eig is not None:
+                values[i, a] = eig.eigenvalues
+                residuals[i, a] = eig.residuals
+                converged[i, a] = eig.converged
+            for name, value in _scalars(eig, quad, tr, top_k, bottom_k).items():
+                scalars[name][i, a] = value
+            if quad is not None:
+                quads[i, a] = quad
+            n_hvp[i, a] = op.n_products
+    dims = ("unit", "anchor")
+    data = {
+        "eigenvalue": (dims + ("eig",), values),
+        "residual": (dims + ("eig",), residuals),
+        "converged": (dims + ("eig",), converged),
+        **{name: (dims, value) for name, value in scalars.items()},
+        "n_hvp": (dims, n_hvp),
+    }
+    coords = {"unit": np.asarray(chosen), "anchor": np.arange(A), **_eig_coords(top_k, bottom_k)}
+    config = dict(layer=layer, units=list(chosen), n_anchors=A, top_k=top_k, bottom_k=bottom_k,
+                  density=density, trace=trace, tol=tol, max_steps=max_steps, engine=engine_used,
+                  density_runs=density_runs, density_steps=density_steps, sigma=sigma,
+                  lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
+                  seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals)
+    attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
+    attrs.update(kind="input_hessian", layer=layer, n_hvp=int(n_hvp.sum()),
+                 n_inputs=int(np.prod(shape)), tol=float(tol))
+    if quads:
+        grid, s = _grid_and_sigma(list(quads.values()), lam, sigma)
+        dens = np.zeros((U, A, len(grid)))
+        for (i, a), quad in quads.items():
+            dens[i, a] = spectral_density(*quad.all(), grid, s)
+        data["density"] = (dims + ("lam",), dens)
+        coords["lam"] = grid
+        attrs["sigma"] = s
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    _describe(ds)
+    return ds
+
+
+def _describe(ds: xr.Dataset) -> None:
+    """Units and meanings as variable attributes (they travel into the netCDF file)."""
+    text = {
+        "eigenvalue": "Ritz values of the Hessian, descending",
+        "residual": "Ritz residual norm ||H y - theta y||",
+        "converged": "residual <= tol * max|theta|",
+        "density": "spectral density (SLQ, Gaussian-broadened), integrates to 1 over lam",
+        "trace": "Hutch++ trace estimate",
+        "trace_stderr": "standard error of the trace (Hutchinson part)",
+        "negative_mass": "fraction of the spectrum below 0 (SLQ quadrature weight)",
+        "ratio_min_max": "|lambda_min / lambda_max|",
+        "n_hvp": "Hessian-vector products used",
+    }
+    for name, desc in text.items():
+        if name in ds:
+            ds[name].attrs["long_name"] = desc
+
+
+def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, k: int = 2,
+                     tol: float = 1e-4, **kw) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """The ``k`` largest eigenvalues of the loss Hessian and their unit eigenvectors.
+
+    Returns ``(eigenvalues, directions)``: ``eigenvalues`` a float64 tensor of shape
+    ``(k,)`` (descending) and ``directions`` a list of ``k`` dicts mapping every
+    name of ``model.named_parameters()`` to a tensor of that parameter's shape
+    (zero for frozen parameters); each direction has norm 1 over all parameters.
+    ``kw``: ``max_steps``, ``seed`` (for :func:`lanczos`) and ``batch_size``,
+    ``engine``, ``bn``, ``chunk_size`` (for :class:`LossHessian`).
+    """
+    lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "seed") if key in kw}
+    op = LossHessian(model, x, y, **kw)
+    res = lanczos(op, top_k=k, bottom_k=0, tol=tol, **lanczos_kw)
+    op.release()
+    directions = []
+    for v in res.eigenvectors:
+        parts = op.to_parameters(v)
+        directions.append({name: parts[name].clone() if name in parts else torch.zeros_like(p)
+                           for name, p in model.named_parameters()})
+    return torch.as_tensor(res.eigenvalues.copy()), directions
+
+
+def dense_spectrum(op: HessianOperator) -> np.ndarray:
+    """All eigenvalues of a small operator, ascending (``dim`` products)."""
+    H = op.dense()
+    return torch.linalg.eigvalsh((H + H.T) / 2).double().cpu().numpy()
+
