@@ -189,30 +189,31 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     batches = [(x[b:b + batch_size], None if y is None else y[b:b + batch_size])
                for b in range(0, n, batch_size)]
 
+    # Directions of each moving tensor stacked as rows, so that the parameters of
+    # C points are one fused θ + C·D product per tensor.
+    flat_base = {k: w.reshape(1, -1) for k, w in base.items()}
+    stacked = {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}
+
     def points(c: torch.Tensor) -> dict[str, torch.Tensor]:
-        p = {}
-        for k, w in base.items():
-            expand = (-1,) + (1,) * w.dim()
-            t = w.unsqueeze(0) + c[:, 0].view(expand) * dirs[0][k].unsqueeze(0)
-            for j in range(1, len(dirs)):
-                t = t + c[:, j].view(expand) * dirs[j][k].unsqueeze(0)
-            p[k] = t
-        return p
+        return {k: torch.addmm(flat_base[k], c, stacked[k]).view(c.shape[0], *w.shape)
+                for k, w in base.items()}
 
     def run(c: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
-        p = points(c)
         loss = torch.zeros(c.shape[0], dtype=torch.float64, device=x.device)
         correct = torch.zeros_like(loss)
-        for xb, yb in batches:
-            if how == "vmap" and p:
+        if how == "vmap" and base:
+            p = points(c)
+            for xb, yb in batches:
                 l, k_ = batched(p, xb, yb)
-            else:
-                pairs = [point_loss({k: t[i] for k, t in p.items()}, xb, yb)
-                         for i in range(c.shape[0] if p else 1)]
-                l = torch.stack([a for a, _ in pairs]).expand(c.shape[0])
-                k_ = torch.stack([b for _, b in pairs]).expand(c.shape[0])
-            loss += l.double()
-            correct += k_.double()
+                loss += l.double()
+                correct += k_.double()
+            return loss, correct
+        for i in range(c.shape[0]):
+            p = {k: t[0] for k, t in points(c[i:i + 1]).items()}
+            for xb, yb in batches:
+                l, k_ = point_loss(p, xb, yb)
+                loss[i] += l.double()
+                correct[i] += k_.double()
         return loss, correct
 
     coeff_t = torch.as_tensor(coeffs, dtype=next(iter(params.values())).dtype, device=x.device)

@@ -1,0 +1,105 @@
+"""Benchmark: a 2-D loss surface by `landscape.loss_slice` against the reference
+method and against plain inference, in one process, on the same grid and data.
+
+* reference: copy the model, write each grid point's weights into it in place,
+  evaluate the data in batches (the per-point loop of Li et al.'s code);
+* ours: `loss_slice` with each engine (`auto`, `vmap`, `loop`);
+* plain inference: the same number of forward passes of the unchanged model,
+  the throughput limit of any method that evaluates every point on all data.
+
+Prints grid points per second and the ratios ours/reference and
+ours/plain-inference.
+
+    python bench/slice_bench.py --models mlp,cnn,resnet18 --grid 21 --samples 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import numpy as np
+import torch
+
+import landscape
+from landscape.directions import parameter_directions
+from landscape.models import per_sample_loss
+from landscape.slicing import parse_grid
+
+
+def reference_loop(model, x, y, dirs, alphas, betas, batch_size):
+    net = copy.deepcopy(model).eval()
+    base = {k: p.detach().clone() for k, p in model.named_parameters()}
+    params = dict(net.named_parameters())
+    out = np.zeros((len(alphas), len(betas)))
+    with torch.no_grad():
+        for i, a in enumerate(alphas):
+            for j, b in enumerate(betas):
+                for k, p in params.items():
+                    p.copy_(base[k] + a * dirs[0][k] + b * dirs[1][k])
+                total = 0.0
+                for s in range(0, len(x), batch_size):
+                    xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+                    total += per_sample_loss(net, net(xb), xb, yb).sum().item()
+                out[i, j] = total / len(x)
+    return out
+
+
+def plain_inference(model, x, n_points, batch_size):
+    with torch.inference_mode():
+        for _ in range(n_points):
+            for s in range(0, len(x), batch_size):
+                model(x[s:s + batch_size]).sum().item()
+
+
+def timed(fn, sync):
+    sync()
+    t = time.perf_counter()
+    result = fn()
+    sync()
+    return time.perf_counter() - t, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,cnn,resnet18")
+    parser.add_argument("--grid", type=int, default=21, help="points per axis")
+    parser.add_argument("--samples", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engines", default="auto,vmap,loop")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    grid = f"-1:1:{args.grid}"
+    alphas = parse_grid(grid)
+    n_points = args.grid ** 2
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"grid {args.grid}x{args.grid}, {args.samples} samples, batch {args.batch_size}")
+    print(f"{'model':10s} {'method':16s} {'points/s':>9s} {'vs loop':>8s} {'vs infer':>9s} {'max |diff|':>10s}")
+    for name in args.models.split(","):
+        model = landscape.build_model(name, init="xavier", bias_scale=0.1, seed=0).to(device).eval()
+        x, y = landscape.load_dataset("digits", n=args.samples, in_shape=model.in_shape)
+        x, y = x.to(device), y.to(device)
+        dirs = parameter_directions(model, "filter", 2, seed=1)
+        # Warm-up: one point of each method.
+        reference_loop(model, x, y, dirs, alphas[:1], alphas[:1], args.batch_size)
+        plain_inference(model, x, 1, args.batch_size)
+        t_ref, ref = timed(lambda: reference_loop(model, x, y, dirs, alphas, alphas, args.batch_size), sync)
+        t_inf, _ = timed(lambda: plain_inference(model, x, n_points, args.batch_size), sync)
+        print(f"{name:10s} {'reference loop':16s} {n_points / t_ref:9.1f} {1.0:8.2f} {t_inf / t_ref:9.2f}")
+        print(f"{name:10s} {'plain inference':16s} {n_points / t_inf:9.1f} {t_ref / t_inf:8.2f} {1.0:9.2f}")
+        for engine in args.engines.split(","):
+            landscape.loss_slice(model, x, y, directions=dirs, grid=alphas[:3], engine=engine,
+                                 batch_size=args.batch_size)
+            t, ds = timed(lambda e=engine: landscape.loss_slice(
+                model, x, y, directions=dirs, grid=grid, engine=e, batch_size=args.batch_size), sync)
+            diff = np.abs(ds.loss.values - ref).max()
+            label = f"ours {engine}" + (f" ({ds.attrs['engine']})" if engine == "auto" else "")
+            print(f"{name:10s} {label:16s} {n_points / t:9.1f} {t_ref / t:8.2f} {t_inf / t:9.2f} "
+                  f"{diff:10.2e}")
+
+
+if __name__ == "__main__":
+    main()
