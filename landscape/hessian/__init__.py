@@ -246,7 +246,7 @@ def _describe(ds: xr.Dataset) -> None:
         "density": "spectral density (SLQ, Gaussian-broadened), integrates to 1 over lam",
         "trace": "Hutch++ trace estimate",
         "trace_stderr": "standard error of the trace (Hutchinson part)",
-        "negative_mass": "fraction of the spectrum below 0 (SLQ quadrature weight)",
+        "negative_mass": "fraction of the spectral density below 0 (SLQ, broadened by sigma)",
         "ratio_min_max": "|lambda_min / lambda_max|",
         "n_hvp": "Hessian-vector products used",
     }

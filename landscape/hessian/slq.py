@@ -21,9 +21,13 @@ is that estimate broadened by a Gaussian of width ``σ``:
 evaluated on a grid ``lam`` and renormalised to integrate to 1 with the
 trapezoid rule.  The *negative mass* (the Hessian index of Dauphin et al.,
 *Identifying and attacking the saddle point problem*, NeurIPS 2014) is the
-quadrature weight on negative nodes, ``(1/n) Σ_r Σ_{θ_ri < 0} τ_ri`` — an
-estimate of the fraction of eigenvalues below zero, taken before broadening.
-Nodes within ``zero_tol · max|θ|`` of zero count as zero, not negative.
+fraction of the broadened density below zero,
+``(1/n) Σ_r Σ_i τ_ri Φ(−θ_ri / σ)`` with Φ the standard normal CDF.  The
+broadening matters: trained and random ReLU networks have a large cluster of
+eigenvalues at or near zero, whose sign the raw quadrature weight resolves only
+by chance (a single node at −1e-9 can carry a fifth of the mass); at resolution
+σ a zero eigenvalue counts one half, and the estimate agrees with the same
+quantity of the exact spectrum.
 
 Example — the density of ``diag(−1, 1, 1, 1)`` has a quarter of its mass below 0::
 
@@ -43,8 +47,6 @@ from scipy.linalg import eigh_tridiagonal
 from ..errors import LandscapeError
 from .hvp import HessianOperator
 from .lanczos import BREAKDOWN
-
-ZERO_TOL = 1e-6  # |θ| below ZERO_TOL · max|θ| is zero, neither negative nor positive
 
 
 @dataclass
@@ -157,10 +159,14 @@ def spectral_density(nodes: np.ndarray, weights: np.ndarray | None, lam: np.ndar
 
 
 def negative_mass(nodes: np.ndarray, weights: np.ndarray | None = None,
-                  zero_tol: float = ZERO_TOL) -> float:
-    """The weight on nodes below ``−zero_tol · max|θ|``; ``weights=None`` gives the
-    exact fraction of negative eigenvalues when ``nodes`` are all eigenvalues."""
+                  sigma: float | None = None) -> float:
+    """The fraction of the density broadened by ``σ`` below zero,
+    ``Σ_i w_i Φ(−θ_i / σ) / Σ_i w_i``; ``weights=None`` weighs every node equally
+    (the exact value when ``nodes`` are all eigenvalues).  ``σ`` defaults to
+    :func:`default_sigma` of the nodes, as for the density."""
+    from scipy.special import ndtr
+
     nodes = np.asarray(nodes, dtype=float)
     w = np.full(len(nodes), 1.0 / len(nodes)) if weights is None else np.asarray(weights, float)
-    cut = zero_tol * float(np.max(np.abs(nodes), initial=0.0))
-    return float(w[nodes < -cut].sum() / w.sum())
+    sigma = default_sigma(nodes) if sigma is None else float(sigma)
+    return float((w * ndtr(-nodes / sigma)).sum() / w.sum())
