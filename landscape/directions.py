@@ -10,7 +10,9 @@ Parameter space (a direction is a dict ``name -> tensor`` shaped like
   dim > 1 each slice along dim 0 (a filter of a convolution, a row of a linear
   layer) is rescaled to the norm of the matching slice of the weights;
 * ``layer``   the same, one scale per tensor;
-* ``hessian`` the top eigenvectors of the loss Hessian (unit norm, not rescaled).
+* ``hessian`` the top eigenvectors of the loss Hessian (unit norm, not rescaled);
+* ``pca``     the principal directions of a training trajectory (unit norm), which
+  need the trajectory: see :func:`landscape.trajectory.trajectory_directions`.
 
 Tensors with dim ≤ 1 (biases, normalisation layers) get a zero direction unless
 ``include_bias``; then each such tensor is one "filter" (rescaled to its own
@@ -31,7 +33,7 @@ import torch
 
 from .errors import LandscapeError
 
-PARAMETER_DIRECTIONS = ("random", "filter", "layer", "hessian")
+PARAMETER_DIRECTIONS = ("random", "filter", "layer", "hessian", "pca")
 INPUT_DIRECTIONS = ("random", "pca")
 
 Direction = dict[str, torch.Tensor]
@@ -99,13 +101,20 @@ def parameter_directions(model, kind: str = "filter", n: int = 2, seed: int = 0,
         )
     if n < 1:
         raise LandscapeError(f"dims: must be >= 1, got {n}")
+    if kind == "pca":
+        raise LandscapeError(
+            "directions 'pca' in the loss space need a training trajectory: pass --trajectory DIR "
+            "(from `landscape train --save-trajectory`) or use "
+            "landscape.trajectory.trajectory_directions"
+        )
     params = {k: p.detach() for k, p in model.named_parameters()}
     if kind == "hessian":
         if x is None:
             raise LandscapeError("directions 'hessian' need data to take the loss over")
         from .hessian import top_eigenvectors
 
-        _, vectors = top_eigenvectors(model, x, y, n, **hessian_options)
+        options = {"seed": seed, **hessian_options}
+        _, vectors = top_eigenvectors(model, x, y, n, **options)
         return [{k: v.to(params[k].dtype) for k, v in d.items()} for d in vectors]
 
     gen = _generator(seed, None)

@@ -105,3 +105,45 @@ def test_corrupt_result_file_for_plot():
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("landscape: error: 'bad.nc' is not a readable netCDF file")
     assert files == ["bad.nc"]
+
+
+HESSIAN = ["hessian", "--model", "mlp", "--init", "xavier", "--width", "8", "--in-shape", "1x3x3",
+           "--samples", "64"]
+
+
+def test_hessian_loss_and_input_end_to_end():
+    res, _ = run([*HESSIAN, "--top-k", "2", "--bottom-k", "1", "--density", "--trace",
+                  "--out", "h.nc"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == "h.nc"
+    ds = landscape.load("h.nc", kind="hessian")
+    assert list(ds.which.values) == ["top", "top", "bottom"]
+    assert (ds.eigenvalue.diff("eig") <= 0).all()
+    assert 0 <= float(ds.negative_mass) <= 1 and float(ds.trace_stderr) > 0
+    res, _ = run([*HESSIAN, "--space", "input", "--units", "3", "--anchors", "2",
+                  "--activation", "tanh", "--out", "hi.nc"])
+    assert res.exit_code == 0, res.output
+    di = landscape.load("hi.nc", kind="input_hessian")
+    assert di.eigenvalue.dims == ("unit", "anchor", "eig") and di.sizes["unit"] == 3
+    res, _ = run(["plot", "h.nc"])
+    assert res.exit_code == 0 and res.stdout.split() == ["h_spectrum.png"]
+
+
+def test_slice_along_hessian_directions():
+    res, _ = run(["slice", *MLP, "--space", "loss", "--directions", "hessian", "--out", "s.nc"])
+    assert res.exit_code == 0, res.output
+    ds = landscape.load("s.nc")
+    assert ds.attrs["directions"] == "hessian"
+    assert ds.direction_norm.values == pytest.approx([1.0, 1.0], rel=1e-5)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--top-k", "-1"], "top-k: must be >= 0"),
+    (["--top-k", "0"], "nothing to compute"),
+    (["--space", "input", "--layer", "nope"], "no module named 'nope'"),
+])
+def test_hessian_bad_input(args, message):
+    res, files = run([*HESSIAN, *args, "--out", "x.nc"])
+    assert res.exit_code != 0
+    (line,) = res.stderr.strip().splitlines()
+    assert message in line and files == []

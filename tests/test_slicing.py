@@ -127,3 +127,30 @@ def test_malformed_grid(grid):
 def test_grid_forms():
     np.testing.assert_allclose(parse_grid("-1:1:5"), [-1, -0.5, 0, 0.5, 1])
     np.testing.assert_allclose(parse_grid([0.0, 0.1, 0.3]), [0, 0.1, 0.3])
+
+
+def test_hessian_directions_curvature_is_top_eigenvalue():
+    """Along the top Hessian eigenvector the loss curves with the top eigenvalue:
+    L(h) − 2L(0) + L(−h) ≈ λ₁ h² (float64, dense ground truth)."""
+    model = landscape.build_model("mlp", init="xavier", bias_scale=0.1, width=10, depth=1,
+                                  in_shape=(1, 3, 3), activation="tanh").double()
+    x, y = landscape.load_dataset("digits", n=48, in_shape=(1, 3, 3))
+    x = x.double()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+
+    def loss_of(flat):
+        parts, i = {}, 0
+        for k, p in params.items():
+            parts[k] = flat[i:i + p.numel()].view_as(p)
+            i += p.numel()
+        out = torch.func.functional_call(model, parts, (x,))
+        return per_sample_loss(model, out, x, y).mean()
+
+    theta = torch.cat([p.flatten() for p in params.values()])
+    top = torch.linalg.eigvalsh(torch.func.hessian(loss_of)(theta))[-1].item()
+    h = 1e-3
+    ds = landscape.loss_slice(model, x, y, directions="hessian", dims=1, grid=[-h, 0.0, h],
+                              hessian_options={"tol": 1e-10})
+    assert ds.direction_norm.values == pytest.approx([1.0], rel=1e-8)
+    second = (ds.loss.values[0] - 2 * ds.loss.values[1] + ds.loss.values[2]) / h**2
+    assert second == pytest.approx(top, rel=1e-4)
