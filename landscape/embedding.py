@@ -1,0 +1,240 @@
+"""t-SNE maps of a whole dataset, coloured by each unit's activation.
+
+Max-activating examples show a unit at its k most extreme data points; a
+heatmap of the unit's activation over a 2-D map of *all* the data shows where in
+the data those points sit and whether the response is one smooth hill (high
+Moran's I, see :mod:`landscape.maxact`) or scattered.
+
+The map: the features ``F`` (the flattened inputs, or a layer's unit
+activations) are reduced by PCA to ``pca_dims`` components (fitted with
+``random_state=seed``), and embedded by t-SNE (van der Maaten & Hinton, JMLR
+2008) as implemented by openTSNE (Poličar, Stražar & Zupan, *openTSNE*, JSS
+2024) with FFT-accelerated interpolation of the repulsive forces (Linderman et
+al., *FIt-SNE*, Nature Methods 2019) and ``random_state=seed``, so a seed gives
+the same map.
+
+The map is fitted once per feature matrix and settings and cached under a
+SHA-256 hash of (features' bytes, shape, dtype, settings): in memory always, and
+on disk under ``cache_dir`` when given (coordinates and PCA only, written
+atomically; the affinities are recomputed on load, which is deterministic).
+Each unit's heatmap is then a recolouring — its activation on the samples — not
+a refit.  Points that are not in the map (top-k examples need none; optimised
+maxima do) are placed with openTSNE's :meth:`TSNEEmbedding.transform`, which
+optimises only the new points against the fixed map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from .errors import LandscapeError
+from .models import eval_mode, resolve_layer, select_units, unit_activations
+from .results import provenance
+
+_MEMORY: dict[str, TSNEMap] = {}
+
+
+@dataclass
+class TSNEMap:
+    """A fitted map: ``embedding`` (openTSNE ``TSNEEmbedding``, ``(N, 2)``), and the
+    PCA that maps features into its space (``mean``, ``components``)."""
+
+    embedding: object
+    mean: np.ndarray
+    components: np.ndarray
+    key: str
+
+    def reduce(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.mean) @ self.components.T
+
+    def transform(self, features: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Positions of new points ``(M, F)`` on the fixed map, ``(M, 2)``."""
+        if len(features) == 0:
+            return np.zeros((0, 2))
+        reduced = self.reduce(np.asarray(features, dtype=float))
+        # openTSNE's transform shifts the reference map in place; keep the map fixed.
+        saved = np.array(self.embedding, copy=True)
+        try:
+            return np.array(self.embedding.transform(reduced), copy=True)
+        finally:
+            self.embedding[...] = saved
+
+
+def cache_key(features: np.ndarray, settings: dict) -> str:
+    h = hashlib.sha256()
+    arr = np.ascontiguousarray(features)
+    h.update(arr.tobytes())
+    h.update(f"{arr.shape}{arr.dtype}".encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def clear_cache() -> None:
+    """Forget every map held in memory."""
+    _MEMORY.clear()
+
+
+def _affinities(reduced: np.ndarray, perplexity: float, seed: int, n_jobs: int):
+    from openTSNE import affinity
+
+    return affinity.PerplexityBasedNN(reduced, perplexity=perplexity, n_jobs=n_jobs,
+                                      random_state=seed)
+
+
+def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.0,
+            seed: int = 0, n_iter: int = 500, n_jobs: int = 1,
+            cache_dir: str | os.PathLike | None = None) -> TSNEMap:
+    """The t-SNE map of ``features (N, F)`` (module docstring), from the cache when
+    the same features and settings were fitted before."""
+    features = np.asarray(features, dtype=np.float64)
+    n = len(features)
+    if features.ndim != 2 or n < 4:
+        raise LandscapeError(f"features: need a (N, F) matrix with N >= 4, got {features.shape}")
+    if not 0 < perplexity < (n - 1) / 3:
+        raise LandscapeError(f"perplexity: must lie in (0, (N - 1) / 3) = (0, {(n - 1) / 3:.4g}) "
+                             f"for N={n}, got {perplexity}")
+    if pca_dims < 2:
+        raise LandscapeError(f"pca_dims: must be >= 2, got {pca_dims}")
+    settings = dict(pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
+                    method="fft", version=1)
+    key = cache_key(features, settings)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    from openTSNE import TSNE, TSNEEmbedding
+
+    path = Path(cache_dir) / f"tsne-{key[:32]}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        stored = np.load(path)
+        reduced = (features - stored["mean"]) @ stored["components"].T
+        aff = _affinities(reduced, perplexity, seed, n_jobs)
+        embedding = TSNEEmbedding(stored["coords"], aff, negative_gradient_method="fft",
+                                  random_state=seed, n_jobs=n_jobs)
+        result = TSNEMap(embedding, stored["mean"], stored["components"], key)
+        _MEMORY[key] = result
+        return result
+    from sklearn.decomposition import PCA
+
+    dims = min(pca_dims, n, features.shape[1])
+    pca = PCA(n_components=dims, random_state=seed, svd_solver="full").fit(features)
+    mean, components = pca.mean_, pca.components_
+    reduced = (features - mean) @ components.T
+    tsne = TSNE(perplexity=perplexity, n_iter=n_iter, negative_gradient_method="fft",
+                random_state=seed, n_jobs=n_jobs)
+    embedding = tsne.fit(reduced)
+    result = TSNEMap(embedding, mean, components, key)
+    _MEMORY[key] = result
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, coords=np.asarray(embedding), mean=mean, components=components)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return result
+
+
+def _features(model: nn.Module, x: torch.Tensor, features: str, batch_size: int) -> np.ndarray:
+    if features == "input":
+        return x.detach().flatten(1).double().cpu().numpy()
+    layer = resolve_layer(model, features)
+    with eval_mode(model), torch.no_grad():
+        parts = [unit_activations(model, layer, x[i:i + batch_size]).double().cpu()
+                 for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
+                  x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
+                  features: str = "input", pca_dims: int = 50, perplexity: float = 30.0,
+                  seed: int = 0, n_iter: int = 500, n_jobs: int = 1,
+                  cache_dir: str | os.PathLike | None = None, maxact: xr.Dataset | None = None,
+                  batch_size: int = 512, dataset: str | None = None) -> xr.Dataset:
+    """Each unit's activation over the t-SNE map of ``x`` (module docstring).
+
+    ``features``: ``"input"`` or a layer name whose units' activations are mapped.
+    ``maxact``: a ``maxact`` result on the same ``x``; its top-k examples are
+    placed at their map positions and its optimised maxima by ``transform``.
+
+    Returns a Dataset of kind ``tsne``: dims ``sample``, ``unit``; ``tsne_x``,
+    ``tsne_y``, ``label`` ``(sample)`` (−1 without ``y``), ``activation(sample,
+    unit)``; with ``maxact`` also ``topk_index``, ``topk_x``, ``topk_y``
+    ``(unit, rank)`` and ``maximum_x``, ``maximum_y`` ``(unit)``.
+    """
+    if x is None or x.dim() < 2:
+        raise LandscapeError("x: give the data as a tensor (N, *in_shape)")
+    layer = resolve_layer(model, layer)
+    unit_idx = select_units(model, layer, units)
+    feats = _features(model, x, features, batch_size)
+    tmap = fit_map(feats, pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
+                   n_jobs=n_jobs, cache_dir=cache_dir)
+    act = heatmap_values(model, layer, unit_idx, x, batch_size)
+    coords = np.array(tmap.embedding, copy=True)
+    labels = np.full(len(x), -1, dtype=np.int64) if y is None else y.detach().cpu().numpy()
+    ds = xr.Dataset(
+        {"tsne_x": ("sample", coords[:, 0]), "tsne_y": ("sample", coords[:, 1]),
+         "label": ("sample", labels.astype(np.int64)),
+         "activation": (("sample", "unit"), act, {"long_name": f"activation of {layer} units"})},
+        coords={"sample": np.arange(len(x)), "unit": np.asarray(unit_idx)},
+    )
+    if maxact is not None:
+        ds = place_maxima(ds, tmap, maxact, model, features, batch_size, seed)
+    config = dict(layer=layer, units=unit_idx, features=features, pca_dims=pca_dims,
+                  perplexity=perplexity, n_iter=n_iter, n_samples=int(len(x)),
+                  method="openTSNE fft", cache_key=tmap.key, seed=seed)
+    ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
+    ds.attrs.update(kind="tsne", layer=layer, features=features)
+    return ds
+
+
+def heatmap_values(model: nn.Module, layer: str, units: Sequence[int], x: torch.Tensor,
+                   batch_size: int = 512) -> np.ndarray:
+    """The colours of the heatmaps: activations ``(N, U)`` of ``units`` on ``x``."""
+    with eval_mode(model), torch.no_grad():
+        parts = [unit_activations(model, layer, x[i:i + batch_size], list(units)).double().cpu()
+                 for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def place_maxima(ds: xr.Dataset, tmap: TSNEMap, maxact: xr.Dataset, model: nn.Module,
+                 features: str, batch_size: int = 512, seed: int = 0) -> xr.Dataset:
+    """Add the map positions of a ``maxact`` result's top-k examples (their own
+    map points) and optimised maxima (``transform``) for the units both share."""
+    if maxact.attrs.get("kind") != "maxact" or "topk_index" not in maxact:
+        raise LandscapeError("maxact: expected a result of kind 'maxact' with topk_index")
+    n = ds.sizes["sample"]
+    index = maxact["topk_index"].values
+    if index.max() >= n:
+        raise LandscapeError(f"maxact: its top-k index samples up to {int(index.max())} but the "
+                             f"map has {n} samples; use the same data for both")
+    common = np.intersect1d(ds.unit.values, maxact.unit.values)
+    if len(common) == 0:
+        raise LandscapeError("maxact: shares no unit with the map's units")
+    sub = maxact.sel(unit=common)
+    idx = sub["topk_index"].values
+    placed = xr.Dataset(
+        {"topk_index": (("unit", "rank"), idx),
+         "topk_x": (("unit", "rank"), ds.tsne_x.values[idx]),
+         "topk_y": (("unit", "rank"), ds.tsne_y.values[idx])},
+        coords={"unit": common, "rank": sub["rank"].values})
+    if "maximum" in sub:
+        p = next(model.parameters())
+        images = torch.as_tensor(sub["maximum"].values).to(device=p.device, dtype=p.dtype)
+        pos = tmap.transform(_features(model, images, features, batch_size), seed=seed)
+        placed["maximum_x"] = ("unit", pos[:, 0])
+        placed["maximum_y"] = ("unit", pos[:, 1])
+    placed = placed.reindex(unit=ds.unit.values, fill_value={"topk_index": -1})
+    return xr.merge([ds, placed], combine_attrs="override")

@@ -1,0 +1,204 @@
+"""Max-activation reliability: known answers on synthetic units, then the model API,
+the CLI and the relation to slice / Hessian geometry."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import landscape
+from landscape.cli import cli
+from landscape.errors import LandscapeError
+from landscape.maxact import (
+    METRICS,
+    compare_states,
+    gradient_ascent,
+    maxact,
+    morans_i,
+    relate,
+    reliability_metrics,
+)
+
+H = 0.05  # grid spacing of the synthetic data
+
+
+def grid(n: int = 21) -> torch.Tensor:
+    """The n x n grid on [0, 1]^2 (spacing 1 / (n - 1)), float64."""
+    g = torch.linspace(0, 1, n, dtype=torch.float64)
+    return torch.cartesian_prod(g, g)
+
+
+def bump(centre, sigma):
+    c = torch.as_tensor(centre, dtype=torch.float64)
+    return lambda z: torch.exp(-((z - c) ** 2).sum(-1) / (2 * sigma ** 2))
+
+
+def test_single_gaussian_bump_known_answers():
+    # a(z) = exp(-|z - c|^2 / (2 sigma^2)), c = (0.33, 0.61), sigma = 0.15, data on the
+    # 0.05-grid.  The true maximum is c (a = 1).  The nearest grid point to c is
+    # (0.35, 0.60): d^2 = 0.02^2 + 0.01^2 = 5e-4, d = 0.02236, so with m = the median
+    # of a over the grid, rho = (exp(-5e-4 / 0.045) - m) / (1 - m) and
+    # dist_to_data = d / h = 0.02236 / 0.05 = 0.4472; one maximum, found by every restart.
+    x = grid()
+    f = bump([0.33, 0.61], 0.15)
+    res = reliability_metrics(lambda z: f(z)[:, None], x, restarts=8, seed=1)
+    m = float(np.median(f(x).numpy()))
+    a_star = np.exp(-5e-4 / (2 * 0.15 ** 2))
+    assert res["nn_distance"] == pytest.approx(H)
+    assert res["best_activation"][0] == pytest.approx(1.0, abs=1e-6)
+    assert res["rho"][0] == pytest.approx((a_star - m) / (1 - m), abs=1e-5)
+    assert res["dist_to_data"][0] == pytest.approx(np.sqrt(5e-4) / H, abs=1e-3)
+    assert res["displacement"][0] == pytest.approx(np.sqrt(5e-4) / H, abs=1e-3)
+    assert res["n_maxima"][0] == 1
+    assert res["p_hit"][0] == 1.0
+    np.testing.assert_allclose(res["maximum"][0], [0.33, 0.61], atol=1e-4)
+    # gain = (1 - a(x*)) / std of a over the data
+    assert res["gain"][0] == pytest.approx((1 - a_star) / f(x).numpy().std(), rel=1e-4)
+
+
+def test_two_equal_bumps_have_two_maxima():
+    # Two bumps of equal height 1 at (0.2, 0.2) and (0.8, 0.8), far apart (0.85 >> h):
+    # restarts end at one or the other, both at the best height, so n_maxima = 2
+    # and p_hit < 1 (neither bump catches every restart).
+    x = grid()
+    f1, f2 = bump([0.2, 0.2], 0.1), bump([0.8, 0.8], 0.1)
+    res = reliability_metrics(lambda z: (f1(z) + f2(z))[:, None], x, restarts=16, seed=0)
+    assert res["n_maxima"][0] == 2
+    assert 0 < res["p_hit"][0] < 1
+    assert res["rho"][0] == pytest.approx(1.0, abs=1e-6)  # both centres are grid points
+
+
+def test_linear_unit_lipschitz_and_morans_i():
+    # a(z) = 2.5 z_0: every kNN edge has |a_i - a_j| / |x_i - x_j| = 2.5 |cos angle| <= 2.5,
+    # with equality on the edges along axis 0 (well over 1 % of edges), so the 99th
+    # percentile is exactly the slope.  A linear trend on a fine grid is as smooth as
+    # anything can be on the kNN graph: Moran's I close to 1.
+    x = grid(30)
+    res = reliability_metrics(lambda z: 2.5 * z[:, :1], x, restarts=4, steps=20)
+    assert res["lipschitz"][0] == pytest.approx(2.5, rel=1e-9)
+    assert res["morans_i"][0] > 0.95
+
+
+def test_morans_i_of_noise_is_near_zero_and_alternating_is_negative():
+    rng = np.random.default_rng(0)
+    n = 400
+    ring = np.array([[(i - 1) % n, (i + 1) % n] for i in range(n)])  # a cycle graph
+    noise = rng.normal(size=(n, 1))
+    alternating = np.array([(-1.0) ** i for i in range(n)])[:, None]
+    assert abs(morans_i(noise, ring)[0]) < 0.15
+    assert morans_i(alternating, ring)[0] == pytest.approx(-1.0)
+
+
+def test_ascent_never_leaves_the_box_or_the_ball():
+    # A linear objective pushes every point towards a corner far outside the box.
+    torch.manual_seed(0)
+    lo, hi = torch.tensor([-1.0, 0.0, 2.0]), torch.tensor([1.0, 0.5, 3.0])
+    starts = lo + (hi - lo) * torch.rand(20, 3)
+    owner = torch.zeros(20, dtype=torch.long)
+
+    def f(z):
+        return (z * torch.tensor([5.0, -3.0, 100.0])).sum(1, keepdim=True)
+
+    ends = gradient_ascent(f, starts, owner, lo, hi, steps=30, lr=0.5)
+    assert (ends >= lo).all() and (ends <= hi).all()
+    np.testing.assert_allclose(ends[0].numpy(), [1.0, 0.0, 3.0], atol=1e-6)
+    centre = (lo + hi) / 2
+    ends = gradient_ascent(f, starts, owner, lo, hi, steps=30, lr=0.5, norm_ball=0.3,
+                           centre=centre)
+    assert (ends >= lo - 1e-7).all() and (ends <= hi + 1e-7).all()
+    assert ((ends - centre).norm(dim=1) <= 0.3 + 1e-6).all()
+
+
+def test_topk_metrics_see_a_compact_stable_top_set():
+    # A narrow bump inside the data: its top-9 are the 9 grid points around it, far more
+    # compact than random points, and both halves' tops lie in the same neighbourhood.
+    x = grid()
+    f = bump([0.5, 0.5], 0.08)
+    res = reliability_metrics(lambda z: f(z)[:, None], x, restarts=4, steps=30)
+    assert res["topk_compactness"][0] < 0.3
+    assert res["topk_jaccard"][0] > 0.3
+    assert set(res["topk_index"][0][:1].tolist()) == {10 * 21 + 10}
+
+
+def test_bad_arguments_are_one_line_errors():
+    x = grid(5)
+    with pytest.raises(LandscapeError, match="top_k"):
+        reliability_metrics(lambda z: z[:, :1], x, top_k=0)
+    with pytest.raises(LandscapeError, match="samples"):
+        reliability_metrics(lambda z: z[:, :1], x[:6])
+
+
+@pytest.fixture
+def mlp():
+    return landscape.build_model("mlp", init="xavier", bias_scale=0.1, seed=3, width=12, depth=2,
+                                 in_shape=(1, 4, 4))
+
+
+@pytest.fixture
+def data():
+    return landscape.load_dataset("digits", n=96, in_shape=(1, 4, 4), seed=1)
+
+
+def test_maxact_on_a_model_round_trips_and_leaves_the_model_alone(mlp, data, tmp_path):
+    x, _ = data
+    mlp.train()
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    ds = maxact(mlp, None, 5, x, top_k=4, restarts=4, steps=20, null_models=2, seed=0)
+    assert mlp.training and all(m.training for m in mlp.modules())
+    for k, v in mlp.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert ds.attrs["kind"] == "maxact"
+    assert ds.rho.dims == ("unit",) and ds.topk_index.dims == ("unit", "rank")
+    assert ds.endpoint_activation.dims == ("unit", "restart") and ds.sizes["restart"] == 8
+    assert ds.maximum.shape == (5, 1, 4, 4) and ds.topk_image.shape == (5, 4, 1, 4, 4)
+    for name in METRICS:
+        assert name in ds and f"{name}_z" in ds
+    # The optimised maximum beats or equals the dataset's best and stays in the box.
+    assert (ds.best_activation >= ds.data_max - 1e-6).all()
+    flat = x.flatten(1)
+    maxima = torch.as_tensor(ds.maximum.values).flatten(1)
+    assert (maxima >= flat.min(0).values - 1e-6).all() and (maxima <= flat.max(0).values + 1e-6).all()
+    # topk_activation is the activation of the examples topk_index names.
+    acts = landscape.unit_activations(mlp.eval(), None, x[ds.topk_index.values[:, 0]])
+    np.testing.assert_allclose(np.diag(acts.detach().numpy()), ds.topk_activation[:, 0], rtol=1e-5)
+    path = landscape.save(ds, tmp_path / "m.nc")
+    back = landscape.load(path, kind="maxact")
+    np.testing.assert_allclose(back.rho.values, ds.rho.values)
+    assert back.n_maxima.dtype.kind == "i"
+
+
+def test_relate_and_compare_states(mlp, data):
+    x, _ = data
+    ds = maxact(mlp, None, 6, x, top_k=3, restarts=4, steps=15, relation=True, anchors=2)
+    assert ds.spearman.dims == ("metric", "geometry")
+    assert {"slice_quasi_convex", "hessian_negative_mass", "hessian_top_eigenvalue"} <= set(
+        ds.geometry.values.tolist())
+    assert ds.geom_hessian_top_eigenvalue.dims == ("unit",)
+    # relate() on its own gives the same correlations; a metric against itself is 1.
+    fake = ds[["rho"]].rename(rho="activation_qcvx_barrier")
+    fake["activation_quasi_convex"] = ds.rho > 0
+    fake["activation_quasi_concave"] = ds.rho > 0
+    rel = relate(ds[list(METRICS)], slice_ds=fake)
+    assert float(rel.spearman.sel(metric="rho", geometry="slice_qcvx_barrier")) == pytest.approx(1)
+    cmp = compare_states(ds, ds)
+    assert cmp.spearman.dims == ("metric",)
+    assert float(cmp.spearman.sel(metric="rho")) == pytest.approx(1.0)
+
+
+def test_cli_maxact_writes_a_loadable_file_and_plots(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["maxact", "--model", "mlp", "--init", "xavier", "--samples", "80", "--units", "3",
+            "--top-k", "3", "--restarts", "3", "--steps", "10", "--null", "1", "--out", "m.nc"]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == "m.nc"
+    ds = landscape.load("m.nc")
+    assert ds.attrs["kind"] == "maxact" and ds.sizes["unit"] == 3 and "rho_z" in ds
+    res = CliRunner().invoke(cli, ["plot", "m.nc", "--out", "figs"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    names = [Path(p).name for p in res.stdout.split()]
+    assert names == ["m_examples.png", "m_metrics.png"]
+    res = CliRunner().invoke(cli, ["maxact", "--model", "mlp", "--top-k", "0", "--out", "x.nc"])
+    assert res.exit_code != 0 and not Path("x.nc").exists()
