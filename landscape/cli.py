@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .errors import LandscapeError
 
@@ -269,6 +270,10 @@ def info() -> None:
 @click.option("--batch-size", type=int, default=None, help="Data batch size (default: up to 512).")
 @click.option("--tol", type=float, default=1e-3, show_default=True,
               help="Relative tolerance of the convexity verdicts.")
+@click.option("--trajectory", type=click.Path(file_okay=False), default=None,
+              help="Folder of step_NNN.pt checkpoints (`landscape train --save-trajectory`): "
+                   "--directions pca then slices the loss along its principal directions, centred "
+                   "at its last checkpoint unless --checkpoint is given.")
 def slice_command(**opts) -> None:
     """Slice the loss surface and units' input-response surfaces; score their
     quasi-convexity."""
@@ -334,15 +339,41 @@ def slice_analysis(opts: dict):
                                  f"choose one of {', '.join(allowed)}")
     if opts["anchors"] < 1:
         raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    trajectory = opts.get("trajectory")
+    loss_pca = "loss" in spaces and chosen == "pca"
+    if loss_pca and not trajectory:
+        raise LandscapeError("directions: 'pca' in the loss space needs --trajectory DIR (checkpoints "
+                             "written by `landscape train --save-trajectory`)")
+    if trajectory and not loss_pca:
+        raise LandscapeError("trajectory: --trajectory serves --directions pca with --space loss or both")
+    if trajectory:
+        from .trajectory import load_trajectory, trajectory_files
+
+        if not opts["checkpoint"]:  # centre the slice at the trajectory's end
+            opts = {**opts, "checkpoint": str(trajectory_files(trajectory)[-1])}
     setup = Setup("slice", opts)
     parts = []
     if "loss" in spaces:
         kind = chosen if chosen in PARAMETER_DIRECTIONS else "filter"
-        parts.append(loss_slice(
-            setup.model, setup.x, setup.y, directions=kind, dims=opts["dims"] or 2, grid=opts["grid"],
+        dims = opts["dims"] or 2
+        if loss_pca:
+            from .trajectory import trajectory_dataset, trajectory_directions
+
+            steps, states = load_trajectory(trajectory)
+            pcs, projections = trajectory_directions(setup.model, states, n=dims)
+            kind = pcs
+        part = loss_slice(
+            setup.model, setup.x, setup.y, directions=kind, dims=dims, grid=opts["grid"],
             include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=opts["bn"],
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
-            dataset=opts["dataset"], progress=_tqdm_progress))
+            dataset=opts["dataset"], progress=_tqdm_progress,
+            hessian_options={"bn": "train" if opts["bn"] == "batch" else "eval",
+                             "batch_size": opts["batch_size"]} if kind == "hessian" else None)
+        if loss_pca:
+            part = part.merge(trajectory_dataset(setup.model, states, steps, pcs, projections))
+            part.attrs["directions"] = "pca"
+            part.attrs["trajectory"] = str(trajectory)
+        parts.append(part)
     if "input" in spaces:
         kind = chosen if chosen in INPUT_DIRECTIONS else "random"
         n_anchor = min(opts["anchors"], setup.x.shape[0])
@@ -368,6 +399,82 @@ def _merge_slices(parts, xr):
     return merged
 
 
+# ----------------------------------------------------------------------------- hessian
+
+@cli.command("hessian")
+@model_options
+@click.option("--space", type=click.Choice(["loss", "input"]), default="loss", show_default=True,
+              help="Curvature of the loss over parameters, or of units over their input.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Largest eigenvalues.")
+@click.option("--bottom-k", type=int, default=0, show_default=True, help="Smallest eigenvalues.")
+@click.option("--density", is_flag=True, help="Spectral density by stochastic Lanczos quadrature.")
+@click.option("--trace", is_flag=True, help="Trace by Hutch++, with its standard error.")
+@click.option("--tol", type=float, default=1e-4, show_default=True,
+              help="Relative residual at which an eigenpair has converged.")
+@click.option("--max-steps", type=int, default=None, help="Cap on Lanczos steps (HVPs).")
+@click.option("--density-runs", type=int, default=8, show_default=True)
+@click.option("--density-steps", type=int, default=80, show_default=True)
+@click.option("--trace-probes", type=int, default=99, show_default=True)
+@click.option("--engine", type=click.Choice(["auto", "double-backward", "forward-over-reverse"]),
+              default="auto", show_default=True, help="How Hessian-vector products are taken.")
+@click.option("--bn", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
+              help="BatchNorm with running (eval) or batch (train) statistics; loss space.")
+@click.option("--batch-size", type=int, default=None, help="Data batch size of the loss (loss space).")
+@click.option("--layer", default=None, help="Module whose units to take (input space).")
+@click.option("--units", type=int, default=8, show_default=True, help="First N units (input space).")
+@click.option("--anchors", type=int, default=4, show_default=True,
+              help="Data points at which each unit's input Hessian is taken (input space).")
+def hessian_command(**opts) -> None:
+    """Hessian spectrum: top/bottom eigenvalues, density, trace and negative mass."""
+    run_command("hessian", opts)
+
+
+def _hessian_summary(ds) -> list[str]:
+    eig = ds["eigenvalue"]
+    if ds.attrs["kind"] == "input_hessian":
+        top = eig.where(eig.which == "top").max("eig").mean("anchor")
+        return [f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: mean top eigenvalue "
+                f"{float(top.mean()):.4g}; {int(ds.attrs.get('n_hvp', 0))} Hessian-vector products"]
+    lines = []
+    if eig.size:
+        values = ", ".join(f"{v:.4g}" for v in eig.values)
+        lines.append(f"eigenvalues ({', '.join(str(w) for w in eig.which.values)}): {values}")
+    if np.isfinite(float(ds["trace"])):
+        lines.append(f"trace {float(ds['trace']):.4g} ± {float(ds['trace_stderr']):.2g}")
+    if np.isfinite(float(ds["negative_mass"])):
+        lines.append(f"negative mass {float(ds['negative_mass']):.4f}")
+    lines.append(f"{int(ds.attrs.get('n_hvp', 0))} Hessian-vector products")
+    return lines
+
+
+@analysis("hessian", summary=_hessian_summary)
+def hessian_analysis(opts: dict):
+    """Loss or input Hessian spectrum as the `hessian` command's options say."""
+    from .hessian import hessian_spectrum, input_hessian_spectrum
+
+    for key in ("top_k", "bottom_k"):
+        if opts[key] < 0:
+            raise LandscapeError(f"{key.replace('_', '-')}: must be >= 0, got {opts[key]}")
+    if opts["top_k"] + opts["bottom_k"] == 0 and not opts["density"] and not opts["trace"]:
+        raise LandscapeError("nothing to compute: give --top-k/--bottom-k > 0, --density or --trace")
+    if opts["anchors"] < 1:
+        raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    setup = Setup("hessian", opts)
+    common = dict(top_k=opts["top_k"], bottom_k=opts["bottom_k"], density=opts["density"],
+                  trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
+                  engine=opts["engine"], density_runs=opts["density_runs"],
+                  density_steps=opts["density_steps"], trace_probes=opts["trace_probes"],
+                  seed=opts["seed"], dataset=opts["dataset"])
+    if opts["space"] == "loss":
+        ds = hessian_spectrum(setup.model, setup.x, setup.y, batch_size=opts["batch_size"],
+                              bn=opts["bn"], **common)
+    else:
+        n_anchor = min(opts["anchors"], setup.x.shape[0])
+        ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"], setup.x[:n_anchor],
+                                    **common)
+    return ds, setup
+
+
 # ----------------------------------------------------------------------------- plot
 
 @cli.command("plot")
@@ -381,3 +488,6 @@ def plot_command(file: str, out_dir: str | None) -> None:
     paths = plot_file(file, out_dir)
     for p in paths:
         click.echo(str(p))
+from . import cli_units  # noqa: E402,F401  (registers maxact, tsne)
+
+from . import cli_experiments  # noqa: E402,F401  (registers train, sweep, compare)  # isort: skip

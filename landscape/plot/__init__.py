@@ -27,4 +27,12 @@ def plot_file(path, out_dir=None) -> list[Path]:
         from .spectra import plot_hessian
 
         return plot_hessian(ds, out, stem)
+    if kind == "sweep":
+        from .sweeps import plot_sweep
+
+        return plot_sweep(ds, out, stem)
+    if kind in ("maxact", "tsne"):
+        from .units import plot_maxact, plot_tsne
+
+        return (plot_maxact if kind == "maxact" else plot_tsne)(ds, out, stem)
     raise LandscapeError(f"plot: results of kind {kind!r} have no figures yet")

@@ -36,6 +36,11 @@ def _loss_figure(ds, path: Path) -> Path:
         cs = axes[0].contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
         fig.colorbar(cs, ax=axes[0], label="loss")
         axes[0].plot(0, 0, "r+", ms=10)
+        if "trajectory_beta" in ds:  # the training path in the plane of its principal directions
+            for ax in axes:
+                ax.plot(ds["trajectory_alpha"], ds["trajectory_beta"], "o-", color="tab:red", ms=2.5,
+                        lw=1, label="training trajectory")
+            axes[0].legend(loc="upper right", fontsize=8)
         axes[0].set(xlabel="alpha", ylabel="beta", title="loss (contours)")
         if np.isfinite(ds["accuracy"].values).any():
             im = axes[1].pcolormesh(a, b, ds["accuracy"].transpose("beta", "alpha").values,

@@ -1,0 +1,255 @@
+"""Commands for experiments over many networks: ``train``, ``sweep`` and ``compare``.
+
+They register themselves on the ``landscape`` group of :mod:`landscape.cli`
+(imported at the end of that module), follow its conventions (one error line,
+progress on stderr, the last stdout line names the file written) and call the
+API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import _device, cli, model_options
+from .errors import LandscapeError
+from .sweep import SWEEP_DIMS
+
+TRAIN_SKIP = ("split", "out", "samples")
+
+
+def _progress(unit: str):
+    def factory(total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, file=sys.stderr, unit=unit, leave=False, disable=None,
+                    dynamic_ncols=True)
+
+    return factory
+
+
+def training_model_options(f):
+    """:func:`landscape.cli.model_options` without ``--split``, ``--out``, ``--samples``
+    (training takes the train split and tests on the test split)."""
+    probe = model_options(lambda: None)
+    for param in probe.__click_params__:
+        if param.name not in TRAIN_SKIP:
+            f.__click_params__ = [*getattr(f, "__click_params__", []), param]
+    return f
+
+
+# ----------------------------------------------------------------------------- train
+
+def _checkpoint_path(out: str | None, overwrite: bool, model: str, init: str) -> Path:
+    path = Path(out) if out else Path(f"{model}_{init}.pt")
+    if path.suffix != ".pt":
+        raise LandscapeError(f"out: expected a .pt file name, got {str(path)!r}")
+    if path.exists() and not overwrite:
+        raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LandscapeError(f"out: folder {str(folder)!r} does not exist")
+    return path
+
+
+def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
+    path = Path(folder) if folder else out.with_name(f"{out.stem}_trajectory")
+    if path.exists() and not path.is_dir():
+        raise LandscapeError(f"trajectory-dir: {str(path)!r} is not a folder")
+    old = sorted(path.glob("step_*.pt")) if path.is_dir() else []
+    if old and not overwrite:
+        raise LandscapeError(f"trajectory-dir: {str(path)!r} already holds checkpoints; choose "
+                             "another --trajectory-dir or pass --overwrite")
+    return path
+
+
+@cli.command("train")
+@training_model_options
+@click.option("--samples", type=int, default=None,
+              help="Deterministic subset of the training split (default: all of it).")
+@click.option("--test-samples", type=int, default=None,
+              help="Deterministic subset of the test split (default: all of it).")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Passes over the data.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+              help="SGD with momentum, or Adam.")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: 0.05 SGD, 1e-3 Adam).")
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="L2 penalty.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Mini-batch size.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint to write (.pt; default MODEL_INIT.pt).")
+@click.option("--save-trajectory", is_flag=True,
+              help="Also keep checkpoints along the way (for `slice --directions pca`).")
+@click.option("--trajectory-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the step_NNN.pt checkpoints (default: <out stem>_trajectory/).")
+@click.option("--trajectory-every", type=int, default=None,
+              help="Optimiser steps between trajectory checkpoints (default: about 20 in all).")
+def train_command(**opts) -> None:
+    """Train a model (seeded SGD or Adam) and save a checkpoint with its metadata,
+    which `--checkpoint` of every analysis loads."""
+    from .data import load_dataset
+    from .models import build_model, load_checkpoint
+    from .train import save_checkpoint, train
+
+    out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
+    folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
+              if opts["save_trajectory"] else None)
+    device = _device(opts["device"])
+    model = build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
+                        seed=opts["seed"], in_shape=opts["in_shape"], weight_std=opts["weight_std"],
+                        width=opts["width"], depth=opts["depth"], activation=opts["activation"])
+    if opts["checkpoint"]:
+        load_checkpoint(model, opts["checkpoint"])
+    model = model.to(device)
+    common = dict(root=opts["data_root"], seed=opts["seed"], in_shape=model.in_shape,
+                  download=opts["download"])
+    x, y = load_dataset(opts["dataset"], n=opts["samples"], split="train", **common)
+    x_test, y_test = load_dataset(opts["dataset"], n=opts["test_samples"], split="test", **common)
+    classify = getattr(model, "task", "classify") == "classify"
+    if classify and int(max(y.max(), y_test.max())) >= model.num_classes:
+        raise LandscapeError(f"dataset {opts['dataset']!r} has more labels than the model's "
+                             f"{model.num_classes} classes")
+    every = opts["trajectory_every"]
+    if opts["save_trajectory"] and every is None:
+        steps = opts["epochs"] * -(-x.shape[0] // max(1, opts["batch_size"]))
+        every = max(1, steps // 20)
+    history, snapshots = train(
+        model, x.to(device), y.to(device) if classify else None, x_test.to(device),
+        y_test.to(device) if classify else None, epochs=opts["epochs"], optimizer=opts["optimizer"],
+        lr=opts["lr"], batch_size=opts["batch_size"], seed=opts["seed"], momentum=opts["momentum"],
+        weight_decay=opts["weight_decay"], progress=_progress("step"),
+        trajectory_every=every if opts["save_trajectory"] else None)
+    meta = {
+        "model": opts["model_name"], "dataset": opts["dataset"], "init": opts["init"],
+        "bias_scale": opts["bias_scale"], "seed": opts["seed"], "epochs": opts["epochs"],
+        "test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
+        "train_loss": history["train_loss"][-1], "width": opts["width"], "depth": opts["depth"],
+        "activation": opts["activation"], "in_shape": list(model.in_shape),
+        "weight_std": opts["weight_std"], "optimizer": opts["optimizer"], "lr": opts["lr"],
+        "batch_size": opts["batch_size"], "steps": history["steps"],
+        "history": {k: history[k] for k in ("train_loss", "test_loss", "test_accuracy")},
+        "samples": int(x.shape[0]), "test_samples": int(x_test.shape[0]),
+    }
+    if folder is not None:
+        from .train import save_checkpoint as save_step
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("step_*.pt"):
+            old.unlink()
+        for step, state in zip(history["snapshot_steps"], snapshots):
+            save_step(folder / f"step_{step:03d}.pt", state, {**meta, "step": step})
+    for epoch, (tr, te, acc) in enumerate(zip(history["train_loss"], history["test_loss"],
+                                              history["test_accuracy"]), 1):
+        click.echo(f"epoch {epoch}: train loss {tr:.4f}, test loss {te:.4f}, test accuracy {acc:.3f}")
+    if folder is not None:
+        click.echo(f"trajectory: {len(snapshots)} checkpoints in {folder}")
+    click.echo(str(save_checkpoint(out, model, meta)))
+
+
+# ----------------------------------------------------------------------------- sweep
+
+@cli.command("sweep", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("analysis")
+@click.option("--model", "models", default="mlp", show_default=True, help="Models, comma separated.")
+@click.option("--init", "inits", default="xavier", show_default=True, help="Inits, comma separated.")
+@click.option("--bias-scale", "bias_scales", required=True,
+              help="Bias scales, comma separated (0,0.1,1).")
+@click.option("--seeds", default="0", show_default=True, help="Seeds: 0-4 or 0,3,7.")
+@click.option("--trained", default=None,
+              help="Checkpoint of the trained state, or a template filled per task with {model}, "
+                   "{init}, {bias_scale}, {seed} (e.g. ckpt/{model}_{init}_s{seed}.pt).")
+@click.option("--states", default=None,
+              help="random and/or trained, comma separated (default: both with --trained, else random).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of the local cluster (default: one per CPU core).")
+@click.option("--scheduler", default=None,
+              help="Address of a running Dask scheduler (tcp://host:8786) instead of a local cluster.")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads per task (default: cores / workers on a local cluster).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="sweep", show_default=True,
+              help="Folder of the per-task files (DIR/ANALYSIS/) and the combined result.")
+@click.pass_context
+def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bias_scales: str,
+                  seeds: str, trained: str | None, states: str | None, workers: int | None,
+                  scheduler: str | None, threads: int | None, out_dir: str) -> int:
+    """Run ANALYSIS (slice, ...) at every point of model x init x bias scale x seed x
+    state on Dask; every other option (--grid, --samples, --dataset, ...) goes to
+    each task.  Finished tasks are skipped when run again; the parts combine into
+    one file, named on the last line."""
+    from .results import save, to_json
+    from .sweep import combine, expand_tasks, parse_list, parse_seeds, run_tasks
+
+    model_list = parse_list(models, str, "model")
+    init_list = parse_list(inits, str, "init")
+    bias_list = parse_list(bias_scales, float, "bias-scale")
+    seed_list = parse_seeds(seeds)
+    state_list = parse_list(states, str, "states") if states else (
+        ["random", "trained"] if trained else ["random"])
+    if workers is not None and workers < 1:
+        raise LandscapeError(f"workers: must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise LandscapeError(f"threads: must be >= 1, got {threads}")
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise LandscapeError(f"out-dir: {str(folder)!r} is not a folder")
+    if threads is None and not scheduler:
+        threads = max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
+    tasks = expand_tasks(analysis, model_list, init_list, bias_list, seed_list, folder,
+                         states=state_list, trained=trained, args=list(ctx.args), threads=threads)
+    folder.mkdir(parents=True, exist_ok=True)
+    outcome = run_tasks(tasks, workers=workers, scheduler=scheduler, progress=_progress("task"))
+    done = outcome.succeeded
+    errors = set(outcome.failures.values())
+    if not done and len(errors) == 1:  # one cause (a bad option, say): one line
+        raise LandscapeError(f"every task failed: {errors.pop()}")
+    for label, error in sorted(outcome.failures.items()):
+        click.echo(f"landscape: task {label} failed: {error}", err=True)
+    if not done:
+        raise LandscapeError(f"all {len(tasks)} tasks failed (see the lines above)")
+    records = [{"model": t.model, "init": t.init, "bias_scale": t.bias_scale, "seed": t.seed,
+                "state": t.state, "file": str(Path(t.path).relative_to(folder)),
+                "status": "failed" if t.label in outcome.failures else "ok"} for t in tasks]
+    combined = combine([t.path for t in done], tasks=records, failures=outcome.failures,
+                       analysis=analysis)
+    combined.attrs["config"] = to_json({
+        "analysis": analysis, "model": model_list, "init": init_list, "bias_scale": bias_list,
+        "seeds": seed_list, "states": state_list, "trained": trained, "args": list(ctx.args)})
+    path = save(combined, folder / f"{analysis}_sweep.nc", overwrite=True)
+    click.echo(f"{len(tasks)} tasks: {len(outcome.ran) - len(outcome.failures)} ran, "
+               f"{len(outcome.skipped)} done before, {len(outcome.failures)} failed")
+    click.echo(str(path))
+    return 1 if outcome.failures else 0
+
+
+# ----------------------------------------------------------------------------- compare
+
+@cli.command("compare")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--by", type=click.Choice(SWEEP_DIMS), default="bias_scale", show_default=True,
+              help="Sweep dimension whose values are the table's columns.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for a comparison figure.")
+def compare_command(files: tuple[str, ...], by: str, out_dir: str | None) -> None:
+    """Headline numbers (fractions of quasi-convex/concave curves, Hessian negative
+    mass and top eigenvalue) of a sweep, or of several results combined like one,
+    by --by: mean ± std over seeds."""
+    from .results import load
+    from .sweep import combine, compare_table
+
+    ds = load(files[0]) if len(files) == 1 else None
+    if ds is None or ds.attrs["kind"] != "sweep":
+        ds = combine(list(files))
+    for line in compare_table(ds, by):
+        click.echo(line)
+    if out_dir is not None:
+        from .plot.sweeps import plot_sweep
+
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise LandscapeError(f"out: {str(out)!r} is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        for path in plot_sweep(ds, out, "compare", by=by):
+            click.echo(str(path))

@@ -1,0 +1,165 @@
+"""A plain, seeded training loop and checkpoints that carry their metadata.
+
+:func:`train` runs mini-batch SGD (with momentum) or Adam on ``(x, y)`` for a
+number of epochs, measures the held-out loss and accuracy after each epoch and
+can keep snapshots of the weights along the way: the optimisation trajectory
+whose principal components :mod:`landscape.trajectory` turns into slice
+directions (Li et al., *Visualizing the Loss Landscape of Neural Nets*,
+NeurIPS 2018, Sec. 7).  It prints nothing and writes no file.
+
+:func:`save_checkpoint` writes ``{"state_dict": ..., "meta": {...}}`` atomically,
+the format :func:`landscape.models.load_checkpoint` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import LandscapeError, check_choice
+from .models import eval_mode, per_sample_loss
+
+OPTIMIZERS = ("sgd", "adam")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+EVAL_BATCH = 1024
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+             batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode (accuracy is
+    NaN for a model that reconstructs its input)."""
+    classify = getattr(model, "task", "classify") == "classify"
+    loss_sum, correct = 0.0, 0
+    with eval_mode(model), torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            yb = None if y is None else y[start:start + batch_size]
+            out = model(xb)
+            loss_sum += float(per_sample_loss(model, out, xb, yb).sum())
+            if classify:
+                correct += int((out.argmax(-1) == yb).sum())
+    n = max(1, x.shape[0])
+    return loss_sum / n, (correct / n if classify else float("nan"))
+
+
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+          x_test: torch.Tensor, y_test: torch.Tensor | None, epochs: int = 1,
+          optimizer: str = "sgd", lr: float | None = None, batch_size: int = 64, seed: int = 0,
+          progress=None, trajectory_every: int | None = None, momentum: float = 0.9,
+          weight_decay: float = 0.0) -> tuple[dict, list[dict[str, torch.Tensor]]]:
+    """Train ``model`` in place on ``(x, y)``; evaluate on ``(x_test, y_test)`` after
+    every epoch.
+
+    Minimises the model's own loss (cross-entropy, or MSE for an autoencoder)
+    with ``sgd`` (momentum ``momentum``) or ``adam`` at learning rate ``lr``
+    (default 0.05 / 1e-3).  ``seed`` fixes the order of the mini-batches, so the
+    same model, data and arguments give the same weights.
+
+    ``progress``: a factory ``(total, description) -> bar`` with ``update(n)`` and
+    ``close()`` (tqdm fits), advanced once per optimiser step.
+    ``trajectory_every``: keep a CPU copy of the state dict every that many steps,
+    always including the initial and the final weights; ``None`` keeps none.
+
+    Returns ``(history, snapshots)``: ``history`` holds per-epoch lists
+    ``train_loss``, ``test_loss``, ``test_accuracy``, the number of ``steps`` and
+    the ``snapshot_steps`` (step of each snapshot); ``snapshots`` the state dicts.
+    """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    if epochs < 1 or int(epochs) != epochs:
+        raise LandscapeError(f"epochs: must be a positive integer, got {epochs!r}")
+    if batch_size < 1:
+        raise LandscapeError(f"batch_size: must be >= 1, got {batch_size}")
+    if trajectory_every is not None and trajectory_every < 1:
+        raise LandscapeError(f"trajectory_every: must be >= 1, got {trajectory_every}")
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    if not lr > 0:
+        raise LandscapeError(f"lr: must be > 0, got {lr}")
+    n = x.shape[0]
+    if n < 1:
+        raise LandscapeError("x: no samples to train on")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(int(seed))
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    history: dict = {"train_loss": [], "test_loss": [], "test_accuracy": [], "steps": 0,
+                     "snapshot_steps": []}
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def keep(step: int) -> None:
+        snapshots.append(_snapshot(model))
+        history["snapshot_steps"].append(step)
+
+    if trajectory_every is not None:
+        keep(0)
+    bar = progress(epochs * steps_per_epoch, "train") if progress is not None else None
+    step = 0
+    was_training = model.training
+    model.train()
+    try:
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen).to(x.device)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                xb = x[idx]
+                yb = None if y is None else y[idx]
+                loss = per_sample_loss(model, model(xb), xb, yb).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                step += 1
+                if trajectory_every is not None and step % trajectory_every == 0:
+                    keep(step)
+                if bar is not None:
+                    bar.update(1)
+            test_loss, test_acc = evaluate(model, x_test, y_test)
+            history["train_loss"].append(total / n)
+            history["test_loss"].append(test_loss)
+            history["test_accuracy"].append(test_acc)
+            if not np.isfinite(total):
+                raise LandscapeError(f"training diverged (loss {total / n}); lower --lr (was {lr})")
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    if trajectory_every is not None and history["snapshot_steps"][-1] != step:
+        keep(step)
+    history["steps"] = step
+    return history, snapshots
+
+
+def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
+    """Write ``{"state_dict": ..., "meta": meta}`` to ``path`` atomically (a
+    temporary file in the same folder, renamed over ``path`` once complete).
+
+    ``model``: a module or a state dict.  ``meta`` should hold plain values only
+    (str, int, float, bool, None, lists, dicts) so that ``torch.load(...,
+    weights_only=True)`` reads it back.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LandscapeError(f"checkpoint: folder {str(folder)!r} does not exist")
+    state = model if isinstance(model, dict) else model.state_dict()
+    state = {k: v.detach().cpu() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        torch.save({"state_dict": state, "meta": dict(meta)}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
