@@ -53,10 +53,10 @@ def plain_inference(model, x, n_points, batch_size):
                 model(x[s:s + batch_size]).sum().item()
 
 
-def timed(fn, sync):
+def timed(sync, fn, *args, **kwargs):
     sync()
     t = time.perf_counter()
-    result = fn()
+    result = fn(*args, **kwargs)
     sync()
     return time.perf_counter() - t, result
 
@@ -77,7 +77,8 @@ def main() -> None:
     n_points = args.grid ** 2
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"grid {args.grid}x{args.grid}, {args.samples} samples, batch {args.batch_size}")
-    print(f"{'model':10s} {'method':16s} {'points/s':>9s} {'vs loop':>8s} {'vs infer':>9s} {'max |diff|':>10s}")
+    print(f"{'model':10s} {'method':16s} {'points/s':>9s} {'vs loop':>8s} {'vs infer':>9s} "
+          f"{'max |diff|':>10s}")
     for name in args.models.split(","):
         model = landscape.build_model(name, init="xavier", bias_scale=0.1, seed=0).to(device).eval()
         x, y = landscape.load_dataset("digits", n=args.samples, in_shape=model.in_shape)
@@ -86,15 +87,15 @@ def main() -> None:
         # Warm-up: one point of each method.
         reference_loop(model, x, y, dirs, alphas[:1], alphas[:1], args.batch_size)
         plain_inference(model, x, 1, args.batch_size)
-        t_ref, ref = timed(lambda: reference_loop(model, x, y, dirs, alphas, alphas, args.batch_size), sync)
-        t_inf, _ = timed(lambda: plain_inference(model, x, n_points, args.batch_size), sync)
+        t_ref, ref = timed(sync, reference_loop, model, x, y, dirs, alphas, alphas, args.batch_size)
+        t_inf, _ = timed(sync, plain_inference, model, x, n_points, args.batch_size)
         print(f"{name:10s} {'reference loop':16s} {n_points / t_ref:9.1f} {1.0:8.2f} {t_inf / t_ref:9.2f}")
         print(f"{name:10s} {'plain inference':16s} {n_points / t_inf:9.1f} {t_ref / t_inf:8.2f} {1.0:9.2f}")
         for engine in args.engines.split(","):
             landscape.loss_slice(model, x, y, directions=dirs, grid=alphas[:3], engine=engine,
                                  batch_size=args.batch_size)
-            t, ds = timed(lambda e=engine: landscape.loss_slice(
-                model, x, y, directions=dirs, grid=grid, engine=e, batch_size=args.batch_size), sync)
+            t, ds = timed(sync, landscape.loss_slice, model, x, y, directions=dirs, grid=grid,
+                          engine=engine, batch_size=args.batch_size)
             diff = np.abs(ds.loss.values - ref).max()
             label = f"ours {engine}" + (f" ({ds.attrs['engine']})" if engine == "auto" else "")
             print(f"{name:10s} {label:16s} {n_points / t:9.1f} {t_ref / t:8.2f} {t_inf / t:9.2f} "
