@@ -32,7 +32,8 @@ def _loss_figure(ds, path: Path) -> Path:
         a, b = ds.alpha.values, ds.beta.values
         z = loss.transpose("beta", "alpha").values
         lo, hi = np.nanmin(z), np.nanmax(z)
-        levels = np.geomspace(max(lo, 1e-12), hi, 30) if lo > 0 and hi / max(lo, 1e-12) > 20 else 30
+        # Geometric levels resolve the flat basin when the loss spans a wide range.
+        levels = np.geomspace(lo, hi, 30) if lo > 0 and hi / lo > 3 else 30
         cs = axes[0].contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
         fig.colorbar(cs, ax=axes[0], label="loss")
         axes[0].plot(0, 0, "r+", ms=10)
