@@ -3,9 +3,10 @@
 ``loss_slice`` evaluates the mean loss (and accuracy) of ``model`` on ``(x, y)``
 at ``θ + α d₁ (+ β d₂)`` for every point of a grid, the picture of
 Li et al., *Visualizing the Loss Landscape of Neural Nets* (NeurIPS 2018).
-Each grid point's parameters are built functionally and a chunk of points is
-evaluated per data batch with ``torch.func.functional_call`` under ``vmap``;
-the user's model is never written to.
+Each grid point's parameters are built as one fused ``θ + C·D`` product; a chunk
+of points is evaluated per data batch with ``torch.func.functional_call`` under
+``vmap``, or, point by point, in a private copy of the model whose parameters are
+overwritten in place; the user's model is never written to.
 
 ``input_slice`` evaluates the activations of a layer's units at
 ``x_a + α d₁ (+ β d₂)`` around anchor inputs ``x_a``; the grid points ride in
@@ -17,7 +18,9 @@ sliced variable.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -35,6 +38,9 @@ BN_MODES = ("eval", "batch")
 ENGINES = ("auto", "vmap", "loop")
 # Memory a chunk of grid points may take (parameters plus live activations).
 CPU_MEMORY_BUDGET = 1.5 * 2**30
+# Most grid points per batched call: beyond this the batched call's overhead is
+# already amortised and larger chunks only cost memory.
+MAX_CHUNK = 64
 
 Progress = Callable[[int, str], object]  # (total, description) -> object with update(n), close()
 
@@ -103,8 +109,6 @@ def _sliceable_copy(model: torch.nn.Module, bn: str) -> torch.nn.Module:
     """
     if bn == "eval":
         return model
-    import copy
-
     clone = copy.deepcopy(model).eval()
     for m in clone.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -176,8 +180,7 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     if chunk_size is None:
         point_bytes = sum(v.numel() * v.element_size() for v in base.values())
         per_point = point_bytes + batch_size * _activation_bytes(model, x)
-        cap = 64 if x.device.type == "cuda" else 8
-        chunk_size = int(max(1, min(cap, _memory_budget(x.device) // per_point)))
+        chunk_size = int(max(1, min(MAX_CHUNK, _memory_budget(x.device) // per_point)))
 
     def point_loss(p, xb, yb):
         out = functional_call(model, (p, fixed, buffers), (xb,), strict=False)
@@ -198,7 +201,22 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
         return {k: torch.addmm(flat_base[k], c, stacked[k]).view(c.shape[0], *w.shape)
                 for k, w in base.items()}
 
-    def run(c: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    how = _pick_engine(model, x.device) if engine == "auto" else engine
+    if how == "loop":
+        # A private copy whose moving parameters are overwritten in place at each
+        # point: one plain forward pass per point and batch, without the cost of
+        # re-binding parameters that a functional call pays on every call.
+        with torch.inference_mode(False):
+            net = copy.deepcopy(model)
+        slots = {k: p.detach().view(1, -1) for k, p in net.named_parameters() if k in base}
+
+        def net_loss(xb, yb):
+            out = net(xb)
+            loss = per_sample_loss(net, out, xb, yb).sum()
+            correct = (out.argmax(-1) == yb).sum() if classify else torch.zeros((), device=out.device)
+            return loss, correct
+
+    def run(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss = torch.zeros(c.shape[0], dtype=torch.float64, device=x.device)
         correct = torch.zeros_like(loss)
         if how == "vmap" and base:
@@ -209,9 +227,14 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
                 correct += k_.double()
             return loss, correct
         for i in range(c.shape[0]):
-            p = {k: t[0] for k, t in points(c[i:i + 1]).items()}
+            if how == "loop":
+                for k, slot in slots.items():
+                    torch.addmm(flat_base[k], c[i:i + 1], stacked[k], out=slot)
+                evaluate = net_loss
+            else:  # vmap with nothing moving: every point is θ itself
+                evaluate = partial(point_loss, {})
             for xb, yb in batches:
-                l, k_ = point_loss(p, xb, yb)
+                l, k_ = evaluate(xb, yb)
                 loss[i] += l.double()
                 correct[i] += k_.double()
         return loss, correct
@@ -219,12 +242,11 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     coeff_t = torch.as_tensor(coeffs, dtype=next(iter(params.values())).dtype, device=x.device)
     loss_sum = np.zeros(len(coeffs))
     correct = np.zeros(len(coeffs))
-    how = _pick_engine(model, x.device) if engine == "auto" else engine
     bar = _progress(progress, len(coeffs), "loss slice")
     try:
         for start in range(0, len(coeffs), chunk_size):
             c = coeff_t[start:start + chunk_size]
-            l, k_ = run(c, how)
+            l, k_ = run(c)
             loss_sum[start:start + len(c)] = l.cpu().numpy()
             correct[start:start + len(c)] = k_.cpu().numpy()
             bar.update(len(c))
@@ -263,9 +285,10 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     or a list of ``dims`` direction dicts.  ``grid``/``beta_grid``: ``"start:stop:num"``
     or coordinates.  ``bn``: ``eval`` uses running statistics, ``batch`` the
     statistics of each data batch.  ``engine``: ``vmap`` (a chunk of points per
-    batched call), ``loop`` (a functional call per point) or ``auto`` (times both
-    on the first points and keeps the faster).  Returns a Dataset of kind ``slice`` with
-    ``loss`` and ``accuracy`` over ``alpha`` (and ``beta``) and their
+    batched call), ``loop`` (one point at a time, written in place into a private
+    copy of the model) or ``auto`` (``vmap`` on a GPU and for convolution-free
+    models, ``loop`` for convolutional models on a CPU).  Returns a Dataset of
+    kind ``slice`` with ``loss`` and ``accuracy`` over ``alpha`` (and ``beta``) and their
     quasi-convexity scores (``loss_qcvx_barrier`` ...; along every row, column
     and diagonal for a surface).
     """

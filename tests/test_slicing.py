@@ -27,7 +27,8 @@ def _loop_reference(model, x, y, directions, alphas, betas):
 
 @pytest.mark.parametrize("name,shape,engine", [("mlp", (1, 4, 4), "vmap"), ("cnn", (1, 8, 8), "vmap"),
                                                 ("cnn", (1, 8, 8), "loop"),
-                                                ("resnet18", (3, 8, 8), "vmap")])
+                                                ("resnet18", (3, 8, 8), "vmap"),
+                                                ("resnet18", (3, 8, 8), "loop")])
 def test_batched_loss_slice_equals_per_point_loop(name, shape, engine):
     model = landscape.build_model(name, init="kaiming", bias_scale=0.1, seed=1, in_shape=shape)
     x, y = landscape.load_dataset("digits", n=40, in_shape=shape)
@@ -55,12 +56,13 @@ def test_loss_slice_schema_and_centre(tiny_mlp, digits_small):
         assert attr in ds.attrs
 
 
-def test_loss_slice_is_deterministic_and_leaves_model_alone(tiny_mlp, digits_small):
+@pytest.mark.parametrize("engine", ["vmap", "loop"])
+def test_loss_slice_is_deterministic_and_leaves_model_alone(tiny_mlp, digits_small, engine):
     x, y = digits_small
     tiny_mlp.train()
     before = {k: v.clone() for k, v in tiny_mlp.state_dict().items()}
-    a = landscape.loss_slice(tiny_mlp, x, y, grid="-1:1:5", seed=3)
-    b = landscape.loss_slice(tiny_mlp, x, y, grid="-1:1:5", seed=3)
+    a = landscape.loss_slice(tiny_mlp, x, y, grid="-1:1:5", seed=3, engine=engine)
+    b = landscape.loss_slice(tiny_mlp, x, y, grid="-1:1:5", seed=3, engine=engine)
     np.testing.assert_array_equal(a.loss.values, b.loss.values)
     assert tiny_mlp.training
     assert all(torch.equal(before[k], v) for k, v in tiny_mlp.state_dict().items())
