@@ -67,6 +67,8 @@ def main() -> None:
                         help="our Lanczos tolerance (relative residual)")
     parser.add_argument("--pyhessian-tols", default="1e-3,1e-4,1e-5",
                         help="PyHessian tolerances to run (its default is 1e-3)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="best wall time of this many runs of each eigenvalue method")
     parser.add_argument("--trace-probes", type=int, default=99)
     parser.add_argument("--no-trace", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -103,14 +105,17 @@ def main() -> None:
     fo.matvec(v)
     t_fo = float(np.median([_timed(lambda: fo.matvec(v))[1] for _ in range(3)]))
 
-    # Ours: top-1 and top-k.
+    # Ours: top-1 and top-k (best wall time of --repeats runs, each from scratch).
     results = {}
     for k in sorted({1, args.top_k}):
-        op = LossHessian(model, x, y)
-        res, t = _timed(lambda k=k, op=op: lanczos(op, top_k=k, tol=args.tol,
-                                                   eigenvectors=False))
-        op.release()
-        results["ours", k] = (t, op.n_products, _rel_err(res.eigenvalues, reference[:k]))
+        best = float("inf")
+        for _ in range(args.repeats):
+            op = LossHessian(model, x, y)
+            res, t = _timed(lambda k=k, op=op: lanczos(op, top_k=k, tol=args.tol,
+                                                       eigenvectors=False))
+            op.release()
+            best = min(best, t)
+        results["ours", k] = (best, op.n_products, _rel_err(res.eigenvalues, reference[:k]))
 
     # PyHessian: same model and batch (it switches the model to eval mode and writes .grad).
     # Its default tol (1e-3, relative change between iterations) and tighter ones,
@@ -119,15 +124,18 @@ def main() -> None:
     counter = _Counter(pyhessian_module)
     for k in sorted({1, args.top_k}):
         for ptol in ptols:
-            torch.manual_seed(args.seed)
-            comp, t_setup = _timed(lambda: pyhessian_class(
-                model, nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda"))
-            (values, _), t = _timed(
-                lambda k=k, comp=comp, ptol=ptol: comp.eigenvalues(top_n=k, tol=ptol))
+            best = float("inf")
+            for _ in range(args.repeats):
+                torch.manual_seed(args.seed)
+                comp, t_setup = _timed(lambda: pyhessian_class(
+                    model, nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda"))
+                (values, _), t = _timed(
+                    lambda k=k, comp=comp, ptol=ptol: comp.eigenvalues(top_n=k, tol=ptol))
+                best = min(best, t + t_setup)
+                n_products = counter.take()
+                del comp
             theirs = np.sort(np.asarray(values, float))[::-1]
-            results["pyhessian", k, ptol] = (t + t_setup, counter.take(),
-                                             _rel_err(theirs, reference[:k]))
-            del comp
+            results["pyhessian", k, ptol] = (best, n_products, _rel_err(theirs, reference[:k]))
     model.zero_grad(set_to_none=True)
 
     trace_rows = []

@@ -182,11 +182,13 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
         per_point = point_bytes + batch_size * _activation_bytes(model, x)
         chunk_size = int(max(1, min(MAX_CHUNK, _memory_budget(x.device) // per_point)))
 
-    def point_loss(p, xb, yb):
-        out = functional_call(model, (p, fixed, buffers), (xb,), strict=False)
+    def scores(out, xb, yb):
         loss = per_sample_loss(model, out, xb, yb).sum()
         correct = (out.argmax(-1) == yb).sum() if classify else torch.zeros((), device=out.device)
         return loss, correct
+
+    def point_loss(p, xb, yb):
+        return scores(functional_call(model, (p, fixed, buffers), (xb,), strict=False), xb, yb)
 
     batched = vmap(point_loss, in_dims=(0, None, None))
     batches = [(x[b:b + batch_size], None if y is None else y[b:b + batch_size])
@@ -208,13 +210,17 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
         # re-binding parameters that a functional call pays on every call.
         with torch.inference_mode(False):
             net = copy.deepcopy(model)
-        slots = {k: p.detach().view(1, -1) for k, p in net.named_parameters() if k in base}
+        slots = {k: p.detach() for k, p in net.named_parameters() if k in base}
 
         def net_loss(xb, yb):
-            out = net(xb)
-            loss = per_sample_loss(net, out, xb, yb).sum()
-            correct = (out.argmax(-1) == yb).sum() if classify else torch.zeros((), device=out.device)
-            return loss, correct
+            return scores(net(xb), xb, yb)
+
+        def write_point(c_row: torch.Tensor) -> None:
+            for k, slot in slots.items():
+                if slot.is_contiguous():
+                    torch.addmm(flat_base[k], c_row, stacked[k], out=slot.view(1, -1))
+                else:
+                    slot.copy_(torch.addmm(flat_base[k], c_row, stacked[k]).view(slot.shape))
 
     def run(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss = torch.zeros(c.shape[0], dtype=torch.float64, device=x.device)
@@ -228,8 +234,7 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
             return loss, correct
         for i in range(c.shape[0]):
             if how == "loop":
-                for k, slot in slots.items():
-                    torch.addmm(flat_base[k], c[i:i + 1], stacked[k], out=slot)
+                write_point(c[i:i + 1])
                 evaluate = net_loss
             else:  # vmap with nothing moving: every point is θ itself
                 evaluate = partial(point_loss, {})

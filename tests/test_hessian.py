@@ -232,6 +232,20 @@ def test_lanczos_residual_estimate_is_the_true_residual(mlp_problem):
     assert np.all(gaps <= res.residuals + 1e-12)
 
 
+def test_lanczos_keeps_its_basis_orthogonal_over_many_steps():
+    # Without full reorthogonalisation, long runs grow "ghost" copies of the
+    # converged top eigenvalue, so the top 3 would read 100, 100, 50.
+    rng = np.random.default_rng(0)
+    spectrum = np.concatenate([[100.0, 50.0, 49.0], np.linspace(-1, 1, 197)])
+    basis, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    op = DenseOperator(torch.as_tensor(basis @ np.diag(spectrum) @ basis.T))
+    res = lanczos(op, top_k=3, tol=1e-12, min_steps=150, max_steps=150, eigenvectors=True)
+    assert res.steps == 150
+    np.testing.assert_allclose(res.eigenvalues, [100.0, 50.0, 49.0], rtol=1e-10)
+    gram = res.eigenvectors @ res.eigenvectors.T
+    np.testing.assert_allclose(gram.numpy(), np.eye(3), atol=1e-8)
+
+
 def test_lanczos_handles_invariant_subspaces_and_zero_operator():
     diag = torch.tensor([5.0, 5.0, 3.0, 0.0, 0.0, 0.0, -2.0, -2.0], dtype=F64)
     res = lanczos(DenseOperator(torch.diag(diag)), top_k=3, bottom_k=2, tol=1e-12)

@@ -156,3 +156,15 @@ def test_hessian_directions_curvature_is_top_eigenvalue():
     assert ds.direction_norm.values == pytest.approx([1.0], rel=1e-8)
     second = (ds.loss.values[0] - 2 * ds.loss.values[1] + ds.loss.values[2]) / h**2
     assert second == pytest.approx(top, rel=1e-4)
+
+
+def test_loop_engine_handles_non_contiguous_parameters(digits_small):
+    x, y = digits_small
+    model = landscape.build_model("mlp", init="xavier", seed=0, in_shape=tuple(x.shape[1:]))
+    w = model.fc1.weight.detach()
+    model.fc1.weight = torch.nn.Parameter(w.t().contiguous().t())  # same values, transposed strides
+    assert not model.fc1.weight.is_contiguous()
+    loop = landscape.loss_slice(model, x, y, grid="-1:1:4", engine="loop")
+    vmapped = landscape.loss_slice(model, x, y, grid="-1:1:4", engine="vmap")
+    np.testing.assert_allclose(loop.loss.values, vmapped.loss.values, rtol=1e-5, atol=1e-6)
+    assert not model.fc1.weight.is_contiguous() and torch.equal(model.fc1.weight, w)

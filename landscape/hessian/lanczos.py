@@ -52,6 +52,7 @@ from ..errors import LandscapeError
 from .hvp import HessianOperator
 
 BREAKDOWN = 1e-10  # β below this (relative to the largest |α|, β seen) means an invariant subspace
+REORTH_RATIO = 0.5 ** 0.5  # a second Gram–Schmidt pass when a pass keeps less of the norm
 
 
 @dataclass
@@ -89,9 +90,14 @@ class _Basis:
         return self.data[:self.size]
 
     def orthogonalize(self, w: torch.Tensor) -> torch.Tensor:
-        """``w`` minus its projection on the basis, twice (classical Gram–Schmidt 2)."""
+        """``w`` minus its projection on the basis (classical Gram–Schmidt), repeated
+        when the first pass removed most of ``w`` and so left it inaccurate (the
+        Daniel–Gragg–Kaufman–Stewart test).  Each pass reads the whole basis, the
+        main cost besides the products with the operator when the dimension is large."""
         Q = self.rows
-        for _ in range(2):
+        before = w.norm()
+        w = w - (Q @ w) @ Q
+        if w.norm() < REORTH_RATIO * before:
             w = w - (Q @ w) @ Q
         return w
 
@@ -142,6 +148,11 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
         basis.append(q)
         w = op.matvec(q)
         a = float(torch.dot(q.double(), w.double()))
+        # The three-term recurrence first, so that what full reorthogonalisation
+        # removes is rounding error and one pass over the basis usually suffices.
+        w = w - a * q
+        if beta:
+            w = w - beta[-1] * basis.rows[-2]
         w = basis.orthogonalize(w)
         b = float(w.norm())
         alpha.append(a)
