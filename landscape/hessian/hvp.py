@@ -93,13 +93,17 @@ class HessianOperator:
         return self.matmat(v.reshape(1, -1))[0]
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """``(H Vᵀ)ᵀ``: the product with each row of ``V`` (shape ``(k, dim)``)."""
+        """``(H Vᵀ)ᵀ``: the product with each row of ``V`` (shape ``(k, dim)``), in
+        memory of its own."""
         if V.dim() != 2 or V.shape[1] != self.dim:
             raise ValueError(f"matmat: expected shape (k, {self.dim}), got {tuple(V.shape)}")
         V = V.to(device=self.device, dtype=self.dtype)
         step = V.shape[0] if self.chunk_size is None else self.chunk_size
         out = [self._matmat(V[i:i + step]) for i in range(0, V.shape[0], step)]
         self.n_products += V.shape[0]
+        if len(out) == 1:  # fresh memory that callers may update in place
+            shared = out[0].untyped_storage().data_ptr() == V.untyped_storage().data_ptr()
+            return out[0].clone() if shared else out[0]
         return torch.cat(out) if out else V.clone()
 
     def dense(self) -> torch.Tensor:
@@ -145,8 +149,6 @@ def _batched_grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
     do not depend on ``inputs`` contribute zero.  With ``batch`` the rows share
     one vmapped backward pass (``is_grads_batched``), otherwise one pass each.
     """
-    if V.shape[0] > 1 and not batch:
-        return torch.cat([_batched_grad(outputs, inputs, row[None], batch) for row in V])
     shapes = [o.shape for o in outputs]
     rows = _split_rows(V, shapes)
     keep = [i for i, o in enumerate(outputs) if o.requires_grad]
@@ -154,10 +156,15 @@ def _batched_grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
     if not keep:
         return V.new_zeros(k, sum(t.numel() for t in inputs))
     outs = [outputs[i] for i in keep]
-    if k == 1:
-        grads = torch.autograd.grad(outs, inputs, [rows[i][0] for i in keep], retain_graph=True,
-                                    allow_unused=True, materialize_grads=True)
-        return flatten(grads).reshape(1, -1)
+    if k == 1 or not batch:
+        # One backward pass per row, each flattened straight into its row of the result.
+        result = V.new_empty(k, sum(t.numel() for t in inputs))
+        for r in range(k):
+            grads = torch.autograd.grad(outs, inputs, [rows[i][r] for i in keep],
+                                        retain_graph=True, allow_unused=True,
+                                        materialize_grads=True)
+            torch.cat([g.reshape(-1) for g in grads], out=result[r])
+        return result
     grads = torch.autograd.grad(outs, inputs, [rows[i] for i in keep], retain_graph=True,
                                 allow_unused=True, materialize_grads=True, is_grads_batched=True)
     return torch.cat([g.reshape(k, -1) for g in grads], dim=1)
@@ -276,7 +283,7 @@ class LossHessian(HessianOperator):
         return list(grads), leaves
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(V)
+        out = None
         for xb, yb in self.batches:
             weight = len(xb) / self.n_samples
             if self.engine == "double-backward":
@@ -286,9 +293,14 @@ class LossHessian(HessianOperator):
                     grads, leaves = self._cache
                 else:
                     grads, leaves = self._first_order_graph(*self._inputs(xb, yb))
-                out += weight * _batched_grad(grads, leaves, V, self.batched)
+                part = _batched_grad(grads, leaves, V, self.batched)
             else:
-                out += weight * self._forward_over_reverse(V, *self._inputs(xb, yb))
+                part = self._forward_over_reverse(V, *self._inputs(xb, yb))
+            # Accumulated in place: large fresh buffers cost page faults on every product.
+            if out is None:
+                out = part if weight == 1 else part.mul_(weight)
+            else:
+                out.add_(part, alpha=weight)
         return out
 
     def _forward_over_reverse(self, V: torch.Tensor, xb, yb) -> torch.Tensor:

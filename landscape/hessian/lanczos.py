@@ -90,16 +90,24 @@ class _Basis:
         return self.data[:self.size]
 
     def orthogonalize(self, w: torch.Tensor) -> torch.Tensor:
-        """``w`` minus its projection on the basis (classical Gram–Schmidt), repeated
+        """``w`` (updated in place) minus its projection on the basis (classical Gram–Schmidt), repeated
         when the first pass removed most of ``w`` and so left it inaccurate (the
         Daniel–Gragg–Kaufman–Stewart test).  Each pass reads the whole basis, the
         main cost besides the products with the operator when the dimension is large."""
         Q = self.rows
         before = w.norm()
-        w = w - (Q @ w) @ Q
+        w.addmv_(Q.T, Q @ w, alpha=-1)
         if w.norm() < REORTH_RATIO * before:
-            w = w - (Q @ w) @ Q
+            w.addmv_(Q.T, Q @ w, alpha=-1)
         return w
+
+
+def _dot(u: torch.Tensor, v: torch.Tensor, block: int = 2**16) -> float:
+    """``u · v`` accumulated in float64, without float64 copies of long vectors."""
+    if u.dtype == torch.float64 or u.numel() <= block:
+        return float(torch.dot(u.double(), v.double()))
+    return sum(float(torch.dot(a.double(), b.double()))
+               for a, b in zip(u.split(block), v.split(block), strict=True))
 
 
 def _random_unit(dim: int, dtype, device, generator: torch.Generator) -> torch.Tensor:
@@ -146,13 +154,13 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
     theta = S = None
     for step in range(1, max_steps + 1):
         basis.append(q)
-        w = op.matvec(q)
-        a = float(torch.dot(q.double(), w.double()))
+        w = op.matvec(q)  # a fresh tensor: updated in place below
+        a = _dot(q, w)
         # The three-term recurrence first, so that what full reorthogonalisation
         # removes is rounding error and one pass over the basis usually suffices.
-        w = w - a * q
+        w.sub_(q, alpha=a)
         if beta:
-            w = w - beta[-1] * basis.rows[-2]
+            w.sub_(basis.rows[-2], alpha=beta[-1])
         w = basis.orthogonalize(w)
         b = float(w.norm())
         alpha.append(a)
@@ -174,7 +182,7 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
             q = q / q.norm()
             beta.append(0.0)
         else:
-            q = w / b
+            q = w.div_(b)
             beta.append(b)
     steps = len(alpha)
     wanted = _wanted(len(theta), top_k, bottom_k)
