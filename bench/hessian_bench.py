@@ -88,9 +88,14 @@ def main() -> None:
     ref, t_ref = _timed(lambda: lanczos(ref_op, top_k=args.top_k, tol=1e-9, eigenvectors=False,
                                          seed=123))
     reference = ref.eigenvalues
-    ref_op.release()
     print(f"reference top-{args.top_k}: {np.array2string(reference, precision=6)} "
           f"({ref.steps} HVPs, {t_ref:.1f} s, converged {bool(ref.converged.all())})")
+    # The other end of the spectrum: power iteration converges to the eigenvalues of
+    # largest magnitude, which are these when they outweigh the top ones.
+    low = lanczos(ref_op, top_k=0, bottom_k=args.top_k, tol=1e-9, eigenvectors=False, seed=123)
+    ref_op.release()
+    print(f"reference bottom-{args.top_k}: {np.array2string(low.eigenvalues, precision=6)} "
+          f"(converged {bool(low.converged.all())})")
 
     # Cost of one gradient and one HVP (our default engine, graph cached).
     op = LossHessian(model, x, y)
@@ -136,6 +141,7 @@ def main() -> None:
                 del comp
             theirs = np.sort(np.asarray(values, float))[::-1]
             results["pyhessian", k, ptol] = (best, n_products, _rel_err(theirs, reference[:k]))
+            print(f"PyHessian top-{k}, tol {ptol:g}: {np.array2string(theirs, precision=6)}")
     model.zero_grad(set_to_none=True)
 
     trace_rows = []
