@@ -11,6 +11,11 @@ Prints grid points per second (best of ``--repeats`` runs) and the ratios
 ours/reference and ours/plain-inference.  Our time is that of the whole
 ``loss_slice`` call, quasi-convexity scoring of the surface included.
 
+``loss_slice`` keeps freed memory in the heap while it runs (``landscape._heap``);
+the baselines run as their users run them, with glibc's default allocation, and
+again inside the same setting (rows marked "heap reuse", columns "vs loop*" and
+"vs infer*"), to show how much of a ratio the allocator accounts for.
+
     python bench/slice_bench.py --models mlp,cnn,resnet18 --grid 21 --samples 512
 """
 
@@ -19,11 +24,13 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
 import landscape
+from landscape._heap import reusing_freed_memory
 from landscape.directions import parameter_directions
 from landscape.models import per_sample_loss
 from landscape.slicing import parse_grid
@@ -66,6 +73,12 @@ def timed(sync, repeats, fn, *args, **kwargs):
     return best, result
 
 
+def _row(model, n_points, baselines, label, t, diff=None):
+    ratios = " ".join(f"{b / t:{w}.2f}" for b, w in zip(baselines, (8, 9, 9, 9)))
+    tail = "" if diff is None else f" {diff:10.2e}"
+    print(f"{model:10s} {label:30s} {n_points / t:9.1f} {ratios}{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mlp,cnn,resnet18")
@@ -84,8 +97,8 @@ def main() -> None:
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"grid {args.grid}x{args.grid}, {args.samples} samples, batch {args.batch_size}, "
           f"best of {args.repeats}")
-    print(f"{'model':10s} {'method':16s} {'points/s':>9s} {'vs loop':>8s} {'vs infer':>9s} "
-          f"{'max |diff|':>10s}")
+    print(f"{'model':10s} {'method':30s} {'points/s':>9s} {'vs loop':>8s} {'vs infer':>9s} "
+          f"{'vs loop*':>9s} {'vs infer*':>9s} {'max |diff|':>10s}")
     for name in args.models.split(","):
         model = landscape.build_model(name, init="xavier", bias_scale=0.1, seed=0).to(device).eval()
         x, y = landscape.load_dataset("digits", n=args.samples, in_shape=model.in_shape)
@@ -97,17 +110,22 @@ def main() -> None:
         t_ref, ref = timed(sync, args.repeats, reference_loop, model, x, y, dirs, alphas, alphas,
                            args.batch_size)
         t_inf, _ = timed(sync, args.repeats, plain_inference, model, x, n_points, args.batch_size)
-        print(f"{name:10s} {'reference loop':16s} {n_points / t_ref:9.1f} {1.0:8.2f} {t_inf / t_ref:9.2f}")
-        print(f"{name:10s} {'plain inference':16s} {n_points / t_inf:9.1f} {t_ref / t_inf:8.2f} {1.0:9.2f}")
+        t_ref2, _ = timed(sync, args.repeats, reusing_freed_memory(reference_loop), model, x, y, dirs,
+                          alphas, alphas, args.batch_size)
+        t_inf2, _ = timed(sync, args.repeats, reusing_freed_memory(plain_inference), model, x,
+                          n_points, args.batch_size)
+        row = partial(_row, name, n_points, (t_ref, t_inf, t_ref2, t_inf2))
+        row("reference loop", t_ref)
+        row("plain inference", t_inf)
+        row("reference loop, heap reuse", t_ref2)
+        row("plain inference, heap reuse", t_inf2)
         for engine in args.engines.split(","):
             landscape.loss_slice(model, x, y, directions=dirs, grid=alphas[:3], engine=engine,
                                  batch_size=args.batch_size)
             t, ds = timed(sync, args.repeats, landscape.loss_slice, model, x, y, directions=dirs, grid=grid,
                           engine=engine, batch_size=args.batch_size)
-            diff = np.abs(ds.loss.values - ref).max()
             label = f"ours {engine}" + (f" ({ds.attrs['engine']})" if engine == "auto" else "")
-            print(f"{name:10s} {label:16s} {n_points / t:9.1f} {t_ref / t:8.2f} {t_inf / t:9.2f} "
-                  f"{diff:10.2e}")
+            row(label, t, np.abs(ds.loss.values - ref).max())
 
 
 if __name__ == "__main__":

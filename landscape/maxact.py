@@ -88,6 +88,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from ._heap import reusing_freed_memory
 from .errors import LandscapeError
 from .models import eval_mode, resolve_layer, select_units, unit_activations
 from .results import provenance
@@ -383,6 +384,7 @@ def null_model(model: nn.Module, seed: int) -> nn.Module:
     return clone
 
 
+@reusing_freed_memory
 def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor | None = None, *,
            top_k: int = 9, restarts: int = 16, steps: int = 200, lr: float = 0.05,
            norm_ball: float | None = None, null_models: int = 0, k_neighbors: int = 10,

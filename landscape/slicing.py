@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 from torch.func import functional_call, vmap
 
+from ._heap import reusing_freed_memory
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
@@ -276,6 +277,7 @@ def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_b
     return "custom", dirs
 
 
+@reusing_freed_memory
 def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                directions: str | list[Direction] = "filter", dims: int = 2,
                grid=DEFAULT_GRID, beta_grid=None, *, include_bias: bool = False,
@@ -334,6 +336,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     return ds
 
 
+@reusing_freed_memory
 def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
                 anchors: torch.Tensor | None = None, directions: str | torch.Tensor = "random",
                 dims: int = 1, grid=DEFAULT_GRID, beta_grid=None, *,

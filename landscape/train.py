@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._heap import reusing_freed_memory
 from .errors import LandscapeError, check_choice
 from .models import eval_mode, per_sample_loss
 
@@ -50,6 +51,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     return loss_sum / n, (correct / n if classify else float("nan"))
 
 
+@reusing_freed_memory
 def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
           x_test: torch.Tensor, y_test: torch.Tensor | None, epochs: int = 1,
           optimizer: str = "sgd", lr: float | None = None, batch_size: int = 64, seed: int = 0,

@@ -30,6 +30,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from .._heap import reusing_freed_memory
 from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
 from ..results import provenance
@@ -99,6 +100,7 @@ def _data_name(dataset) -> str | None:
     return None if dataset is None else str(dataset)
 
 
+@reusing_freed_memory
 def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                      top_k: int = 5, bottom_k: int = 0, density: bool = False,
                      trace: bool = False, tol: float = 1e-4, *, max_steps: int | None = None,
@@ -152,6 +154,7 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     return ds
 
 
+@reusing_freed_memory
 def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                            anchors: torch.Tensor | None = None, top_k: int = 5, bottom_k: int = 0,
                            density: bool = False, trace: bool = False, tol: float = 1e-4, *,
@@ -255,6 +258,7 @@ def _describe(ds: xr.Dataset) -> None:
             ds[name].attrs["long_name"] = desc
 
 
+@reusing_freed_memory
 def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, k: int = 2,
                      tol: float = 1e-4, **kw) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """The ``k`` largest eigenvalues of the loss Hessian and their unit eigenvectors.

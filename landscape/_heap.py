@@ -1,0 +1,96 @@
+"""Keep freed memory in the process heap during long evaluation loops.
+
+A slice or a Hessian estimate runs the same forward (and backward) pass hundreds
+of times, each allocating the same large activation tensors and freeing them
+again.  glibc serves every allocation above its mmap threshold (at most 32 MiB)
+with a fresh ``mmap`` and returns it to the kernel on ``free``, so each pass
+page-faults its activations in anew; on a 2-core CPU that is up to half the
+wall time of a small convolutional network (``bench/RESULTS.md``).  Inside
+:func:`reuse_freed_memory` large blocks come from the heap instead and freed
+blocks are reused; on leaving it glibc's defaults are set again and the free
+memory is handed back to the kernel with ``malloc_trim``.
+
+A no-op off glibc, when ``LANDSCAPE_HEAP_REUSE=0``, and when the user has tuned
+malloc through its own environment variables.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import sys
+import threading
+from contextlib import contextmanager
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+# glibc's documented defaults (mallopt(3)).
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+_DEFAULT_MMAP_MAX = 65536
+_KEEP = 2**31 - 1  # largest value mallopt's int argument takes
+
+_USER_TUNING = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                "GLIBC_TUNABLES")
+
+_lock = threading.Lock()
+_depth = 0
+
+
+@functools.cache
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # present in glibc only  # noqa: B018
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return mallopt, trim
+
+
+def _enabled() -> bool:
+    if os.environ.get("LANDSCAPE_HEAP_REUSE", "1").strip() in ("0", "false", "no", "off"):
+        return False
+    return not any(name in os.environ for name in _USER_TUNING)
+
+
+@contextmanager
+def reuse_freed_memory():
+    """Within the block, glibc serves large allocations from the heap and keeps
+    freed memory for reuse.  Re-entrant and thread-safe: the settings change on
+    entering the outermost block and are restored on leaving it."""
+    global _depth
+    libc = _glibc() if _enabled() else None
+    if libc is None:
+        yield
+        return
+    mallopt, trim = libc
+    with _lock:
+        _depth += 1
+        if _depth == 1:
+            mallopt(_M_MMAP_MAX, 0)
+            mallopt(_M_TRIM_THRESHOLD, _KEEP)
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                trim(0)
+
+
+def reusing_freed_memory(fn):
+    """Decorator: run ``fn`` inside :func:`reuse_freed_memory`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with reuse_freed_memory():
+            return fn(*args, **kwargs)
+
+    return wrapper
