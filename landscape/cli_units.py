@@ -92,7 +92,7 @@ def tsne_analysis(opts: dict):
     ds = tsne_heatmaps(setup.model, opts["layer"], opts["units"], setup.x, setup.y,
                        features=opts["features"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
-                       cache_dir=opts["cache_dir"],
+                       gradient=opts["gradient"], cache_dir=opts["cache_dir"],
                        maxact=ma, dataset=opts["dataset"])
     return ds, setup
 
@@ -109,6 +109,10 @@ def tsne_analysis(opts: dict):
               help="t-SNE iterations after the early exaggeration phase.")
 @click.option("--pca-dims", type=int, default=50, show_default=True,
               help="PCA components fed to t-SNE.")
+@click.option("--gradient", type=click.Choice(["auto", "bh", "fft"]), default="auto",
+              show_default=True,
+              help="t-SNE repulsive forces: Barnes-Hut, FFT interpolation, or 'auto' "
+                   "(Barnes-Hut below 10 000 points).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Keep fitted maps here and reuse them.")
 @click.option("--maxact", "maxact", type=click.Path(dir_okay=False), default=None,

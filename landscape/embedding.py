@@ -9,9 +9,13 @@ The map: the features ``F`` (the flattened inputs, or a layer's unit
 activations) are reduced by PCA to ``pca_dims`` components (fitted with
 ``random_state=seed``), and embedded by t-SNE (van der Maaten & Hinton, JMLR
 2008) as implemented by openTSNE (Poličar, Stražar & Zupan, *openTSNE*, JSS
-2024) with FFT-accelerated interpolation of the repulsive forces (Linderman et
-al., *FIt-SNE*, Nature Methods 2019) and ``random_state=seed``, so a seed gives
-the same map.
+2024) with ``random_state=seed``, so a seed gives the same map.  The repulsive
+forces (``gradient``) are approximated by a Barnes-Hut tree (``"bh"``) or by
+FFT-accelerated interpolation (``"fft"``, Linderman et al., *FIt-SNE*, Nature
+Methods 2019); ``"auto"`` takes Barnes-Hut below ``FFT_FROM`` points and FFT
+from there on (openTSNE's own rule: on 5 000 points Barnes-Hut ran 3.3x faster
+with a lower KL divergence, ``bench/RESULTS.md``; FFT's cost grows linearly in
+the points and wins on large maps).
 
 The map is fitted once per feature matrix and settings and cached under a
 SHA-256 hash of (features' bytes, shape, dtype, settings): in memory always, and
@@ -38,22 +42,34 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .errors import LandscapeError
+from .errors import LandscapeError, check_choice
 from .models import eval_mode, resolve_layer, select_units, unit_activations
 from .results import provenance
 
 _MEMORY: dict[str, TSNEMap] = {}
+GRADIENTS = ("auto", "bh", "fft")
+FFT_FROM = 10_000
+
+
+def gradient_method(gradient: str, n: int) -> str:
+    """``"bh"`` or ``"fft"``: the negative-gradient method for a map of ``n`` points."""
+    check_choice("gradient", gradient, GRADIENTS)
+    if gradient == "auto":
+        return "bh" if n < FFT_FROM else "fft"
+    return gradient
 
 
 @dataclass
 class TSNEMap:
     """A fitted map: ``embedding`` (openTSNE ``TSNEEmbedding``, ``(N, 2)``), and the
-    PCA that maps features into its space (``mean``, ``components``)."""
+    PCA that maps features into its space (``mean``, ``components``); ``method``
+    is the negative-gradient method, ``"bh"`` or ``"fft"``."""
 
     embedding: object
     mean: np.ndarray
     components: np.ndarray
     key: str
+    method: str = "fft"
 
     def reduce(self, features: np.ndarray) -> np.ndarray:
         return (features - self.mean) @ self.components.T
@@ -93,7 +109,7 @@ def _affinities(reduced: np.ndarray, perplexity: float, seed: int, n_jobs: int):
 
 
 def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.0,
-            seed: int = 0, n_iter: int = 500, n_jobs: int = 1,
+            seed: int = 0, n_iter: int = 500, n_jobs: int = 1, gradient: str = "auto",
             cache_dir: str | os.PathLike | None = None) -> TSNEMap:
     """The t-SNE map of ``features (N, F)`` (module docstring), from the cache when
     the same features and settings were fitted before."""
@@ -106,8 +122,9 @@ def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.
                              f"for N={n}, got {perplexity}")
     if pca_dims < 2:
         raise LandscapeError(f"pca_dims: must be >= 2, got {pca_dims}")
+    method = gradient_method(gradient, n)
     settings = dict(pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
-                    method="fft", version=1)
+                    method=method, version=1)
     key = cache_key(features, settings)
     if key in _MEMORY:
         return _MEMORY[key]
@@ -118,9 +135,9 @@ def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.
         stored = np.load(path)
         reduced = (features - stored["mean"]) @ stored["components"].T
         aff = _affinities(reduced, perplexity, seed, n_jobs)
-        embedding = TSNEEmbedding(stored["coords"], aff, negative_gradient_method="fft",
+        embedding = TSNEEmbedding(stored["coords"], aff, negative_gradient_method=method,
                                   random_state=seed, n_jobs=n_jobs)
-        result = TSNEMap(embedding, stored["mean"], stored["components"], key)
+        result = TSNEMap(embedding, stored["mean"], stored["components"], key, method)
         _MEMORY[key] = result
         return result
     from sklearn.decomposition import PCA
@@ -129,10 +146,10 @@ def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.
     pca = PCA(n_components=dims, random_state=seed, svd_solver="full").fit(features)
     mean, components = pca.mean_, pca.components_
     reduced = (features - mean) @ components.T
-    tsne = TSNE(perplexity=perplexity, n_iter=n_iter, negative_gradient_method="fft",
+    tsne = TSNE(perplexity=perplexity, n_iter=n_iter, negative_gradient_method=method,
                 random_state=seed, n_jobs=n_jobs)
     embedding = tsne.fit(reduced)
-    result = TSNEMap(embedding, mean, components, key)
+    result = TSNEMap(embedding, mean, components, key, method)
     _MEMORY[key] = result
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,12 +177,13 @@ def _features(model: nn.Module, x: torch.Tensor, features: str, batch_size: int)
 def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
                   x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
                   features: str = "input", pca_dims: int = 50, perplexity: float = 30.0,
-                  seed: int = 0, n_iter: int = 500, n_jobs: int = 1,
+                  seed: int = 0, n_iter: int = 500, n_jobs: int = 1, gradient: str = "auto",
                   cache_dir: str | os.PathLike | None = None, maxact: xr.Dataset | None = None,
                   batch_size: int = 512, dataset: str | None = None) -> xr.Dataset:
     """Each unit's activation over the t-SNE map of ``x`` (module docstring).
 
     ``features``: ``"input"`` or a layer name whose units' activations are mapped.
+    ``gradient``: ``"auto"``, ``"bh"`` or ``"fft"`` (module docstring).
     ``maxact``: a ``maxact`` result on the same ``x``; its top-k examples are
     placed at their map positions and its optimised maxima by ``transform``.
 
@@ -180,7 +198,7 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
     unit_idx = select_units(model, layer, units)
     feats = _features(model, x, features, batch_size)
     tmap = fit_map(feats, pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
-                   n_jobs=n_jobs, cache_dir=cache_dir)
+                   n_jobs=n_jobs, gradient=gradient, cache_dir=cache_dir)
     act = heatmap_values(model, layer, unit_idx, x, batch_size)
     coords = np.array(tmap.embedding, copy=True)
     labels = np.full(len(x), -1, dtype=np.int64) if y is None else y.detach().cpu().numpy()
@@ -194,7 +212,7 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
         ds = place_maxima(ds, tmap, maxact, model, features, batch_size, seed)
     config = dict(layer=layer, units=unit_idx, features=features, pca_dims=pca_dims,
                   perplexity=perplexity, n_iter=n_iter, n_samples=int(len(x)),
-                  method="openTSNE fft", cache_key=tmap.key, seed=seed)
+                  method=f"openTSNE {tmap.method}", cache_key=tmap.key, seed=seed)
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
     ds.attrs.update(kind="tsne", layer=layer, features=features)
     return ds

@@ -105,3 +105,21 @@ def test_cli_tsne_writes_a_loadable_file_and_plots(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["plot", "t.nc", "--out", "figs"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert [Path(p).name for p in res.stdout.split()] == ["t_heatmaps.png", "t_labels.png"]
+
+
+def test_gradient_methods_both_keep_neighbourhoods_and_are_cached_apart(data):
+    from sklearn.manifold import trustworthiness
+
+    x, _ = data
+    feats = x.flatten(1).double().numpy()
+    assert embedding.gradient_method("auto", embedding.FFT_FROM - 1) == "bh"
+    assert embedding.gradient_method("auto", embedding.FFT_FROM) == "fft"
+    embedding.clear_cache()
+    maps = {g: fit_map(feats, perplexity=PERP, seed=0, n_iter=100, gradient=g)
+            for g in ("bh", "fft")}
+    assert maps["bh"].key != maps["fft"].key and maps["bh"].method == "bh"
+    assert fit_map(feats, perplexity=PERP, seed=0, n_iter=100) is maps["bh"]  # auto, cached
+    for tmap in maps.values():
+        assert trustworthiness(feats, np.asarray(tmap.embedding), n_neighbors=5) > 0.9
+    with pytest.raises(LandscapeError, match="gradient"):
+        fit_map(feats, perplexity=PERP, gradient="exact")
