@@ -9,6 +9,11 @@ In one process, on the same model, batch and device:
 * trace: Hutch++ (ours) against PyHessian's Hutchinson loop (its defaults);
 * the cost of one HVP over one gradient (forward + backward).
 
+``--heap reuse`` runs the whole benchmark, PyHessian included, inside
+``landscape._heap.reuse_freed_memory`` (what ``hessian_spectrum`` and the CLI do
+for our code); ``--heap default`` (the default) leaves glibc's allocator as it is
+for both.
+
 Usage::
 
     python bench/hessian_bench.py --model cnn --batch 128 --device cpu --top-k 5
@@ -25,6 +30,7 @@ import torch
 from torch import nn
 
 import landscape
+from landscape._heap import reuse_freed_memory
 from landscape.hessian import LossHessian, hutchpp, lanczos
 
 
@@ -72,7 +78,17 @@ def main() -> None:
     parser.add_argument("--trace-probes", type=int, default=99)
     parser.add_argument("--no-trace", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heap", choices=["default", "reuse"], default="default",
+                        help="glibc allocation for the whole run, both methods alike")
     args = parser.parse_args()
+    if args.heap == "reuse":
+        with reuse_freed_memory():
+            run(args)
+    else:
+        run(args)
+
+
+def run(args) -> None:
 
     from pyhessian import hessian as pyhessian_class
 
@@ -162,7 +178,8 @@ def main() -> None:
 
     n_params = sum(p.numel() for p in model.parameters())
     print(f"\nmodel {args.model}, batch {args.batch}, device {args.device}, "
-          f"{n_params} parameters, torch {torch.__version__}, threads {torch.get_num_threads()}")
+          f"{n_params} parameters, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"heap {args.heap}")
     print("\n| task | method | wall time (s) | HVPs | max rel. error vs reference | speed-up |")
     print("|---|---|---:|---:|---:|---:|")
     for k in sorted({1, args.top_k}):

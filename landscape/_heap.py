@@ -7,8 +7,10 @@ with a fresh ``mmap`` and returns it to the kernel on ``free``, so each pass
 page-faults its activations in anew; on a 2-core CPU that is up to half the
 wall time of a small convolutional network (``bench/RESULTS.md``).  Inside
 :func:`reuse_freed_memory` large blocks come from the heap instead and freed
-blocks are reused; on leaving it glibc's defaults are set again and the free
-memory is handed back to the kernel with ``malloc_trim``.
+blocks are reused; on leaving it glibc's default values are set again and the
+free memory is handed back to the kernel with ``malloc_trim`` (glibc offers no
+way to read its settings, and setting any of them switches off its dynamic
+adjustment of the mmap threshold, which therefore stays where it was).
 
 A no-op off glibc, when ``LANDSCAPE_HEAP_REUSE=0``, and when the user has tuned
 malloc through its own environment variables.
