@@ -4,7 +4,7 @@ A slice or a Hessian estimate runs the same forward (and backward) pass hundreds
 of times, each allocating the same large activation tensors and freeing them
 again.  glibc serves every allocation above its mmap threshold (at most 32 MiB)
 with a fresh ``mmap`` and returns it to the kernel on ``free``, so each pass
-page-faults its activations in anew; on a 2-core CPU that is up to half the
+page-faults its activations in anew; on a 2-core CPU that was 60 % of the
 wall time of a small convolutional network (``bench/RESULTS.md``).  Inside
 :func:`reuse_freed_memory` large blocks come from the heap instead and freed
 blocks are reused; on leaving it glibc's default values are set again and the
