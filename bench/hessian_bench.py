@@ -89,7 +89,6 @@ def main() -> None:
 
 
 def run(args) -> None:
-
     from pyhessian import hessian as pyhessian_class
 
     # The package re-exports the class under its module's name: fetch the module itself.

@@ -69,7 +69,7 @@ class TSNEMap:
     mean: np.ndarray
     components: np.ndarray
     key: str
-    method: str = "fft"
+    method: str
 
     def reduce(self, features: np.ndarray) -> np.ndarray:
         return (features - self.mean) @ self.components.T
