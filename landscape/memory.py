@@ -1,0 +1,113 @@
+"""Memory budgets: every analysis sizes its buffers against one number.
+
+The budget is the memory an analysis may fill with its own working buffers
+(slice chunks, Krylov bases, activation caches).  By default it is half of the
+memory available when the call starts: on a CUDA device the free memory
+``torch.cuda.mem_get_info`` reports, on the CPU the smaller of the kernel's
+``MemAvailable`` and the cgroup's remaining limit.  ``max_memory`` (the
+command line's ``--max-memory``, e.g. ``6GB``) replaces it, and so does the
+environment variable ``LANDSCAPE_MAX_MEMORY``.
+
+Work whose smallest unit does not fit is refused before anything is
+allocated, with the size it would need (:func:`require`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import LandscapeError
+
+DEFAULT_FRACTION = 0.5
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
+          "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
+          "tib": 2**40}
+
+
+def parse_size(value, name: str = "max_memory") -> int:
+    """Bytes from ``123``, ``512MB``, ``6GB``, ``1.5GiB`` (case-insensitive)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise LandscapeError(f"{name} must be positive, got {value!r}")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise LandscapeError(f"{name} must be a size such as 512MB or 6GB, got {value!r}")
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise LandscapeError(f"{name} must be positive, got {value!r}")
+    return size
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GB`` style, decimal units."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup (v2 or v1) memory limit, if any."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 2**60:
+            return None
+        return max(0, int(limit) - usage)
+    return None
+
+
+def available_memory(device=None) -> int:
+    """Bytes available now on ``device`` (a torch device or its name; CPU by default)."""
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    room = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                room = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    if room is None:  # not Linux: fall back to the physical size
+        try:
+            room = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            room = 8 * 2**30
+    cgroup = _cgroup_room()
+    return int(room if cgroup is None else min(room, cgroup))
+
+
+def memory_budget(device=None, max_memory=None) -> int:
+    """Bytes an analysis may use for its buffers on ``device``.
+
+    ``max_memory`` (bytes or a size string) wins; then ``LANDSCAPE_MAX_MEMORY``;
+    else :data:`DEFAULT_FRACTION` of :func:`available_memory`.
+    """
+    if max_memory is not None:
+        return parse_size(max_memory)
+    env = os.environ.get("LANDSCAPE_MAX_MEMORY")
+    if env:
+        return parse_size(env, "LANDSCAPE_MAX_MEMORY")
+    return int(DEFAULT_FRACTION * available_memory(device))
+
+
+def require(nbytes: float, budget: float, what: str, hint: str = "") -> None:
+    """Refuse work whose smallest unit (``nbytes``) exceeds ``budget``."""
+    if nbytes > budget:
+        message = (f"{what} needs {format_bytes(nbytes)} of memory, more than the budget of "
+                   f"{format_bytes(budget)}")
+        raise LandscapeError(message + (f"; {hint}" if hint else " (raise it with --max-memory)"))
