@@ -13,7 +13,10 @@ way to read its settings, and setting any of them switches off its dynamic
 adjustment of the mmap threshold, which therefore stays where it was).
 
 A no-op off glibc, when ``LANDSCAPE_HEAP_REUSE=0``, and when the user has tuned
-malloc through its own environment variables.
+malloc through its own environment variables.  ``mallopt`` answers 1 when it
+accepts a setting: when it refuses one, the settings already made are undone
+and the block runs with malloc as it was (:func:`active` says which); a refused
+restore is reported as a ``RuntimeWarning``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import functools
 import os
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
@@ -37,6 +41,9 @@ _USER_TUNING = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRES
 
 _lock = threading.Lock()
 _depth = 0
+_active = False
+_SETTINGS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP))
+_DEFAULTS = ((_M_MMAP_MAX, _DEFAULT_MMAP_MAX), (_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD))
 
 
 @functools.cache
@@ -71,20 +78,41 @@ def reuse_freed_memory():
         yield
         return
     mallopt, trim = libc
+    global _active
     with _lock:
         _depth += 1
         if _depth == 1:
-            mallopt(_M_MMAP_MAX, 0)
-            mallopt(_M_TRIM_THRESHOLD, _KEEP)
+            _active = _apply(mallopt, _SETTINGS)
+            if not _active:  # refused: leave malloc as it was
+                _apply(mallopt, _DEFAULTS)
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
-            if _depth == 0:
-                mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+            if _depth == 0 and _active:
+                _active = False
+                restored = _apply(mallopt, _DEFAULTS)
                 trim(0)
+                if not restored:
+                    warnings.warn("glibc refused to restore its malloc defaults (mallopt returned "
+                                  "0); large blocks may stay in the heap", RuntimeWarning,
+                                  stacklevel=3)
+
+
+def _apply(mallopt, settings) -> bool:
+    """Each ``(param, value)`` through ``mallopt``; whether every one was accepted
+    (``mallopt`` returns 1 on success, 0 on error)."""
+    ok = True
+    for param, value in settings:
+        ok = mallopt(param, value) == 1 and ok
+    return ok
+
+
+def active() -> bool:
+    """Whether freed memory is being kept for reuse right now (inside a block whose
+    settings glibc accepted)."""
+    return _active
 
 
 def reusing_freed_memory(fn):

@@ -83,8 +83,9 @@ def model_options(f):
     options = [
         click.option("--model", "model_name", default="resnet18", show_default=True,
                      help="Registered model (see `landscape info`)."),
-        click.option("--init", default="default", show_default=True,
-                     help="Weight initialisation scheme."),
+        click.option("--init", default=None,
+                     help="Weight initialisation scheme. Default: the checkpoint's, else "
+                          "'default' (PyTorch's own)."),
         click.option("--bias-scale", type=float, default=None,
                      help="Draw biases and norm-layer shifts from N(0, S^2) after the init "
                           "(0: zero biases). Default: what the init's reference does."),
@@ -96,7 +97,8 @@ def model_options(f):
         click.option("--in-shape", default=None, help="Input shape C x H x W, e.g. 1x8x8 "
                                                       "(default: the model's own)."),
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-                     help="State dict (torch.save) to load into the model."),
+                     help="State dict (torch.save) to load into the model. Its meta's init, bias "
+                          "scale, weight std, model options and seed apply unless given here."),
         click.option("--dataset", default="digits", show_default=True,
                      help="digits, cifar10, mnist, fashion-mnist or gaussian."),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
@@ -105,8 +107,9 @@ def model_options(f):
         click.option("--split", default="train", show_default=True, help="train or test."),
         click.option("--samples", type=int, default=256, show_default=True,
                      help="Deterministic subset of the data to use."),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seeds the weights, the data subset and the directions."),
+        click.option("--seed", type=int, default=None,
+                     help="Seeds the weights, the data subset and the directions. Default: the "
+                          "checkpoint's, else 0."),
         click.option("--device", default="auto", show_default=True,
                      help="auto (CUDA when present), cpu, cuda or cuda:N."),
         click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -116,6 +119,56 @@ def model_options(f):
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def bn_option(per_sample: bool = False):
+    """``--bn``: the BatchNorm statistics of every part of one result; ``per_sample``
+    leaves out ``batch`` (commands about a unit's response to its own input)."""
+    from ._state import BN_MODES, PER_SAMPLE_BN_MODES
+
+    batch = "" if per_sample else ", batch (each batch's own; loss space only)"
+    return click.option(
+        "--bn", type=click.Choice(PER_SAMPLE_BN_MODES if per_sample else BN_MODES),
+        default="auto", show_default=True,
+        help=f"BatchNorm statistics: eval (running statistics as stored){batch}, recompute "
+             "(running statistics recomputed on the data, weights frozen), auto (eval once the "
+             "statistics were ever updated, as in a trained checkpoint; recompute for a random "
+             "network).")
+
+
+# Options a checkpoint's meta supplies unless the command line gives them, with
+# the value used when neither does.
+RECIPE_OPTIONS = {"init": "default", "bias_scale": None, "weight_std": None, "width": None,
+                  "depth": None, "activation": None, "in_shape": None, "seed": 0}
+
+
+def resolve_recipe(opts: dict, meta: dict) -> list[str]:
+    """Fill ``opts`` (in place) with a checkpoint's recipe: every option of
+    :data:`RECIPE_OPTIONS` the command line left unset takes the meta's value,
+    else its default.  Returns the options whose command-line value differs
+    from the meta's (overridden)."""
+    overridden = []
+    for key, default in RECIPE_OPTIONS.items():
+        given = opts.get(key)
+        stored = meta.get(key) if isinstance(meta, dict) else None
+        if key == "in_shape" and stored is not None:
+            stored = "x".join(str(int(v)) for v in stored)
+        if given is None:
+            # bias_scale None in a meta is a value (the init's own), as is its absence.
+            opts[key] = stored if stored is not None else default
+        elif (stored is not None or (key == "bias_scale" and key in meta)) and \
+                str(given) != str(stored) and not (key == "in_shape" and _same_shape(given, stored)):
+            overridden.append(key)
+    return overridden
+
+
+def _same_shape(a, b) -> bool:
+    from .models import parse_shape
+
+    try:
+        return parse_shape(a) == parse_shape(b)
+    except LandscapeError:
+        return False
 
 
 def _device(name: str):
@@ -169,10 +222,12 @@ class Setup:
         import torch
 
         from .data import load_dataset
-        from .models import build_model, load_checkpoint
+        from .models import INIT_KEYS, adopt_meta, build_model, load_checkpoint, read_checkpoint
 
         self.opts = opts
         self.device = _device(opts["device"])
+        meta = read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {}
+        self.overridden = resolve_recipe(opts, meta)
         self.out = _output_path(opts["out"], opts["overwrite"], command, opts["model_name"],
                                 opts["init"])
         if opts["samples"] is not None and opts["samples"] < 1:
@@ -184,6 +239,8 @@ class Setup:
         self.checkpoint_meta = {}
         if opts["checkpoint"]:
             self.checkpoint_meta = load_checkpoint(model, opts["checkpoint"])
+            # The recipe as finally chosen: the meta's, with the command line's overrides.
+            adopt_meta(model, {key: opts[key] for key in INIT_KEYS})
         self.model = model.to(self.device)
         x, y = load_dataset(opts["dataset"], root=opts["data_root"], n=opts["samples"],
                             split=opts["split"], seed=opts["seed"], in_shape=model.in_shape,
@@ -204,7 +261,9 @@ class Setup:
         config = config_of(ds)
         config.update({k: v for k, v in self.opts.items() if k not in config and k != "overwrite"})
         config["state"] = "trained" if self.opts["checkpoint"] else "random"
+        config["overridden"] = self.overridden
         ds.attrs["config"] = to_json(config)
+        ds.attrs["overridden"] = to_json(self.overridden)
         ds.attrs["state"] = config["state"]
         ds.attrs["checkpoint"] = str(self.opts["checkpoint"] or "")
         return save(ds, self.out, overwrite=self.opts["overwrite"])
@@ -263,11 +322,12 @@ def info() -> None:
               help="Data points the input slices pass through.")
 @click.option("--include-bias", is_flag=True, help="Give biases and norm layers a direction too.")
 @click.option("--orthogonal", is_flag=True, help="Orthogonalise the loss-space directions.")
-@click.option("--bn", type=click.Choice(["eval", "batch"]), default="eval", show_default=True,
-              help="BatchNorm with running (eval) or batch statistics.")
+@bn_option()
 @click.option("--engine", type=click.Choice(["auto", "vmap", "loop"]), default="auto",
               show_default=True, help="How grid points of the loss slice are batched.")
-@click.option("--batch-size", type=int, default=None, help="Data batch size (default: up to 512).")
+@click.option("--batch-size", type=int, default=None,
+              help="Data batch size of the loss (default: up to 512) and of --bn recompute; grid "
+                   "points per forward pass of the input slices (default: what memory allows).")
 @click.option("--tol", type=float, default=1e-3, show_default=True,
               help="Relative tolerance of the convexity verdicts.")
 @click.option("--trajectory", type=click.Path(file_okay=False), default=None,
@@ -351,7 +411,15 @@ def slice_analysis(opts: dict):
 
         if not opts["checkpoint"]:  # centre the slice at the trajectory's end
             opts = {**opts, "checkpoint": str(trajectory_files(trajectory)[-1])}
+    if "input" in spaces:
+        from ._state import check_per_sample
+
+        check_per_sample(opts["bn"], "the input space (use --space loss)")
+    if opts["batch_size"] is not None and opts["batch_size"] < 1:
+        raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("slice", opts)
+    # One choice of BatchNorm statistics for every part of the result.
+    bn = _resolve_bn(setup, opts["bn"])
     parts = []
     if "loss" in spaces:
         kind = chosen if chosen in PARAMETER_DIRECTIONS else "filter"
@@ -364,11 +432,10 @@ def slice_analysis(opts: dict):
             kind = pcs
         part = loss_slice(
             setup.model, setup.x, setup.y, directions=kind, dims=dims, grid=opts["grid"],
-            include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=opts["bn"],
+            include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=bn,
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
             dataset=opts["dataset"], progress=_tqdm_progress,
-            hessian_options={"bn": "train" if opts["bn"] == "batch" else "eval",
-                             "batch_size": opts["batch_size"]} if kind == "hessian" else None)
+            hessian_options={"batch_size": opts["batch_size"]} if kind == "hessian" else None)
         if loss_pca:
             part = part.merge(trajectory_dataset(setup.model, states, steps, pcs, projections))
             part.attrs["directions"] = "pca"
@@ -380,9 +447,16 @@ def slice_analysis(opts: dict):
         parts.append(input_slice(
             setup.model, opts["layer"], opts["units"], setup.x[:n_anchor], directions=kind,
             dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x, anchor_labels=setup.y[:n_anchor],
-            seed=opts["seed"], tol=opts["tol"], dataset=opts["dataset"], progress=_tqdm_progress))
+            bn=bn, batch_size=opts["batch_size"], seed=opts["seed"], tol=opts["tol"],
+            dataset=opts["dataset"], progress=_tqdm_progress))
     ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
     return ds, setup
+
+
+def _resolve_bn(setup, bn: str) -> str:
+    from ._state import resolve_bn
+
+    return resolve_bn(setup.model, bn)
 
 
 def _merge_slices(parts, xr):
@@ -417,9 +491,9 @@ def _merge_slices(parts, xr):
 @click.option("--trace-probes", type=int, default=99, show_default=True)
 @click.option("--engine", type=click.Choice(["auto", "double-backward", "forward-over-reverse"]),
               default="auto", show_default=True, help="How Hessian-vector products are taken.")
-@click.option("--bn", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
-              help="BatchNorm with running (eval) or batch (train) statistics; loss space.")
-@click.option("--batch-size", type=int, default=None, help="Data batch size of the loss (loss space).")
+@bn_option()
+@click.option("--batch-size", type=int, default=None,
+              help="Data batch size of the loss (loss space) and of --bn recompute.")
 @click.option("--layer", default=None, help="Module whose units to take (input space).")
 @click.option("--units", type=int, default=8, show_default=True, help="First N units (input space).")
 @click.option("--anchors", type=int, default=4, show_default=True,
@@ -459,6 +533,12 @@ def hessian_analysis(opts: dict):
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k > 0, --density or --trace")
     if opts["anchors"] < 1:
         raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    if opts["space"] == "input":
+        from ._state import check_per_sample
+
+        check_per_sample(opts["bn"], "the input space (use --space loss)")
+    if opts["batch_size"] is not None and opts["batch_size"] < 1:
+        raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("hessian", opts)
     common = dict(top_k=opts["top_k"], bottom_k=opts["bottom_k"], density=opts["density"],
                   trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
@@ -471,6 +551,7 @@ def hessian_analysis(opts: dict):
     else:
         n_anchor = min(opts["anchors"], setup.x.shape[0])
         ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"], setup.x[:n_anchor],
+                                    bn=opts["bn"], data=setup.x, batch_size=opts["batch_size"],
                                     **common)
     return ds, setup
 

@@ -90,10 +90,12 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
 def train_command(**opts) -> None:
     """Train a model (seeded SGD or Adam) and save a checkpoint with its metadata,
     which `--checkpoint` of every analysis loads."""
+    from .cli import resolve_recipe
     from .data import load_dataset
-    from .models import build_model, load_checkpoint
+    from .models import build_model, load_checkpoint, read_checkpoint
     from .train import save_checkpoint, train
 
+    resolve_recipe(opts, read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {})
     out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
     folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
               if opts["save_trajectory"] else None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import Setup, _tqdm_progress, analysis, cli, model_options, run_command
+from .cli import Setup, _tqdm_progress, analysis, bn_option, cli, model_options, run_command
 from .errors import LandscapeError
 
 
@@ -43,12 +43,14 @@ def maxact_analysis(opts: dict):
     ds = maxact(setup.model, opts["layer"], opts["units"], setup.x, top_k=opts["top_k"],
                 restarts=opts["restarts"], steps=opts["steps"], lr=opts["lr"],
                 norm_ball=opts["norm_ball"], null_models=opts["null"], seed=opts["seed"],
-                relation=opts["relate"], progress=_tqdm_progress, dataset=opts["dataset"])
+                relation=opts["relate"], bn=opts["bn"], progress=_tqdm_progress,
+                dataset=opts["dataset"])
     return ds, setup
 
 
 @cli.command("maxact")
 @model_options
+@bn_option(per_sample=True)
 @click.option("--layer", default=None, help="Module whose units to study (default: the one "
                                             "feeding the head).")
 @click.option("--units", type=int, default=16, show_default=True, help="First N units of the layer.")
@@ -93,12 +95,13 @@ def tsne_analysis(opts: dict):
                        features=opts["features"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
                        gradient=opts["gradient"], cache_dir=opts["cache_dir"],
-                       maxact=ma, dataset=opts["dataset"])
+                       maxact=ma, bn=opts["bn"], dataset=opts["dataset"])
     return ds, setup
 
 
 @cli.command("tsne")
 @model_options
+@bn_option(per_sample=True)
 @click.option("--layer", default=None, help="Module whose units colour the map (default: the "
                                             "one feeding the head).")
 @click.option("--units", type=int, default=16, show_default=True, help="First N units of the layer.")

@@ -42,8 +42,9 @@ import torch
 import xarray as xr
 from torch import nn
 
+from ._state import check_per_sample, model_view, untouched
 from .errors import LandscapeError, check_choice
-from .models import eval_mode, resolve_layer, select_units, unit_activations
+from .models import resolve_layer, select_units, unit_activations
 from .results import provenance
 
 _MEMORY: dict[str, TSNEMap] = {}
@@ -168,24 +169,28 @@ def _features(model: nn.Module, x: torch.Tensor, features: str, batch_size: int)
     if features == "input":
         return x.detach().flatten(1).double().cpu().numpy()
     layer = resolve_layer(model, features)
-    with eval_mode(model), torch.no_grad():
+    with torch.no_grad():
         parts = [unit_activations(model, layer, x[i:i + batch_size]).double().cpu()
                  for i in range(0, len(x), batch_size)]
     return torch.cat(parts).numpy()
 
 
+@untouched
 def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
                   x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
                   features: str = "input", pca_dims: int = 50, perplexity: float = 30.0,
                   seed: int = 0, n_iter: int = 500, n_jobs: int = 1, gradient: str = "auto",
                   cache_dir: str | os.PathLike | None = None, maxact: xr.Dataset | None = None,
-                  batch_size: int = 512, dataset: str | None = None) -> xr.Dataset:
+                  batch_size: int = 512, bn: str = "auto",
+                  dataset: str | None = None) -> xr.Dataset:
     """Each unit's activation over the t-SNE map of ``x`` (module docstring).
 
     ``features``: ``"input"`` or a layer name whose units' activations are mapped.
     ``gradient``: ``"auto"``, ``"bh"`` or ``"fft"`` (module docstring).
     ``maxact``: a ``maxact`` result on the same ``x``; its top-k examples are
     placed at their map positions and its optimised maxima by ``transform``.
+    ``bn``: BatchNorm statistics of the layer features and the heatmaps alike
+    (``auto``, ``eval``, ``recompute`` on ``x``; ``batch`` is refused).
 
     Returns a Dataset of kind ``tsne``: dims ``sample``, ``unit``; ``tsne_x``,
     ``tsne_y``, ``label`` ``(sample)`` (−1 without ``y``), ``activation(sample,
@@ -194,7 +199,10 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
     """
     if x is None or x.dim() < 2:
         raise LandscapeError("x: give the data as a tensor (N, *in_shape)")
+    check_per_sample(bn, "t-SNE heatmaps")
     layer = resolve_layer(model, layer)
+    provenance_of = model
+    model = model_view(model, bn, x, batch_size)
     unit_idx = select_units(model, layer, units)
     feats = _features(model, x, features, batch_size)
     tmap = fit_map(feats, pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
@@ -212,16 +220,18 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
         ds = place_maxima(ds, tmap, maxact, model, features, batch_size, seed)
     config = dict(layer=layer, units=unit_idx, features=features, pca_dims=pca_dims,
                   perplexity=perplexity, n_iter=n_iter, n_samples=int(len(x)),
-                  method=f"openTSNE {tmap.method}", cache_key=tmap.key, seed=seed)
-    ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
-    ds.attrs.update(kind="tsne", layer=layer, features=features)
+                  method=f"openTSNE {tmap.method}", cache_key=tmap.key, seed=seed, bn=model.bn_mode)
+    ds.attrs.update(provenance(provenance_of, dataset=dataset, seed=seed, device=x.device,
+                               config=config))
+    ds.attrs.update(kind="tsne", layer=layer, features=features, bn=model.bn_mode)
     return ds
 
 
 def heatmap_values(model: nn.Module, layer: str, units: Sequence[int], x: torch.Tensor,
                    batch_size: int = 512) -> np.ndarray:
-    """The colours of the heatmaps: activations ``(N, U)`` of ``units`` on ``x``."""
-    with eval_mode(model), torch.no_grad():
+    """The colours of the heatmaps: activations ``(N, U)`` of ``units`` on ``x``
+    (``model`` as it is: give it a :func:`landscape._state.model_view`)."""
+    with torch.no_grad():
         parts = [unit_activations(model, layer, x[i:i + batch_size], list(units)).double().cpu()
                  for i in range(0, len(x), batch_size)]
     return torch.cat(parts).numpy()

@@ -68,9 +68,10 @@ Metrics per unit (the variables of a ``maxact`` result):
                       ``I = (N / Σ w_ij) · Σ_ij w_ij (a_i − ā)(a_j − ā) / Σ_i (a_i − ā)²``;
                       ≈ 1 for a response smooth on the data's scale, ≈ 0 for noise.
 
-Null: the same architecture re-initialised (same init and bias scale, fresh
-seeds) gives each metric's null distribution, pooled over its units;
-``<metric>_z = (metric − mean_null) / std_null``.
+Null: fresh draws of the same architecture from the model's own recipe (init,
+weight std, bias scale, every model option; a checkpoint's from its meta), each
+from another seed (:func:`null_model`), give each metric's null distribution,
+pooled over their units; ``<metric>_z = (metric − mean_null) / std_null``.
 
 :func:`relate` sets the metrics beside the input-slice quasi-convexity and the
 input-Hessian statistics of the same units, with Spearman rank correlations;
@@ -89,8 +90,9 @@ import xarray as xr
 from torch import nn
 
 from ._heap import reusing_freed_memory
+from ._state import check_per_sample, model_view, resolve_bn, untouched
 from .errors import LandscapeError
-from .models import eval_mode, resolve_layer, select_units, unit_activations
+from .models import resolve_layer, select_units, unit_activations
 from .results import provenance
 
 METRICS = ("rho", "gain", "displacement", "n_maxima", "p_hit", "dist_to_data",
@@ -371,26 +373,44 @@ def layer_function(model: nn.Module, layer: str, units: Sequence[int],
 
 
 def null_model(model: nn.Module, seed: int) -> nn.Module:
-    """A copy of ``model`` re-initialised as it was built (same init and bias
-    scale) from ``seed``; ``model`` itself is untouched."""
-    from .init import initialize
+    """A fresh draw of ``model``'s architecture from its own recipe (``model.recipe``,
+    set by :func:`landscape.build_model` and, for a checkpoint, taken from its
+    meta by :func:`landscape.load_checkpoint`): the same init, weight std, bias
+    scale and model options, another seed.  A model without a recipe is copied
+    and every module's ``reset_parameters`` (PyTorch's own init) is drawn anew
+    from ``seed``.  Never the model's own weights: the recipe's seed is skipped.
+    ``model`` itself is untouched; the null is on its device and in its dtype."""
+    from .models import build_model
 
-    clone = copy.deepcopy(model)
-    init = getattr(model, "init", "default")
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        initialize(clone, init if isinstance(init, str) else "default",
-                   bias_scale=getattr(model, "bias_scale", None))
-    return clone
+    reference = next(model.parameters(), None)
+    recipe = getattr(model, "recipe", None)
+    if recipe is not None:
+        if seed == recipe.get("seed"):
+            seed += 1
+        null = build_model(**{**recipe, "seed": seed})
+    else:
+        null = copy.deepcopy(model)
+        resettable = [m for m in null.modules() if hasattr(m, "reset_parameters")]
+        if not resettable:
+            raise LandscapeError("null models: the model has no recipe (build it with "
+                                 "landscape.build_model) and no module with reset_parameters")
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for m in resettable:
+                m.reset_parameters()
+    if reference is not None:
+        null = null.to(device=reference.device, dtype=reference.dtype)
+    return null
 
 
+@untouched
 @reusing_freed_memory
 def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor | None = None, *,
            top_k: int = 9, restarts: int = 16, steps: int = 200, lr: float = 0.05,
            norm_ball: float | None = None, null_models: int = 0, k_neighbors: int = 10,
            eps: float = 0.05, merge_radius: float = 0.5, seed: int = 0, relation: bool = False,
-           anchors: int = 4, batch_size: int = 512, progress: Progress | None = None,
-           dataset: str | None = None) -> xr.Dataset:
+           anchors: int = 4, batch_size: int = 512, bn: str = "auto",
+           progress: Progress | None = None, dataset: str | None = None) -> xr.Dataset:
     """Dataset top-k, gradient-ascent maxima and the reliability metrics (module
     docstring) of ``units`` of ``layer`` on the data ``x (N, *in_shape)``.
 
@@ -398,7 +418,9 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     null (variables ``<metric>_z``).  ``relation``: also slice the units through
     ``anchors`` data points (:func:`landscape.input_slice`) and take their input
     Hessians (:func:`landscape.hessian.input_hessian_spectrum`) and add the
-    :func:`relate` variables.  The model runs in eval mode and is not changed.
+    :func:`relate` variables.  ``bn``: BatchNorm statistics (``auto``, ``eval``,
+    ``recompute`` on ``x``; ``batch`` is refused), the same for every part of the
+    result.  The model runs in eval mode and is not changed.
 
     Returns a Dataset of kind ``maxact``: dims ``unit``, ``rank`` (top-k),
     ``restart`` (the ``restarts`` random starts, then the top-k starts),
@@ -411,16 +433,17 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     if x is None or x.dim() < 2:
         raise LandscapeError("x: give the data as a tensor (N, *in_shape)")
     _check_positive("null_models", null_models, 0)
+    check_per_sample(bn, "maxact")
     layer = resolve_layer(model, layer)
-    unit_idx = select_units(model, layer, units)
+    net = model_view(model, bn, x, batch_size)
+    unit_idx = select_units(net, layer, units)
     in_shape = tuple(x.shape[1:])
     flat = x.detach().flatten(1)
     options = dict(top_k=top_k, restarts=restarts, steps=steps, lr=lr, norm_ball=norm_ball,
                    k_neighbors=k_neighbors, eps=eps, merge_radius=merge_radius,
                    batch_size=batch_size)
-    with eval_mode(model):
-        res = reliability_metrics(layer_function(model, layer, unit_idx, in_shape), flat,
-                                  seed=seed, progress=progress, **options)
+    res = reliability_metrics(layer_function(net, layer, unit_idx, in_shape), flat,
+                              seed=seed, progress=progress, **options)
     coords = {"unit": np.asarray(unit_idx), "rank": np.arange(top_k),
               "restart": np.arange(restarts + top_k)}
     data = {name: ("unit", res[name], {"long_name": DESCRIPTIONS[name]}) for name in METRICS}
@@ -445,13 +468,16 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
         data["maximum"] = (("unit", "feature"), res["maximum"].astype(np.float32))
     ds = xr.Dataset(data, coords=coords)
     ds["start_kind"] = ("restart", np.array(["random"] * restarts + ["topk"] * top_k))
+    # A fresh draw has no trained statistics: where the model's own stored ones
+    # are used, the nulls' are recomputed on the same data.
+    null_bn = "recompute" if net.bn_mode == "eval" and resolve_bn(model, "auto") == "eval" else net.bn_mode
     if null_models:
         pooled: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-        for i in range(null_models):
-            other = null_model(model, seed=10_000 + 7919 * (seed + 1) + i)
-            with eval_mode(other):
-                nres = reliability_metrics(layer_function(other, layer, unit_idx, in_shape), flat,
-                                           seed=seed + 1 + i, **options)
+        null_seeds = [10_000 + 7919 * (seed + 1) + i for i in range(null_models)]
+        for i, null_seed in enumerate(null_seeds):
+            other = model_view(null_model(model, seed=null_seed), null_bn, x, batch_size)
+            nres = reliability_metrics(layer_function(other, layer, unit_idx, in_shape), flat,
+                                       seed=seed + 1 + i, **options)
             for name in METRICS:
                 pooled[name].append(nres[name])
         for name in METRICS:
@@ -464,18 +490,21 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
             ds[f"{name}_z"] = ("unit", z, {"long_name": f"z-score of {name} against the null"})
             ds[f"{name}_null_mean"] = ((), mu)
             ds[f"{name}_null_std"] = ((), sd)
+        ds.attrs["null_seeds"] = null_seeds
     config = dict(layer=layer, units=unit_idx, n_samples=int(x.shape[0]), seed=seed,
-                  null_models=null_models, relation=relation, **options)
+                  null_models=null_models, relation=relation, bn=net.bn_mode, null_bn=null_bn,
+                  **options)
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
-    ds.attrs.update(kind="maxact", layer=layer, nn_distance=float(res["nn_distance"]),
+    ds.attrs.update(kind="maxact", layer=layer, bn=net.bn_mode, nn_distance=float(res["nn_distance"]),
                     eps=float(eps), k_neighbors=int(k_neighbors), null_models=int(null_models))
     if relation:
         from .hessian import input_hessian_spectrum
         from .slicing import input_slice
 
         points = x[: min(anchors, x.shape[0])]
-        slices = input_slice(model, layer, unit_idx, points, seed=seed, dataset=dataset)
-        hess = input_hessian_spectrum(model, layer, unit_idx, points, top_k=1, density=True,
+        # On the view, whose statistics are already those of this result.
+        slices = input_slice(net, layer, unit_idx, points, seed=seed, bn="eval", dataset=dataset)
+        hess = input_hessian_spectrum(net, layer, unit_idx, points, top_k=1, density=True, bn="eval",
                                       density_runs=4, density_steps=30, seed=seed,
                                       dataset=dataset)
         ds = relate(ds, slices, hess)

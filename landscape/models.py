@@ -196,12 +196,34 @@ def build_model(name: str, init: str = "default", bias_scale: float | None = Non
     model.num_classes = num_classes
     model.init = init
     model.bias_scale = None if bias_scale is None else float(bias_scale)
+    # How to draw another network of this kind (null models): every argument.
+    model.recipe = dict(name=name, init=init, bias_scale=model.bias_scale,
+                        weight_std=None if weight_std is None else float(weight_std), seed=seed,
+                        num_classes=num_classes, in_shape=list(shape), **options)
     return model
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
-    """Load a state dict saved by ``torch.save`` (alone, or under ``"state_dict"``
-    with a ``"meta"`` dict beside it) into ``model``; returns the metadata."""
+# The part of a recipe that a checkpoint's meta overrides: how the weights were drawn.
+INIT_KEYS = ("init", "bias_scale", "weight_std", "seed")
+
+
+def adopt_meta(model: nn.Module, meta: dict) -> None:
+    """Record a checkpoint's own init, bias scale, weight std and seed (its meta)
+    as the model's recipe and provenance, so that null models and results
+    describe the network that was trained, not the one it was loaded into."""
+    recipe = getattr(model, "recipe", None)
+    if not isinstance(meta, dict) or "init" not in meta or recipe is None:
+        return
+    for key in INIT_KEYS:
+        if key in meta or key != "seed":
+            recipe[key] = meta.get(key)
+    model.init = recipe["init"]
+    model.bias_scale = None if recipe["bias_scale"] is None else float(recipe["bias_scale"])
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` of a checkpoint saved by ``torch.save``: a state dict
+    alone (meta ``{}``), or ``{"state_dict": ..., "meta": {...}}``."""
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"checkpoint: no such file {str(path)!r}")
@@ -216,6 +238,16 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise LandscapeError(f"checkpoint {str(path)!r} holds no state dict")
+    return obj, meta if isinstance(meta, dict) else {}
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
+    """Load a state dict saved by ``torch.save`` (alone, or under ``"state_dict"``
+    with a ``"meta"`` dict beside it) into ``model``; returns the metadata.  When
+    the meta names the init, the model's recipe, ``init`` and ``bias_scale``
+    become the checkpoint's (:func:`adopt_meta`)."""
+    path = Path(path)
+    obj, meta = read_checkpoint(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(obj))
     unexpected = sorted(set(obj) - set(own))
@@ -232,7 +264,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
             + "; ".join(what)
         )
     model.load_state_dict(obj)
-    return meta if isinstance(meta, dict) else {}
+    adopt_meta(model, meta)
+    return meta
 
 
 # ----------------------------------------------------------------------------- units

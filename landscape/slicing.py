@@ -28,14 +28,14 @@ import xarray as xr
 from torch.func import functional_call, vmap
 
 from ._heap import reusing_freed_memory
+from ._state import BN_MODES, check_per_sample, model_view, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
-from .models import eval_mode, per_sample_loss, select_units, unit_activations
+from .models import per_sample_loss, select_units, unit_activations
 from .results import provenance
 
 DEFAULT_GRID = "-1:1:21"
-BN_MODES = ("eval", "batch")
 ENGINES = ("auto", "vmap", "loop")
 # Memory a chunk of grid points may take (parameters plus live activations).
 CPU_MEMORY_BUDGET = 1.5 * 2**30
@@ -99,25 +99,6 @@ def _coefficients(alpha: np.ndarray, beta: np.ndarray | None) -> np.ndarray:
         return alpha[:, None]
     a, b = np.meshgrid(alpha, beta, indexing="ij")
     return np.stack([a.ravel(), b.ravel()], axis=1)
-
-
-def _sliceable_copy(model: torch.nn.Module, bn: str) -> torch.nn.Module:
-    """The module whose forward pass the slice evaluates.
-
-    ``eval``: the model itself (put in eval mode by the caller).  ``batch``: a
-    copy whose batch-norm layers keep no running statistics, so every forward
-    pass normalises with the batch's own statistics and writes nothing.
-    """
-    if bn == "eval":
-        return model
-    clone = copy.deepcopy(model).eval()
-    for m in clone.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.track_running_stats = False
-            m.running_mean = None
-            m.running_var = None
-            m.num_batches_tracked = None
-    return clone
 
 
 def _activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -277,11 +258,12 @@ def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_b
     return "custom", dirs
 
 
+@untouched
 @reusing_freed_memory
 def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                directions: str | list[Direction] = "filter", dims: int = 2,
                grid=DEFAULT_GRID, beta_grid=None, *, include_bias: bool = False,
-               orthogonal: bool = False, bn: str = "eval", batch_size: int | None = None,
+               orthogonal: bool = False, bn: str = "auto", batch_size: int | None = None,
                chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
                tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
                hessian_options: dict | None = None) -> xr.Dataset:
@@ -290,8 +272,9 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
 
     ``directions``: a kind from :mod:`landscape.directions` (``filter`` by default)
     or a list of ``dims`` direction dicts.  ``grid``/``beta_grid``: ``"start:stop:num"``
-    or coordinates.  ``bn``: ``eval`` uses running statistics, ``batch`` the
-    statistics of each data batch.  ``engine``: ``vmap`` (a chunk of points per
+    or coordinates.  ``bn``: the BatchNorm statistics of every forward pass, the
+    directions' Hessian included (``auto``, ``eval``, ``batch``, ``recompute`` on
+    ``x``; see :mod:`landscape._state`).  ``engine``: ``vmap`` (a chunk of points per
     batched call), ``loop`` (one point at a time, written in place into a private
     copy of the model) or ``auto`` (``vmap`` on a GPU and for convolution-free
     models, ``loop`` for convolutional models on a CPU).  Returns a Dataset of
@@ -304,14 +287,15 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     alpha, beta = _grid(grid, beta_grid, dims)
     if x.shape[0] < 1:
         raise LandscapeError("x: no samples to take the loss over")
-    kind, dirs = _resolve_parameter_directions(model, x, y, directions, dims, seed, include_bias,
+    net = model_view(model, bn, x, batch_size)
+    # The directions' Hessian sees the same statistics as the slice: the view's.
+    hessian_options = None if hessian_options is None else {**hessian_options, "bn": "eval"}
+    kind, dirs = _resolve_parameter_directions(net, x, y, directions, dims, seed, include_bias,
                                                orthogonal, hessian_options)
     coeffs = _coefficients(alpha, beta)
-    with eval_mode(model):
-        net = _sliceable_copy(model, bn)
-        with torch.inference_mode():
-            loss, acc, used = _evaluate_grid(net, x, y, dirs, coeffs, batch_size, chunk_size,
-                                             engine, progress)
+    with torch.inference_mode():
+        loss, acc, used = _evaluate_grid(net, x, y, dirs, coeffs, batch_size, chunk_size,
+                                         engine, progress)
     dims_names = ("alpha",) if beta is None else ("alpha", "beta")
     shape = tuple(len(g) for g in (alpha, beta) if g is not None)
     coords = {"alpha": alpha} if beta is None else {"alpha": alpha, "beta": beta}
@@ -328,20 +312,23 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     ds = add_scores(ds, "loss", dims_names if beta is not None else "alpha", tol=tol)
     config = {"space": "loss", "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "include_bias": include_bias,
-              "orthogonal": orthogonal, "bn": bn, "samples": int(x.shape[0]), "tol": tol,
+              "orthogonal": orthogonal, "bn": net.bn_mode, "batch_size": batch_size,
+              "samples": int(x.shape[0]), "tol": tol,
               "hessian_options": hessian_options}
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
-    ds.attrs.update(kind="slice", space="loss", directions=kind, engine=used, loss_function=(
+    ds.attrs.update(kind="slice", space="loss", directions=kind, engine=used, bn=net.bn_mode, loss_function=(
         "cross-entropy" if getattr(model, "task", "classify") == "classify" else "mse"))
     return ds
 
 
+@untouched
 @reusing_freed_memory
 def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
                 anchors: torch.Tensor | None = None, directions: str | torch.Tensor = "random",
                 dims: int = 1, grid=DEFAULT_GRID, beta_grid=None, *,
                 data: torch.Tensor | None = None, anchor_labels: torch.Tensor | None = None,
-                orthogonal: bool = True, batch_size: int | None = None, seed: int = 0,
+                orthogonal: bool = True, bn: str = "auto", batch_size: int | None = None,
+                seed: int = 0,
                 tol: float = 1e-3, dataset: str | None = None,
                 progress: Progress | None = None) -> xr.Dataset:
     """Activations of ``units`` of ``layer`` at ``x_a + α d₁ (+ β d₂)`` around each
@@ -349,17 +336,25 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
 
     ``units``: an int N (the first N units) or indices.  ``directions``: ``random``
     or ``pca`` (of ``data``), each scaled to its anchor's norm, or a tensor
-    ``(A, dims, *in_shape)``.  The model runs in eval mode.  Returns a Dataset of
+    ``(A, dims, *in_shape)``.  ``bn``: BatchNorm statistics (``auto``, ``eval`` or
+    ``recompute`` on ``data``, else on the anchors; ``batch`` is refused, since it
+    would make a point's activation depend on the other points of its batch).
+    ``batch_size``: grid points per forward pass (and data per batch of
+    ``recompute``; default: as many as the memory budget allows).  Returns a Dataset of
     kind ``slice`` with ``activation(unit, anchor, alpha[, beta])`` and its
     quasi-convexity scores (``activation_qcvx_barrier`` ...).
     """
     if anchors is None or anchors.dim() < 2 or anchors.shape[0] < 1:
         raise LandscapeError("anchors: need a tensor of at least one input, shape (A, *in_shape)")
+    check_per_sample(bn, "input slices")
+    if batch_size is not None and batch_size < 1:
+        raise LandscapeError(f"batch_size: must be >= 1, got {batch_size}")
     alpha, beta = _grid(grid, beta_grid, dims)
     from .models import resolve_layer
 
     layer = resolve_layer(model, layer)
-    unit_idx = select_units(model, layer, units)
+    net = model_view(model, bn, data if data is not None else anchors, batch_size)
+    unit_idx = select_units(net, layer, units)
     if isinstance(directions, str):
         kind = directions
         d = input_directions(anchors, kind, n=dims, seed=seed, data=data, orthogonal=orthogonal)
@@ -375,20 +370,20 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     n_points = coeffs.shape[0]
     n_anchor = anchors.shape[0]
     if batch_size is None:
-        per_sample = _activation_bytes(model, anchors)
+        per_sample = _activation_bytes(net, anchors)
         batch_size = int(max(1, min(4096, _memory_budget(anchors.device) // per_sample)))
     out = torch.empty((n_anchor, n_points, len(unit_idx)), dtype=torch.float64)
     total = n_anchor * n_points
     bar = _progress(progress, total, "input slice")
     try:
-        with eval_mode(model), torch.inference_mode():
+        with torch.inference_mode():
             flat_dirs = d.flatten(2)  # (A, D, F)
             for start in range(0, total, batch_size):
                 idx = torch.arange(start, min(start + batch_size, total), device=anchors.device)
                 a_idx, p_idx = idx // n_points, idx % n_points
                 points = anchors.flatten(1)[a_idx] + torch.einsum(
                     "nd,ndf->nf", coeffs[p_idx], flat_dirs[a_idx])
-                acts = unit_activations(model, layer, points.view(-1, *anchors.shape[1:]), unit_idx)
+                acts = unit_activations(net, layer, points.view(-1, *anchors.shape[1:]), unit_idx)
                 out.view(total, -1)[start:start + len(idx)] = acts.double().cpu()
                 bar.update(len(idx))
     finally:
@@ -412,8 +407,8 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     config = {"space": "input", "layer": layer, "units": unit_idx, "anchors": n_anchor,
               "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "orthogonal": orthogonal,
-              "tol": tol}
+              "bn": net.bn_mode, "batch_size": batch_size, "tol": tol}
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=anchors.device,
                                config=config))
-    ds.attrs.update(kind="slice", space="input", directions=kind, layer=layer)
+    ds.attrs.update(kind="slice", space="input", directions=kind, layer=layer, bn=net.bn_mode)
     return ds

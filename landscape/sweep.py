@@ -128,9 +128,32 @@ class Task:
         return f"{self.analysis}/{Path(self.path).name}"
 
     def identity(self) -> str:
-        """JSON of what determines the result (options minus where it is written)."""
+        """JSON of what determines the result: the options minus where it is
+        written, and the content of the checkpoint it loads (retraining into the
+        same path makes a new task)."""
         opts = {k: v for k, v in self.opts.items() if k not in ("out", "overwrite")}
-        return to_json({"analysis": self.analysis, "opts": opts})
+        ckpt = self.opts.get("checkpoint")
+        content = file_fingerprint(ckpt) if ckpt else None
+        return to_json({"analysis": self.analysis, "opts": opts, "checkpoint_content": content})
+
+
+# Bytes of a file hashed for its fingerprint: enough to tell checkpoints apart
+# without reading gigabytes on every check.
+FINGERPRINT_HEAD = 2**20
+
+
+def file_fingerprint(path) -> str:
+    """``size:mtime_ns:sha256(first MiB)`` of ``path`` ("missing" when it is not a file)."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        info = path.stat()
+        with path.open("rb") as f:
+            head = hashlib.sha256(f.read(FINGERPRINT_HEAD)).hexdigest()
+    except OSError:
+        return "missing"
+    return f"{info.st_size}:{info.st_mtime_ns}:{head}"
 
 
 def task_name(model: str, init: str, bias_scale: float, seed: int, state: str) -> str:

@@ -22,3 +22,10 @@ def digits_small():
     import landscape
 
     return landscape.load_dataset("digits", n=64, in_shape=(1, 4, 4), seed=1)
+
+
+@pytest.fixture(autouse=True)
+def _strict_model_state(monkeypatch):
+    # An analysis that changes its model fails the test instead of being repaired.
+    monkeypatch.setenv("LANDSCAPE_STRICT_STATE", "1")
+    yield

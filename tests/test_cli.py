@@ -1,6 +1,8 @@
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -55,9 +57,77 @@ def test_info_lists_models():
 
 
 def test_every_command_has_help():
-    for command in ([], ["slice"], ["plot"], ["info"]):
+    commands = sorted(cli.commands)
+    assert {"slice", "hessian", "maxact", "tsne", "train", "sweep", "compare", "plot",
+            "info"} <= set(commands)
+    for command in ([], *([c] for c in commands)):
         res = CliRunner().invoke(cli, [*command, "--help"])
-        assert res.exit_code == 0 and "Usage" in res.stdout
+        assert res.exit_code == 0, (command, res.output)
+        usage = res.stdout.splitlines()[0]
+        assert usage.startswith("Usage: ") and usage.split()[2:2 + len(command)] == command
+        assert "--help" in res.stdout
+
+
+def test_slice_of_a_batchnorm_model_both_spaces_share_statistics_and_leave_it_alone(monkeypatch):
+    from landscape import models
+    from landscape._state import model_view
+
+    built = []
+    build = models.build_model
+
+    def keep(*args, **kwargs):
+        model = build(*args, **kwargs)
+        built.append((model, {k: v.clone() for k, v in model.state_dict().items()},
+                      {n: m.training for n, m in model.named_modules()}))
+        return model
+
+    monkeypatch.setattr(models, "build_model", keep)
+    res, _ = run(["slice", "--model", "resnet18", "--in-shape", "3x8x8", "--init", "xavier",
+                  "--samples", "16", "--grid", "-1:1:3", "--dims", "1", "--units", "2",
+                  "--anchors", "1", "--out", "s.nc"])
+    assert res.exit_code == 0, res.output
+    ((model, state, flags),) = built
+    assert {n: m.training for n, m in model.named_modules()} == flags
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    ds = landscape.load("s.nc")
+    config = json.loads(ds.attrs["config"])
+    assert ds.attrs["bn"] == "recompute" == config["loss"]["bn"] == config["input"]["bn"]
+    # Both parts are the network with statistics recomputed on these 16 samples.
+    x, y = landscape.load_dataset("digits", n=16, in_shape=(3, 8, 8), seed=0)
+    view = model_view(model, "recompute", x)
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(view(x), y).item()
+        unit = landscape.unit_activations(view, "avgpool", x[:1], [0, 1])[0].numpy()
+    assert float(ds.loss.sel(alpha=0)) == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(ds.activation.sel(alpha=0, anchor=0).values, unit, rtol=1e-3)
+    with torch.no_grad():  # the stored 0/1 statistics give another network
+        stored = landscape.unit_activations(model_view(model, "eval"), "avgpool", x[:1], [0, 1])
+    assert not np.allclose(stored[0].numpy(), unit, rtol=1e-2)
+    res, files = run(["slice", *MLP, "--bn", "batch", "--out", "b.nc"])
+    assert res.exit_code != 0 and "bn: 'batch' does not apply to the input space" in res.stderr
+    assert "b.nc" not in files
+
+
+def test_checkpoint_run_takes_its_recipe_from_the_meta():
+    train = ["train", "--model", "mlp", "--init", "kaiming", "--bias-scale", "0", "--width", "8",
+             "--activation", "tanh", "--seed", "3", "--samples", "64", "--test-samples", "32",
+             "--epochs", "1", "--out", "k.pt"]
+    res, _ = run(train)
+    assert res.exit_code == 0, res.output
+    base = ["slice", "--model", "mlp", "--checkpoint", "k.pt", "--samples", "32", "--grid",
+            "-1:1:3", "--dims", "1", "--space", "loss"]
+    res, _ = run([*base, "--out", "a.nc"])
+    assert res.exit_code == 0, res.output
+    ds = landscape.load("a.nc")
+    config = json.loads(ds.attrs["config"])
+    assert (ds.attrs["init"], ds.attrs["bias_scale"], ds.attrs["seed"]) == ("kaiming", 0.0, 3)
+    assert (config["width"], config["activation"], config["state"]) == (8, "tanh", "trained")
+    assert json.loads(ds.attrs["overridden"]) == []
+    res, _ = run([*base, "--init", "xavier", "--seed", "4", "--out", "b.nc"])
+    assert res.exit_code == 0, res.output
+    ds = landscape.load("b.nc")
+    assert (ds.attrs["init"], ds.attrs["seed"]) == ("xavier", 4)
+    assert json.loads(ds.attrs["overridden"]) == ["init", "seed"]
 
 
 @pytest.fixture
@@ -141,6 +211,8 @@ def test_slice_along_hessian_directions():
     (["--top-k", "-1"], "top-k: must be >= 0"),
     (["--top-k", "0"], "nothing to compute"),
     (["--space", "input", "--layer", "nope"], "no module named 'nope'"),
+    (["--space", "input", "--bn", "batch"], "bn: 'batch' does not apply to the input space"),
+    (["--batch-size", "0"], "batch-size: must be >= 1"),
 ])
 def test_hessian_bad_input(args, message):
     res, files = run([*HESSIAN, *args, "--out", "x.nc"])

@@ -1,5 +1,6 @@
 """The heap setting around long evaluation loops: set once, restored once, opt-out."""
 
+import ctypes
 import platform
 
 import pytest
@@ -8,12 +9,13 @@ from landscape import _heap
 
 
 class FakeLibc:
-    def __init__(self):
+    def __init__(self, refuse=()):
         self.calls = []
+        self.refuse = set(refuse)  # (param, value) pairs mallopt rejects
 
     def mallopt(self, param, value):
         self.calls.append(("mallopt", param, value))
-        return 1
+        return 0 if (param, value) in self.refuse else 1
 
     def trim(self, pad):
         self.calls.append(("trim", pad))
@@ -61,12 +63,58 @@ def test_opt_out_and_user_tuning_leave_malloc_alone(fake, monkeypatch, env):
     assert fake.calls == []
 
 
+def test_a_refused_setting_is_undone_and_the_block_runs_with_malloc_as_it_was(fake):
+    fake.refuse = {(_heap._M_TRIM_THRESHOLD, _heap._KEEP)}
+    with _heap.reuse_freed_memory():
+        assert not _heap.active()
+        assert fake.calls == [("mallopt", _heap._M_MMAP_MAX, 0),
+                              ("mallopt", _heap._M_TRIM_THRESHOLD, _heap._KEEP),
+                              ("mallopt", _heap._M_MMAP_MAX, _heap._DEFAULT_MMAP_MAX),
+                              ("mallopt", _heap._M_TRIM_THRESHOLD, _heap._DEFAULT_TRIM_THRESHOLD)]
+    assert len(fake.calls) == 4  # nothing to restore, no trim
+    assert _heap._depth == 0
+
+
+def test_a_refused_restore_is_reported(fake):
+    fake.refuse = {(_heap._M_MMAP_MAX, _heap._DEFAULT_MMAP_MAX)}
+    with pytest.warns(RuntimeWarning, match="refused to restore"):
+        with _heap.reuse_freed_memory():
+            assert _heap.active()
+    assert not _heap.active() and fake.calls[-1] == ("trim", 0)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mmapped_bytes() -> int:
+    """glibc's count of bytes in mmapped blocks (mallinfo2, glibc >= 2.33)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    return libc.mallinfo2().hblkhd
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_real_glibc_block_runs_and_allocates():
+def test_real_glibc_serves_large_blocks_from_the_heap_inside_the_block_only(monkeypatch):
     import torch
 
+    for name in ("LANDSCAPE_HEAP_REUSE",) + _heap._USER_TUNING:
+        monkeypatch.delenv(name, raising=False)
+
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("glibc older than 2.33 has no mallinfo2")
     assert _heap._glibc() is not None, "glibc present but not detected"
+    size = 64 * 2**20  # above glibc's largest mmap threshold
+    before = _mmapped_bytes()
+    outside = torch.empty(size // 4).fill_(1)
+    assert _mmapped_bytes() - before >= size  # glibc's default: a fresh mmap
+    del outside
     with _heap.reuse_freed_memory():
-        big = torch.ones(64 * 1024 * 1024 // 4)  # above glibc's largest mmap threshold
-        assert float(big.sum()) == big.numel()
-    assert _heap._depth == 0
+        assert _heap.active()  # glibc accepted both settings
+        before = _mmapped_bytes()
+        inside = torch.empty(size // 4).fill_(1)
+        assert _mmapped_bytes() - before < size  # from the heap
+        del inside
+    assert not _heap.active() and _heap._depth == 0

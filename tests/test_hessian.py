@@ -171,7 +171,7 @@ def test_batchnorm_train_mode_uses_batch_statistics():
     snap = _snapshot(model)
     H = dense_loss_hessian(model, x, y, bn_train=True)
     for engine in ("double-backward", "forward-over-reverse"):
-        op = LossHessian(model, x, y, bn="train", engine=engine)
+        op = LossHessian(model, x, y, bn="batch", engine=engine)
         torch.testing.assert_close(op.dense(), H, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(H, dense_loss_hessian(model, x, y))
     _assert_same(model, snap)
@@ -393,7 +393,7 @@ def test_input_hessian_spectrum_dims_and_values():
 # ----------------------------------------------------------------------------- side effects, results
 
 @pytest.mark.parametrize("engine,bn", [("double-backward", "eval"),
-                                       ("forward-over-reverse", "train")])
+                                       ("forward-over-reverse", "batch")])
 def test_model_unchanged(engine, bn):
     model = _bn_net()
     x, y = _data(model, n=16)

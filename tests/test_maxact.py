@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from click.testing import CliRunner
 
 import landscape
@@ -153,8 +154,27 @@ def test_maxact_on_a_model_round_trips_and_leaves_the_model_alone(mlp, data, tmp
     assert ds.rho.dims == ("unit",) and ds.topk_index.dims == ("unit", "rank")
     assert ds.endpoint_activation.dims == ("unit", "restart") and ds.sizes["restart"] == 8
     assert ds.maximum.shape == (5, 1, 4, 4) and ds.topk_image.shape == (5, 4, 1, 4, 4)
+    # The z-scores against the null, by hand: two fresh draws of the recipe (xavier, bias
+    # scale 0.1, width 12, depth 2) from the recorded seeds, their metrics pooled over
+    # units, finite values only, std with ddof=1.
+    assert len(ds.attrs["null_seeds"]) == 2
+    pooled = {name: [] for name in METRICS}
+    for i, s in enumerate(ds.attrs["null_seeds"]):
+        other = landscape.build_model("mlp", init="xavier", bias_scale=0.1, seed=s, width=12,
+                                      depth=2, in_shape=(1, 4, 4)).eval()
+        assert not torch.equal(other.fc1.weight, mlp.fc1.weight)
+        res = reliability_metrics(lambda z, m=other: landscape.unit_activations(
+            m, "act2", z.view(-1, 1, 4, 4), list(range(5))), x.flatten(1), top_k=4, restarts=4,
+            steps=20, seed=1 + i)
+        for name in METRICS:
+            pooled[name].append(res[name])
     for name in METRICS:
-        assert name in ds and f"{name}_z" in ds
+        values = np.concatenate(pooled[name]).astype(float)
+        values = values[np.isfinite(values)]
+        mu, sd = values.mean(), values.std(ddof=1)
+        assert float(ds[f"{name}_null_mean"]) == pytest.approx(mu, rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(ds[f"{name}_z"].values, (ds[name].values - mu) / sd,
+                                   rtol=1e-9, atol=1e-12)
     # The optimised maximum beats or equals the dataset's best and stays in the box.
     assert (ds.best_activation >= ds.data_max - 1e-6).all()
     flat = x.flatten(1)
@@ -182,9 +202,81 @@ def test_relate_and_compare_states(mlp, data):
     fake["activation_quasi_concave"] = ds.rho > 0
     rel = relate(ds[list(METRICS)], slice_ds=fake)
     assert float(rel.spearman.sel(metric="rho", geometry="slice_qcvx_barrier")) == pytest.approx(1)
-    cmp = compare_states(ds, ds)
-    assert cmp.spearman.dims == ("metric",)
-    assert float(cmp.spearman.sel(metric="rho")) == pytest.approx(1.0)
+
+
+def test_compare_states_on_two_known_results():
+    # Units 1-4 are common (unit 0 only random, unit 7 only trained).  rho reverses its
+    # ranking (Spearman -1), gain keeps it (+1), p_hit is constant in one state (undefined).
+    units_a, units_b = [0, 1, 2, 3, 4], [1, 2, 3, 4, 7]
+
+    def result(units, values):
+        data = {name: ("unit", np.full(len(units), 0.5)) for name in METRICS}
+        data.update({name: ("unit", np.asarray(v, dtype=float)) for name, v in values.items()})
+        return xr.Dataset(data, coords={"unit": units}, attrs={"kind": "maxact", "model": "m"})
+
+    random_ds = result(units_a, {"rho": [9, 0.1, 0.2, 0.3, 0.4], "gain": [9, 1, 2, 3, 4],
+                                 "p_hit": [9, 0.2, 0.3, 0.6, 0.7]})
+    trained_ds = result(units_b, {"rho": [0.8, 0.6, 0.4, 0.2, 9], "gain": [10, 20, 30, 40, -9],
+                                  "p_hit": [1, 1, 1, 1, 0]})
+    cmp = compare_states(random_ds, trained_ds)
+    assert int(cmp.n_units) == 4
+    assert float(cmp.spearman.sel(metric="rho")) == pytest.approx(-1.0)
+    assert float(cmp.spearman.sel(metric="gain")) == pytest.approx(1.0)
+    assert np.isnan(float(cmp.spearman.sel(metric="p_hit")))
+    np.testing.assert_allclose(cmp["mean"].sel(metric="rho").values, [0.25, 0.5])
+    np.testing.assert_allclose(cmp["mean"].sel(metric="gain").values, [2.5, 25])
+    with pytest.raises(LandscapeError, match="need >= 3 common units"):
+        compare_states(random_ds.isel(unit=[0, 1, 2]), trained_ds)
+
+
+NULL_RECIPES = [
+    # (init, weight_std, the std of a fc1 weight for fan-in 16, zero biases)
+    ("default", None, 1 / np.sqrt(3 * 16), False),  # PyTorch: U(±1/sqrt(fan_in)), biases too
+    ("normal", 1.0, 1.0, True),
+    ("kaiming", None, np.sqrt(2 / 16), True),
+]
+
+
+@pytest.mark.parametrize("init,weight_std,std,bias_zero", NULL_RECIPES)
+def test_null_model_is_a_fresh_draw_of_the_recipe(init, weight_std, std, bias_zero):
+    model = landscape.build_model("mlp", init=init, weight_std=weight_std, seed=3, width=400,
+                                  depth=1, in_shape=(1, 4, 4))
+    _check_null(model, std, bias_zero=bias_zero)
+
+
+def test_null_model_of_a_checkpoint_follows_its_meta(tmp_path):
+    from landscape.train import save_checkpoint
+
+    trained = landscape.build_model("mlp", init="kaiming", bias_scale=0.0, seed=5, width=400,
+                                    depth=1, in_shape=(1, 4, 4))
+    with torch.no_grad():  # "training" moved every weight far from its init
+        for p in trained.parameters():
+            p.add_(3.0)
+    save_checkpoint(tmp_path / "k.pt", trained, {"model": "mlp", "init": "kaiming",
+                                                 "bias_scale": 0.0, "seed": 5})
+    model = landscape.build_model("mlp", width=400, depth=1, in_shape=(1, 4, 4))  # default init
+    landscape.load_checkpoint(model, tmp_path / "k.pt")
+    assert model.init == "kaiming" and model.recipe["bias_scale"] == 0.0
+    _check_null(model, np.sqrt(2 / 16), bias_zero=True)
+
+
+def _check_null(model, std, bias_zero):
+    from landscape.maxact import null_model
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    null = null_model(model, seed=11)
+    again = null_model(model, seed=11)
+    other = null_model(model, seed=12)
+    w = null.fc1.weight.detach().double()
+    assert not torch.equal(w, model.fc1.weight.double())
+    assert torch.equal(null.fc1.weight, again.fc1.weight)  # seeded
+    assert not torch.equal(null.fc1.weight, other.fc1.weight)
+    # 6400 weights: the sample std is within 4 standard errors (std / sqrt(2n)) of the recipe's.
+    n = w.numel()
+    assert abs(float(w.std()) - std) < 4 * std / np.sqrt(2 * n)
+    assert abs(float(w.mean())) < 4 * std / np.sqrt(n)
+    assert bool((null.fc1.bias == 0).all()) == bias_zero
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_cli_maxact_writes_a_loadable_file_and_plots(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def test_batched_loss_slice_equals_per_point_loop(name, shape, engine):
     dirs = parameter_directions(model, "filter", 2, seed=2, include_bias=True)
     grid = "-0.5:0.5:3" if name == "resnet18" else "-0.5:0.5:4"
     ds = landscape.loss_slice(model, x, y, directions=dirs, dims=2, grid=grid, engine=engine,
-                              batch_size=16, chunk_size=5)
+                              batch_size=16, chunk_size=5, bn="eval")
     ref = _loop_reference(model, x, y, dirs, parse_grid(grid), parse_grid(grid))
     np.testing.assert_allclose(ds.loss.values, ref, rtol=1e-5, atol=1e-5)
     assert ds.attrs["engine"] == engine

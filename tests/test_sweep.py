@@ -199,3 +199,22 @@ def test_combine_single_results_compare_and_plot(tmp_path, monkeypatch):
     assert Path("sweep_convexity.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(landscape.LandscapeError, match="same point"):
         combine([files[0], files[0]])
+
+
+def test_retraining_into_the_same_path_makes_a_new_task(tmp_path):
+    from landscape.sweep import _is_done, file_fingerprint
+    from landscape.train import save_checkpoint
+
+    ckpt = tmp_path / "mlp.pt"
+    meta = {"model": "mlp", "init": "xavier", "seed": 0}
+    save_checkpoint(ckpt, landscape.build_model("mlp", init="xavier", seed=0), meta)
+    (task,) = expand_tasks("slice", ["mlp"], ["xavier"], [0.0], [0], tmp_path, states=["trained"],
+                           trained=str(ckpt))
+    Path(task.path).parent.mkdir(parents=True)
+    landscape.save(xr.Dataset(attrs={"kind": "slice", "sweep_task": task.identity()}), task.path)
+    assert _is_done(task)
+    first = file_fingerprint(ckpt)
+    # Retrained (other weights, same size) into the same path: the old part is stale.
+    save_checkpoint(ckpt, landscape.build_model("mlp", init="xavier", seed=1), meta)
+    assert file_fingerprint(ckpt) != first and not _is_done(task)
+    assert file_fingerprint(tmp_path / "absent.pt") == "missing"

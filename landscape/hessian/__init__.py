@@ -31,6 +31,7 @@ import xarray as xr
 from torch import nn
 
 from .._heap import reusing_freed_memory
+from .._state import check_per_sample, model_view, untouched
 from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
 from ..results import provenance
@@ -100,11 +101,12 @@ def _data_name(dataset) -> str | None:
     return None if dataset is None else str(dataset)
 
 
+@untouched
 @reusing_freed_memory
 def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                      top_k: int = 5, bottom_k: int = 0, density: bool = False,
                      trace: bool = False, tol: float = 1e-4, *, max_steps: int | None = None,
-                     batch_size: int | None = None, engine: str = "auto", bn: str = "eval",
+                     batch_size: int | None = None, engine: str = "auto", bn: str = "auto",
                      density_runs: int = 8, density_steps: int = 80, lam=None,
                      sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
                      chunk_size: int | None = 8, explicit_residuals: bool = False,
@@ -136,13 +138,13 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     data["n_hvp"] = ((), op.n_products)
     coords = _eig_coords(top_k, bottom_k)
     config = dict(top_k=top_k, bottom_k=bottom_k, density=density, trace=trace, tol=tol,
-                  max_steps=max_steps, batch_size=batch_size, engine=op.engine, bn=bn,
+                  max_steps=max_steps, batch_size=batch_size, engine=op.engine, bn=op.bn_mode,
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
                   seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals,
                   n_samples=len(x))
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
-    attrs.update(kind="hessian", n_hvp=int(op.n_products), n_params=int(op.dim),
+    attrs.update(kind="hessian", n_hvp=int(op.n_products), n_params=int(op.dim), bn=op.bn_mode,
                  lanczos_steps=int(eig.steps) if eig else 0, tol=float(tol))
     if quad is not None:
         grid, s = _grid_and_sigma([quad], lam, sigma)
@@ -154,6 +156,7 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     return ds
 
 
+@untouched
 @reusing_freed_memory
 def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                            anchors: torch.Tensor | None = None, top_k: int = 5, bottom_k: int = 0,
@@ -162,6 +165,8 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                            density_runs: int = 8, density_steps: int = 80, lam=None,
                            sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
                            chunk_size: int | None = 8, explicit_residuals: bool = False,
+                           bn: str = "auto", data: torch.Tensor | None = None,
+                           batch_size: int | None = None,
                            dataset: str | None = None) -> xr.Dataset:
     """The spectrum of ``∇²_x a_u(x)`` for each unit ``u`` of ``layer`` at each anchor.
 
@@ -176,11 +181,13 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
     _check(top_k, bottom_k, density, trace)
     if anchors is None:
         raise LandscapeError("anchors: give the input points (A, C, H, W) to take the Hessian at")
+    check_per_sample(bn, "input Hessians")
     layer = resolve_layer(model, layer)
-    chosen = select_units(model, layer, units)
     shape = tuple(getattr(model, "in_shape", anchors.shape[1:]))
     if tuple(anchors.shape) == shape:
         anchors = anchors.unsqueeze(0)
+    model = model_view(model, bn, anchors if data is None else data, batch_size)
+    chosen = select_units(model, layer, units)
     if tuple(anchors.shape[1:]) != shape:
         raise LandscapeError(f"anchors: expected shape (A, {', '.join(map(str, shape))}), "
                              f"got {tuple(anchors.shape)}")
@@ -223,9 +230,10 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                   density=density, trace=trace, tol=tol, max_steps=max_steps, engine=engine_used,
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
-                  seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals)
+                  seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals,
+                  bn=model.bn_mode, batch_size=batch_size)
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
-    attrs.update(kind="input_hessian", layer=layer, n_hvp=int(n_hvp.sum()),
+    attrs.update(kind="input_hessian", layer=layer, bn=model.bn_mode, n_hvp=int(n_hvp.sum()),
                  n_inputs=int(np.prod(shape)), tol=float(tol))
     if quads:
         grid, s = _grid_and_sigma(list(quads.values()), lam, sigma)
@@ -258,6 +266,7 @@ def _describe(ds: xr.Dataset) -> None:
             ds[name].attrs["long_name"] = desc
 
 
+@untouched
 @reusing_freed_memory
 def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, k: int = 2,
                      tol: float = 1e-4, **kw) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -271,6 +280,7 @@ def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     ``engine``, ``bn``, ``chunk_size`` (for :class:`LossHessian`).
     """
     lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "seed") if key in kw}
+    kw.setdefault("bn", "auto")
     op = LossHessian(model, x, y, **kw)
     res = lanczos(op, top_k=k, bottom_k=0, tol=tol, **lanczos_kw)
     op.release()

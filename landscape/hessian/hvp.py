@@ -29,8 +29,8 @@ memory.  ``n_products`` counts Hessian-vector products (one per probe).
 The user's model is never modified: parameters enter as detached tensors
 through :func:`torch.func.functional_call` (or as detached leaves), no
 ``.grad`` is written, and the modules' training flags are restored after every
-forward pass (BatchNorm uses its running statistics unless ``bn="train"``, in
-which case batch statistics are used and the running ones are left untouched).
+forward pass; :class:`LossHessian` evaluates a private view of the model whose
+BatchNorm statistics are those ``bn`` asks for (:mod:`landscape._state`).
 
 Example — a linear map ``W`` under the mean squared error
 ``L = 1/(N d) Σ_n ‖W x_n − x_n‖²`` has ``H = 2/(N d) · I_d ⊗ XᵀX``::
@@ -52,6 +52,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .._state import model_view
 from ..errors import LandscapeError, check_choice
 from ..models import eval_mode, per_sample_loss, unit_activations
 
@@ -209,7 +210,6 @@ class LossHessian(HessianOperator):
                  chunk_size: int | None = 8, batch_probes: bool | None = None):
         super().__init__(chunk_size, batch_probes)
         check_choice("engine", engine, ENGINES)
-        check_choice("bn", bn, BN_MODES)
         if batch_size is not None and batch_size < 1:
             raise LandscapeError(f"batch_size: must be >= 1 or None, got {batch_size}")
         if len(x) == 0:
@@ -219,6 +219,9 @@ class LossHessian(HessianOperator):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise LandscapeError("model: has no trainable parameters")
+        # A private view carries the BatchNorm statistics ``bn`` asks for
+        # (landscape._state); the user's model is only read.
+        model = model_view(model, bn, x, batch_size)
         self.model = model
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -227,7 +230,8 @@ class LossHessian(HessianOperator):
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
         self.dim = sum(p.numel() for p in self.params)
-        self.bn = bn
+        self.bn_mode = model.bn_mode  # what ``bn`` resolved to
+        self.bn = "eval"  # the view's own statistics
         n = len(x)
         size = n if batch_size is None else min(batch_size, n)
         self.batches = [(x[i:i + size], None if y is None else y[i:i + size])
