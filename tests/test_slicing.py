@@ -78,7 +78,7 @@ def test_batchnorm_batch_mode_uses_batch_statistics_and_writes_nothing():
     model.load_state_dict(before)
     centre = per_sample_loss(model, ref, x, y).mean().item()
     assert ds.loss.sel(alpha=0).item() == pytest.approx(centre, rel=1e-5)
-    ev = landscape.loss_slice(model.eval(), x, y, dims=1, grid="-0.5:0.5:3")
+    ev = landscape.loss_slice(model.eval(), x, y, dims=1, grid="-0.5:0.5:3", bn="eval")
     assert ev.loss.sel(alpha=0).item() != pytest.approx(centre, rel=1e-3)
 
 
