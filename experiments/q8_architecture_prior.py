@@ -1,0 +1,334 @@
+"""Q8: is the architecture a prior?  Linear probes on frozen random features.
+
+The claim under test (Jarrett et al. 2009, Saxe et al. 2011, Rahimi & Recht 2007):
+random, untrained features of an architecture already carry much of what training
+learns.  On digits (scikit-learn's, the toolkit's fixed held-out split) a logistic
+regression is fitted on the standardised penultimate features (the layer feeding the
+head, read with :func:`landscape.unit_activations`) of
+
+* random networks at init (xavier, kaiming, default; the init's own biases),
+* the same architecture trained with :func:`landscape.train.train` (default init,
+  a few epochs of SGD),
+* raw pixels (64 features), and
+* random Fourier features of the pixels of the same dimension as each network's
+  features (Rahimi & Recht 2007: cos(w·x + b), w ~ N(0, I/σ²), σ the median pairwise
+  distance): "any random features" against the architecture's own;
+
+for mlp and cnn at several widths and resnet18 (its one width), over seeds.  The
+probe's inverse regularisation C is chosen by 3-fold CV on the train split for every
+feature set alike; accuracy is measured once on the held-out split.
+
+A prediction that could fail: if what random cnn/resnet features carry beyond random
+Fourier features is the convolutional prior (local filters + spatial pooling), their
+probes should lose less accuracy than the random-Fourier and pixel probes when the
+test digits are shifted by one pixel (the probe itself is not refitted).
+
+Writes results/q8_architecture_prior/ (probes.csv, summary.json) and
+figures/q8_*.png.
+
+    python experiments/q8_architecture_prior.py [--quick | --full] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+
+import landscape
+from landscape.train import train
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "q8_architecture_prior"
+RANDOM_INITS = ("default", "xavier", "kaiming")
+CS = np.logspace(-3, 1, 5)
+SHIFT_PIXELS = 1  # in the digits' own 8x8 pixels
+
+SIZES = {
+    "quick": dict(seeds=2, samples=200, inits=("kaiming",), models={"mlp": [16], "cnn": [4]},
+                  epochs={"mlp": 2, "cnn": 1}, in_shape={"mlp": (1, 8, 8), "cnn": (1, 8, 8)}),
+    "default": dict(seeds=5, samples=None, inits=RANDOM_INITS,
+                    models={"mlp": [32, 128, 512], "cnn": [4, 8, 16, 32], "resnet18": [None]},
+                    epochs={"mlp": 10, "cnn": 8, "resnet18": 3},
+                    in_shape={"mlp": (1, 8, 8), "cnn": (1, 16, 16), "resnet18": (1, 16, 16)}),
+    "full": dict(seeds=10, samples=None, inits=RANDOM_INITS,
+                 models={"mlp": [32, 128, 512, 2048], "cnn": [4, 8, 16, 32, 64], "resnet18": [None]},
+                 epochs={"mlp": 20, "cnn": 15, "resnet18": 8},
+                 in_shape={"mlp": (1, 8, 8), "cnn": (3, 32, 32), "resnet18": (3, 32, 32)}),
+}
+
+
+# ----------------------------------------------------------------------------- features
+
+def shift_right(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Images moved ``pixels`` to the right, the vacated columns filled with the
+    background value (the images' minimum, the standardised value of a blank pixel)."""
+    out = torch.roll(x, pixels, dims=-1)
+    out[..., :pixels] = x.min()
+    return out
+
+
+@torch.no_grad()
+def features(model: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> np.ndarray:
+    """The penultimate features (the model's default layer: the one feeding the head)
+    in eval mode, float64."""
+    was = model.training
+    model.eval()
+    try:
+        parts = [landscape.unit_activations(model, None, x[i:i + batch]) for i in range(0, len(x), batch)]
+    finally:
+        model.train(was)
+    return torch.cat(parts).double().numpy()
+
+
+def random_fourier(x_train: np.ndarray, x_test: np.ndarray, dim: int, seed: int):
+    """Rahimi & Recht random Fourier features sqrt(2/D) cos(W x + b) of the RBF kernel
+    exp(-|x - y|² / (2σ²)), σ the median pairwise distance of (a subset of) the train set."""
+    rng = np.random.default_rng(seed)
+    sub = x_train[rng.permutation(len(x_train))[:500]]
+    d2 = ((sub[:, None] - sub[None]) ** 2).sum(-1)
+    sigma = float(np.sqrt(np.median(d2[np.triu_indices(len(sub), 1)])))
+    w = rng.standard_normal((x_train.shape[1], dim)) / sigma
+    b = rng.uniform(0, 2 * np.pi, dim)
+    scale = np.sqrt(2.0 / dim)
+    return scale * np.cos(x_train @ w + b), scale * np.cos(x_test @ w + b), sigma
+
+
+def arccos_kernel(x: np.ndarray, y: np.ndarray, weight_var: float) -> np.ndarray:
+    """E_w[relu(w·x) relu(w·y)] for w ~ N(0, weight_var I) (Cho & Saul 2009, order 1):
+    weight_var |x||y| (sin θ + (π − θ) cos θ) / (2π)."""
+    nx, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+    cos = np.clip((x @ y.T) / np.outer(nx, ny), -1.0, 1.0)
+    theta = np.arccos(cos)
+    return weight_var * np.outer(nx, ny) * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi)
+
+
+# ----------------------------------------------------------------------------- probes
+
+def probe(f_train: np.ndarray, y_train: np.ndarray, tests: dict[str, np.ndarray],
+          y_test: np.ndarray) -> dict:
+    """Standardise, pick C by 3-fold CV on the train split, fit, score each test set."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=CS, cv=3, max_iter=500, tol=1e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's deprecation notices and slow-convergence notes
+        clf.fit(f_train, y_train)
+    out = {"C": float(clf[-1].C_[0])}
+    for name, f in tests.items():
+        out[name] = float(clf.score(f, y_test))
+    return out
+
+
+def build(model: str, width, init: str, seed: int, in_shape) -> torch.nn.Module:
+    options = {} if width is None else {"width": width}
+    return landscape.build_model(model, init=init, seed=seed, in_shape=in_shape, **options)
+
+
+def run(size: str, out: Path, figures: Path) -> dict:
+    cfg = SIZES[size]
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+
+    base_x, base_y = landscape.load_dataset("digits", n=cfg["samples"], split="train")
+    base_xt, base_yt = landscape.load_dataset("digits", split="test")
+    y, yt = base_y.numpy(), base_yt.numpy()
+    pix, pix_t = base_x.flatten(1).numpy().astype(float), base_xt.flatten(1).numpy().astype(float)
+    pix_shift = shift_right(base_xt, SHIFT_PIXELS).flatten(1).numpy().astype(float)
+
+    r = probe(pix, y, {"test": pix_t, "shifted": pix_shift}, yt)
+    rows.append({"model": "pixels", "width": None, "dim": pix.shape[1], "state": "pixels", "seed": 0, **r})
+    print(f"pixels: {r}", flush=True)
+
+    dims_seen: set[int] = set()
+    for model_name, widths in cfg["models"].items():
+        in_shape = cfg["in_shape"][model_name]
+        x, _ = landscape.load_dataset("digits", n=cfg["samples"], split="train", in_shape=in_shape)
+        xt, _ = landscape.load_dataset("digits", split="test", in_shape=in_shape)
+        scale = in_shape[-1] // 8
+        xt_shift = shift_right(xt, SHIFT_PIXELS * scale)
+        for width in widths:
+            for seed in range(cfg["seeds"]):
+                states = {}
+                for init in cfg["inits"]:
+                    states[f"random-{init}"] = build(model_name, width, init, seed, in_shape)
+                t0 = time.time()
+                trained = build(model_name, width, "default", seed, in_shape)
+                history, _ = train(trained, x, base_y, xt, base_yt, epochs=cfg["epochs"][model_name],
+                                   seed=seed)
+                train_s = time.time() - t0
+                states["trained"] = trained
+                for state, model in states.items():
+                    f = features(model, x)
+                    r = probe(f, y, {"test": features(model, xt), "shifted": features(model, xt_shift)}, yt)
+                    row = {"model": model_name, "width": width, "dim": f.shape[1], "state": state,
+                           "seed": seed, **r}
+                    if state == "trained":
+                        row.update(train_seconds=train_s,
+                                   network_test_accuracy=history["test_accuracy"][-1])
+                    rows.append(row)
+                dim = rows[-1]["dim"]
+                print(f"{model_name} width {width} seed {seed}: " + ", ".join(
+                    f"{row['state']} {row['test']:.3f}" for row in rows[-len(states):]), flush=True)
+                if (dim, seed) not in dims_seen:
+                    dims_seen.add((dim, seed))
+                    a, b, sigma = random_fourier(pix, np.concatenate([pix_t, pix_shift]), dim, seed)
+                    r = probe(a, y, {"test": b[:len(pix_t)], "shifted": b[len(pix_t):]}, yt)
+                    rows.append({"model": "rff", "width": None, "dim": dim, "state": "rff", "seed": seed,
+                                 "sigma": sigma, **r})
+    summary = summarise(rows, cfg)
+    summary["seconds"] = time.time() - start
+    with open(out / "probes.csv", "w") as fh:
+        keys = sorted({k for row in rows for k in row})
+        fh.write(",".join(keys) + "\n")
+        for row in rows:
+            fh.write(",".join("" if row.get(k) is None else str(row.get(k)) for k in keys) + "\n")
+    summary["figures"] = [str(plot(rows, summary, figures / "q8_probe_accuracy.png")),
+                          str(plot_shift(rows, figures / "q8_shift.png"))]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+# ----------------------------------------------------------------------------- summary
+
+def _stat(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def summarise(rows: list[dict], cfg: dict) -> dict:
+    pixels = next(r for r in rows if r["state"] == "pixels")
+    summary: dict = {"config": {k: v for k, v in cfg.items() if k != "models"} | {
+        "models": {k: [w for w in v] for k, v in cfg["models"].items()}},
+        "pixels": {"test": pixels["test"], "shifted": pixels["shifted"], "C": pixels["C"]},
+        "rff": {}, "models": []}
+    for dim in sorted({r["dim"] for r in rows if r["state"] == "rff"}):
+        sel = [r for r in rows if r["state"] == "rff" and r["dim"] == dim]
+        summary["rff"][str(dim)] = {"test": _stat([r["test"] for r in sel]),
+                                   "shifted": _stat([r["shifted"] for r in sel])}
+    for model_name, widths in cfg["models"].items():
+        for width in widths:
+            sel = [r for r in rows if r["model"] == model_name and r["width"] == width]
+            entry = {"model": model_name, "width": width, "dim": sel[0]["dim"]}
+            trained = {r["seed"]: r for r in sel if r["state"] == "trained"}
+            rff = {r["seed"]: r for r in rows if r["state"] == "rff" and r["dim"] == sel[0]["dim"]}
+            for state in ("trained", *[f"random-{i}" for i in cfg["inits"]]):
+                rs = [r for r in sel if r["state"] == state]
+                e = {"test": _stat([r["test"] for r in rs]), "shifted": _stat([r["shifted"] for r in rs]),
+                     "shift_drop": _stat([r["test"] - r["shifted"] for r in rs]),
+                     "C": sorted({r["C"] for r in rs})}
+                if state != "trained":
+                    # share of the trained-minus-pixels gain the random features already give, per seed
+                    gain = [(r["test"] - pixels["test"]) / (trained[r["seed"]]["test"] - pixels["test"])
+                            for r in rs if trained[r["seed"]]["test"] != pixels["test"]]
+                    e["share_of_gain_over_pixels"] = _stat(gain) if gain else None
+                    # the same from the means over seeds (steadier when the gain is small)
+                    mean_trained = np.mean([r["test"] for r in trained.values()])
+                    e["share_of_mean_gain"] = float((e["test"]["mean"] - pixels["test"])
+                                                    / (mean_trained - pixels["test"]))
+                    e["minus_rff"] = _stat([r["test"] - rff[r["seed"]]["test"] for r in rs])
+                else:
+                    e["network_test_accuracy"] = _stat([r["network_test_accuracy"] for r in rs])
+                    e["train_seconds"] = _stat([r["train_seconds"] for r in rs])
+                entry[state] = e
+            summary["models"].append(entry)
+    return summary
+
+
+# ----------------------------------------------------------------------------- figures
+
+STYLE = {"trained": ("k", "o"), "random-default": ("C0", "s"), "random-xavier": ("C1", "^"),
+         "random-kaiming": ("C2", "v"), "rff": ("C3", "x")}
+
+
+def plot(rows: list[dict], summary: dict, path: Path) -> Path:
+    models = [m for m in dict.fromkeys(r["model"] for r in rows) if m not in ("pixels", "rff")]
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), sharey=True, squeeze=False)
+    for ax, model_name in zip(axes[0], models):
+        entries = [e for e in summary["models"] if e["model"] == model_name]
+        dims = [e["dim"] for e in entries]
+        for state in ("trained", *[f"random-{i}" for i in summary["config"]["inits"]]):
+            m = [e[state]["test"]["mean"] for e in entries]
+            s = [e[state]["test"]["std"] for e in entries]
+            colour, marker = STYLE[state]
+            ax.errorbar(dims, m, yerr=s, color=colour, marker=marker, capsize=2, label=state, lw=1)
+        m = [summary["rff"][str(d)]["test"]["mean"] for d in dims]
+        s = [summary["rff"][str(d)]["test"]["std"] for d in dims]
+        ax.errorbar(dims, m, yerr=s, color="C3", marker="x", ls="--", capsize=2,
+                    label="random Fourier (same dim)", lw=1)
+        ax.axhline(summary["pixels"]["test"], color="grey", ls=":", label="pixels (64)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("feature dimension")
+        ax.set_title(model_name + ("" if len(dims) > 1 else f" (width fixed, {dims[0]} features)"),
+                     fontsize=9)
+    axes[0][0].set_ylabel("held-out linear-probe accuracy (digits)")
+    axes[0][-1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_shift(rows: list[dict], path: Path) -> Path:
+    """Accuracy drop under a one-pixel shift of the test digits, per feature kind."""
+    kinds = [(m, s) for m, s in dict.fromkeys((r["model"], r["state"]) for r in rows)]
+    labels, means, stds = [], [], []
+    for m, s in kinds:
+        drops = [r["test"] - r["shifted"] for r in rows if r["model"] == m and r["state"] == s]
+        labels.append(s if m in ("pixels", "rff") else f"{m} {s.replace('random-', 'rnd-')}")
+        means.append(np.mean(drops))
+        stds.append(np.std(drops, ddof=1) if len(drops) > 1 else 0.0)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(labels)), 3.4))
+    ax.bar(range(len(labels)), means, yerr=stds, capsize=2,
+           color=["grey" if lab in ("pixels", "rff") else "C0" for lab in labels])
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("accuracy lost, 1-pixel shift")
+    ax.set_title("probe accuracy lost when test digits move one pixel (all widths pooled)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="toy size (tests)")
+    group.add_argument("--full", action="store_true", help="larger setting (GPU)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / NAME)
+    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    ns = parser.parse_args(argv)
+    size = "quick" if ns.quick else "full" if ns.full else "default"
+    summary = run(size, ns.out, ns.figures)
+    print(f"pixels: {summary['pixels']}")
+    for e in summary["models"]:
+        line = f"{e['model']} width {e['width']} (dim {e['dim']}):"
+        for state in ("trained", *[f"random-{i}" for i in summary["config"]["inits"]]):
+            t = e[state]["test"]
+            line += f" {state} {t['mean']:.3f}±{t['std']:.3f}"
+            share = e[state].get("share_of_gain_over_pixels")
+            if share:
+                line += (f" (share {share['mean']:.2f}±{share['std']:.2f}, of means "
+                         f"{e[state]['share_of_mean_gain']:.2f})")
+        rff = summary["rff"][str(e["dim"])]["test"]
+        line += f"; rff {rff['mean']:.3f}±{rff['std']:.3f}"
+        print(line)
+    print(f"{summary['seconds']:.1f} s; results in {ns.out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
