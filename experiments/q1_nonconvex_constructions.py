@@ -25,7 +25,6 @@ figures/q1_*.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import OrderedDict
@@ -34,6 +33,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from _common import parse_args
 from torch import nn
 
 import landscape
@@ -41,7 +41,6 @@ import landscape
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 NAME = "q1_nonconvex_constructions"
 TOL = 1e-3
 VERDICTS = ("convex", "concave", "quasi_convex", "quasi_concave")
@@ -483,16 +482,9 @@ def _jsonable_default(value):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="toy size (tests)")
-    group.add_argument("--full", action="store_true", help="larger setting")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / NAME)
-    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
-    ns = parser.parse_args(argv)
-    size = "quick" if ns.quick else "full" if ns.full else "default"
+    size, out, figures = parse_args(__doc__, NAME, argv)
     torch.set_num_threads(1)
-    summary = run(size, ns.out, ns.figures)
+    summary = run(size, out, figures)
     c = summary["clip"]
     print(f"clip on {CLIP_WINDOW}: convex {c['convex']}, concave {c['concave']}, quasi-convex "
           f"{c['quasi_convex']}, quasi-concave {c['quasi_concave']}, minima {c['n_minima']}, "
@@ -508,7 +500,7 @@ def main(argv=None) -> dict:
           f"(exact {q['reference_main']['qcvx_barrier']:.4f}), fit max error / range "
           f"{q['fit']['max_error_rel_range']['mean']:.4f}")
     print(f"quartic windows: {summary['quartic_windows']}")
-    print(f"{summary['seconds']:.1f} s; results in {ns.out}")
+    print(f"{summary['seconds']:.1f} s; results in {out}")
     return summary
 
 

@@ -31,7 +31,6 @@ figures/q8_*.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
@@ -40,6 +39,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from _common import parse_args
 
 import landscape
 from landscape.train import train
@@ -47,7 +47,6 @@ from landscape.train import train
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 NAME = "q8_architecture_prior"
 RANDOM_INITS = ("default", "xavier", "kaiming")
 CS = np.logspace(-3, 1, 5)
@@ -304,15 +303,8 @@ def plot_shift(rows: list[dict], path: Path) -> Path:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="toy size (tests)")
-    group.add_argument("--full", action="store_true", help="larger setting (GPU)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / NAME)
-    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
-    ns = parser.parse_args(argv)
-    size = "quick" if ns.quick else "full" if ns.full else "default"
-    summary = run(size, ns.out, ns.figures)
+    size, out, figures = parse_args(__doc__, NAME, argv)
+    summary = run(size, out, figures)
     print(f"pixels: {summary['pixels']}")
     for e in summary["models"]:
         line = f"{e['model']} width {e['width']} (dim {e['dim']}):"
@@ -326,7 +318,7 @@ def main(argv=None) -> dict:
         rff = summary["rff"][str(e["dim"])]["test"]
         line += f"; rff {rff['mean']:.3f}±{rff['std']:.3f}"
         print(line)
-    print(f"{summary['seconds']:.1f} s; results in {ns.out}")
+    print(f"{summary['seconds']:.1f} s; results in {out}")
     return summary
 
 

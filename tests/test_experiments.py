@@ -16,6 +16,8 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 def _script(name: str):
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their shared _common
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")

@@ -1,0 +1,23 @@
+"""What every experiment script shares: its command line (--quick / default / --full,
+--out, --figures) and where results and figures go."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(doc: str, name: str, argv=None, full_help: str = "larger setting (GPU)"):
+    """``(size, out, figures)`` from the command line: size ``quick``, ``default`` or
+    ``full``; results under ``results/<name>`` and figures under ``figures/`` by default."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="toy size (tests)")
+    group.add_argument("--full", action="store_true", help=full_help)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / name)
+    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    ns = parser.parse_args(argv)
+    size = "quick" if ns.quick else "full" if ns.full else "default"
+    return size, ns.out, ns.figures
