@@ -140,7 +140,10 @@ def verdicts(ds) -> dict[str, np.ndarray]:
     out = {v: ds[f"activation_{v}"].isel(unit=0).values.astype(bool) for v in VERDICTS}
     out["n_minima"] = ds["activation_n_minima"].isel(unit=0).values
     out["n_maxima"] = ds["activation_n_maxima"].isel(unit=0).values
-    out["flat"] = (act.max(axis=-1) - act.min(axis=-1)) == 0
+    if "activation_constant" in ds:  # the toolkit's own flag: range within rounding noise
+        out["flat"] = ds["activation_constant"].isel(unit=0).values.astype(bool)
+    else:
+        out["flat"] = (act.max(axis=-1) - act.min(axis=-1)) == 0
     return out
 
 
