@@ -20,7 +20,7 @@ def warm(client) -> None:
     """Import the toolkit on every worker so that the timing is of the tasks."""
 
     def load() -> int:
-        import landscape.cli  # noqa: F401
+        import landscape.analyses  # noqa: F401
 
         return 1
 

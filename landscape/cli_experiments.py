@@ -1,7 +1,6 @@
 """Commands for experiments over many networks: ``train``, ``sweep`` and ``compare``.
 
-They register themselves on the ``landscape`` group of :mod:`landscape.cli`
-(imported at the end of that module), follow its conventions (one error line,
+:mod:`landscape.cli` adds them to the ``landscape`` group; they follow its conventions (one error line,
 progress on stderr, the last stdout line names the file written) and call the
 API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
 """
@@ -9,36 +8,20 @@ API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
 
-from .cli import _device, cli, model_options
+from .analyses import MODEL_OPTIONS, pick_device, progress_bar, resolve_recipe, with_options
 from .errors import LandscapeError
 from .sweep import SWEEP_DIMS
 
 TRAIN_SKIP = ("split", "out", "samples")
 
 
-def _progress(unit: str):
-    def factory(total: int, desc: str):
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, file=sys.stderr, unit=unit, leave=False, disable=None,
-                    dynamic_ncols=True)
-
-    return factory
-
-
-def training_model_options(f):
-    """:func:`landscape.cli.model_options` without ``--split``, ``--out``, ``--samples``
-    (training takes the train split and tests on the test split)."""
-    probe = model_options(lambda: None)
-    for param in probe.__click_params__:
-        if param.name not in TRAIN_SKIP:
-            f.__click_params__ = [*getattr(f, "__click_params__", []), param]
-    return f
+# The model options of every analysis without --split, --out, --samples (training
+# takes the train split and tests on the test split).
+TRAIN_MODEL_OPTIONS = [p for p in MODEL_OPTIONS if p.name not in TRAIN_SKIP]
 
 
 # ----------------------------------------------------------------------------- train
@@ -66,8 +49,8 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
     return path
 
 
-@cli.command("train")
-@training_model_options
+@click.command("train")
+@with_options(TRAIN_MODEL_OPTIONS)
 @click.option("--samples", type=int, default=None,
               help="Deterministic subset of the training split (default: all of it).")
 @click.option("--test-samples", type=int, default=None,
@@ -90,7 +73,6 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
 def train_command(**opts) -> None:
     """Train a model (seeded SGD or Adam) and save a checkpoint with its metadata,
     which `--checkpoint` of every analysis loads."""
-    from .cli import resolve_recipe
     from .data import load_dataset
     from .models import build_model, load_checkpoint, read_checkpoint
     from .train import save_checkpoint, train
@@ -99,7 +81,7 @@ def train_command(**opts) -> None:
     out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
     folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
               if opts["save_trajectory"] else None)
-    device = _device(opts["device"])
+    device = pick_device(opts["device"])
     model = build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
                         seed=opts["seed"], in_shape=opts["in_shape"], weight_std=opts["weight_std"],
                         width=opts["width"], depth=opts["depth"], activation=opts["activation"])
@@ -122,7 +104,7 @@ def train_command(**opts) -> None:
         model, x.to(device), y.to(device) if classify else None, x_test.to(device),
         y_test.to(device) if classify else None, epochs=opts["epochs"], optimizer=opts["optimizer"],
         lr=opts["lr"], batch_size=opts["batch_size"], seed=opts["seed"], momentum=opts["momentum"],
-        weight_decay=opts["weight_decay"], progress=_progress("step"),
+        weight_decay=opts["weight_decay"], progress=progress_bar("step"),
         trajectory_every=every if opts["save_trajectory"] else None)
     meta = {
         "model": opts["model_name"], "dataset": opts["dataset"], "init": opts["init"],
@@ -153,7 +135,7 @@ def train_command(**opts) -> None:
 
 # ----------------------------------------------------------------------------- sweep
 
-@cli.command("sweep", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.command("sweep", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("analysis")
 @click.option("--model", "models", default="mlp", show_default=True, help="Models, comma separated.")
 @click.option("--init", "inits", default="xavier", show_default=True, help="Inits, comma separated.")
@@ -202,7 +184,7 @@ def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bi
     tasks = expand_tasks(analysis, model_list, init_list, bias_list, seed_list, folder,
                          states=state_list, trained=trained, args=list(ctx.args), threads=threads)
     folder.mkdir(parents=True, exist_ok=True)
-    outcome = run_tasks(tasks, workers=workers, scheduler=scheduler, progress=_progress("task"))
+    outcome = run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress_bar("task"))
     done = outcome.succeeded
     errors = set(outcome.failures.values())
     if not done and len(errors) == 1:  # one cause (a bad option, say): one line
@@ -228,7 +210,7 @@ def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bi
 
 # ----------------------------------------------------------------------------- compare
 
-@cli.command("compare")
+@click.command("compare")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--by", type=click.Choice(SWEEP_DIMS), default="bias_scale", show_default=True,
               help="Sweep dimension whose values are the table's columns.")

@@ -1,14 +1,14 @@
 """Ablation sweeps on Dask: one task per point of a Cartesian product, one file
 per task, one combined Dataset at the end.
 
-A sweep runs one analysis of :data:`landscape.cli.ANALYSES` (``slice``, and
-whatever else registers itself there) at every point of
+A sweep runs one analysis of :data:`landscape.analyses.ANALYSES` (``slice``,
+``hessian``, ``maxact``, ``tsne``) at every point of
 
     model × init × bias_scale × seed × state        (state: random / trained)
 
-Each task is the analysis command's own options dict, filled in by that
-command's click parser, so a task is exactly what ``landscape ANALYSIS ...``
-would run.  Tasks write their own netCDF file atomically
+Each task is the analysis's own options dict, filled in by the same click
+parameters the command ``landscape ANALYSIS ...`` parses, so a task is exactly
+what that command would run.  Tasks write their own netCDF file atomically
 (``DIR/ANALYSIS/MODEL_INIT_bS_sSEED_STATE.nc``, the coordinates also in the
 file's attrs); running the sweep again skips every task whose file exists,
 loads and was made with the same options, so a crash or a kill loses nothing
@@ -17,8 +17,8 @@ others.  :func:`combine` then stacks the parts along the sweep dimensions into
 one Dataset of kind ``sweep``; per-part headline numbers kept in attrs
 (``loss_frac_quasi_convex``, ...) become data variables over those dimensions.
 
-This module reads the analysis registry of :mod:`landscape.cli` (lazily, inside
-the functions that need it): a sweep task *is* a command invocation.
+This module reads the analysis registry of :mod:`landscape.analyses` (lazily,
+inside the functions that need it) and never the command line.
 """
 
 from __future__ import annotations
@@ -190,20 +190,18 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
     ``trained``: a checkpoint, or a template filled per point with ``{model}``,
     ``{init}``, ``{bias_scale}``, ``{seed}`` (``ckpt/{model}_{init}_s{seed}.pt``).
     """
-    import click
+    from .analyses import ANALYSES
 
-    from .cli import ANALYSES, cli
-
-    if analysis not in ANALYSES or analysis not in cli.commands:
+    if analysis not in ANALYSES:
         raise LandscapeError(f"sweep: unknown analysis {analysis!r}; choose one of "
-                             f"{', '.join(sorted(a for a in ANALYSES if a in cli.commands))}")
+                             f"{', '.join(sorted(ANALYSES))}")
     for state in states:
         if state not in STATES:
             raise LandscapeError(f"states: unknown value {state!r}; choose random and/or trained")
     if "trained" in states and not trained:
         raise LandscapeError("states: 'trained' needs --trained CKPT")
     _check_pass_through(args)
-    command = cli.commands[analysis]
+    entry = ANALYSES[analysis]
     folder = Path(out_dir) / analysis
     tasks = []
     for model in models:
@@ -220,12 +218,9 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
                                 raise LandscapeError(f"trained: no such checkpoint {ckpt!r} "
                                                      f"(for {model}, {init}, bias {bias:g}, seed {seed})")
                             argv += ["--checkpoint", ckpt]
-                        try:
-                            ctx = command.make_context(analysis, [*argv, *args])
-                        except click.UsageError as exc:
-                            raise LandscapeError(f"sweep {analysis}: {exc.format_message()}") from None
+                        opts = entry.parse([*argv, *args], prog=f"sweep {analysis}")
                         tasks.append(Task(analysis, model, init, float(bias), int(seed), state,
-                                          str(path), dict(ctx.params), threads))
+                                          str(path), opts, threads))
     return tasks
 
 
@@ -249,12 +244,12 @@ def run_task(task: Task | dict) -> dict:
     try:
         import torch
 
-        from .cli import ANALYSES
+        from .analyses import ANALYSES
 
         if task.threads:
             torch.set_num_threads(int(task.threads))
         Path(task.path).parent.mkdir(parents=True, exist_ok=True)
-        ds, setup = ANALYSES[task.analysis](dict(task.opts))
+        ds, setup = ANALYSES[task.analysis].run(dict(task.opts))
         ds.attrs["sweep_task"] = task.identity()
         setup.finish(ds)
         return {"label": task.label, "path": task.path, "error": None}

@@ -29,7 +29,9 @@ class FaultPlugin(WorkerPlugin):
     name = "landscape-test-faults"
 
     def setup(self, worker):
-        from landscape.cli import ANALYSES
+        import dataclasses
+
+        from landscape.analyses import ANALYSES
 
         original = ANALYSES["slice"]
 
@@ -43,9 +45,9 @@ class FaultPlugin(WorkerPlugin):
                     raise RuntimeError("injected failure")
                 if first and out.name == KILLS:
                     os._exit(1)
-            return original(opts)
+            return original.run(opts)
 
-        ANALYSES["slice"] = faulty
+        ANALYSES["slice"] = dataclasses.replace(original, run=faulty)
 
 
 @pytest.fixture(scope="module")
