@@ -25,6 +25,7 @@ import click
 import numpy as np
 
 from .errors import LandscapeError
+from .losses import LOSSES
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,14 @@ class Setup:
 
 
 
+LOSS_OPTIONS = _options(
+    click.option("--loss", type=click.Choice(sorted(LOSSES)), default=None,
+                 help="Loss over the outputs: cross-entropy (logits, classes last; (B, T, V) "
+                      "sequences too), nll (log-probabilities), mse, bce (logits). Default: "
+                      "cross-entropy, mse for the autoencoder."),
+)
+
+
 # ----------------------------------------------------------------------------- slice
 
 SLICE_OPTIONS = _options(
@@ -345,7 +354,7 @@ def _slice_summary(ds) -> list[str]:
     return lines
 
 
-@analysis("slice", MODEL_OPTIONS + SLICE_OPTIONS, _slice_summary)
+@analysis("slice", MODEL_OPTIONS + LOSS_OPTIONS + SLICE_OPTIONS, _slice_summary)
 def slice_analysis(opts: dict):
     """Loss and/or input slices as the `slice` command's options say."""
     import xarray as xr
@@ -400,7 +409,7 @@ def slice_analysis(opts: dict):
             setup.model, setup.x, setup.y, directions=kind, dims=dims, grid=opts["grid"],
             include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=bn,
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
-            dataset=opts["dataset"], progress=progress_bar(),
+            dataset=opts["dataset"], progress=progress_bar(), loss_fn=opts["loss"],
             hessian_options={"batch_size": opts["batch_size"]} if kind == "hessian" else None)
         if loss_pca:
             part = part.merge(trajectory_dataset(setup.model, states, steps, pcs, projections))
@@ -484,7 +493,7 @@ def _hessian_summary(ds) -> list[str]:
     return lines
 
 
-@analysis("hessian", MODEL_OPTIONS + HESSIAN_OPTIONS, _hessian_summary)
+@analysis("hessian", MODEL_OPTIONS + LOSS_OPTIONS + HESSIAN_OPTIONS, _hessian_summary)
 def hessian_analysis(opts: dict):
     """Loss or input Hessian spectrum as the `hessian` command's options say."""
     from .hessian import hessian_spectrum, input_hessian_spectrum
@@ -510,7 +519,7 @@ def hessian_analysis(opts: dict):
                   seed=opts["seed"], dataset=opts["dataset"])
     if opts["space"] == "loss":
         ds = hessian_spectrum(setup.model, setup.x, setup.y, batch_size=opts["batch_size"],
-                              bn=opts["bn"], **common)
+                              bn=opts["bn"], loss_fn=opts["loss"], **common)
     else:
         n_anchor = min(opts["anchors"], setup.x.shape[0])
         ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"], setup.x[:n_anchor],

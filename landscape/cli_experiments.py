@@ -12,8 +12,16 @@ from pathlib import Path
 
 import click
 
-from .analyses import MODEL_OPTIONS, pick_device, progress_bar, resolve_recipe, with_options
+from .analyses import (
+    LOSS_OPTIONS,
+    MODEL_OPTIONS,
+    pick_device,
+    progress_bar,
+    resolve_recipe,
+    with_options,
+)
 from .errors import LandscapeError
+from .losses import loss_name
 from .sweep import SWEEP_DIMS
 
 TRAIN_SKIP = ("split", "out", "samples")
@@ -21,7 +29,7 @@ TRAIN_SKIP = ("split", "out", "samples")
 
 # The model options of every analysis without --split, --out, --samples (training
 # takes the train split and tests on the test split).
-TRAIN_MODEL_OPTIONS = [p for p in MODEL_OPTIONS if p.name not in TRAIN_SKIP]
+TRAIN_MODEL_OPTIONS = [p for p in MODEL_OPTIONS if p.name not in TRAIN_SKIP] + LOSS_OPTIONS
 
 
 # ----------------------------------------------------------------------------- train
@@ -104,7 +112,7 @@ def train_command(**opts) -> None:
         model, x.to(device), y.to(device) if classify else None, x_test.to(device),
         y_test.to(device) if classify else None, epochs=opts["epochs"], optimizer=opts["optimizer"],
         lr=opts["lr"], batch_size=opts["batch_size"], seed=opts["seed"], momentum=opts["momentum"],
-        weight_decay=opts["weight_decay"], progress=progress_bar("step"),
+        weight_decay=opts["weight_decay"], progress=progress_bar("step"), loss_fn=opts["loss"],
         trajectory_every=every if opts["save_trajectory"] else None)
     meta = {
         "model": opts["model_name"], "dataset": opts["dataset"], "init": opts["init"],
@@ -116,6 +124,7 @@ def train_command(**opts) -> None:
         "batch_size": opts["batch_size"], "steps": history["steps"],
         "history": {k: history[k] for k in ("train_loss", "test_loss", "test_accuracy")},
         "samples": int(x.shape[0]), "test_samples": int(x_test.shape[0]),
+        "loss": loss_name(opts["loss"], model),
     }
     if folder is not None:
         from .train import save_checkpoint as save_step

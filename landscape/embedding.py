@@ -203,7 +203,7 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
     layer = resolve_layer(model, layer)
     provenance_of = model
     model = model_view(model, bn, x, batch_size)
-    unit_idx = select_units(model, layer, units)
+    unit_idx = select_units(model, layer, units, x)
     feats = _features(model, x, features, batch_size)
     tmap = fit_map(feats, pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
                    n_jobs=n_jobs, gradient=gradient, cache_dir=cache_dir)

@@ -436,7 +436,7 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     check_per_sample(bn, "maxact")
     layer = resolve_layer(model, layer)
     net = model_view(model, bn, x, batch_size)
-    unit_idx = select_units(net, layer, units)
+    unit_idx = select_units(net, layer, units, x)
     in_shape = tuple(x.shape[1:])
     flat = x.detach().flatten(1)
     options = dict(top_k=top_k, restarts=restarts, steps=steps, lr=lr, norm_ball=norm_ball,

@@ -1,6 +1,7 @@
 """Model registry and access to single units.
 
-Every model built here carries four attributes the rest of the toolkit relies on:
+Every model built here carries attributes that serve as defaults (any
+``nn.Module`` works with every analysis: shapes come from the data given):
 
 ``model.name``           the registry name (``"resnet18"``, ``"mlp"``, ...)
 ``model.in_shape``       the shape of one input, ``(C, H, W)``
@@ -335,17 +336,28 @@ def units_of(output: torch.Tensor) -> torch.Tensor:
     raise LandscapeError(f"layer output of shape {tuple(output.shape)} has no units")
 
 
-def n_units(model: nn.Module, layer: str | None) -> int:
-    """How many units ``layer`` has (one forward pass on a zero input)."""
-    p = next(model.parameters())
-    x = torch.zeros((1, *model.in_shape), dtype=p.dtype, device=p.device)
+def n_units(model: nn.Module, layer: str | None, x: torch.Tensor | None = None) -> int:
+    """How many units ``layer`` has: one forward pass on the first input of ``x``
+    (any ``nn.Module``), or on a zero input of ``model.in_shape`` (the registered
+    models) when no input is given."""
+    if x is None:
+        shape = getattr(model, "in_shape", None)
+        if shape is None:
+            raise LandscapeError("units: this model has no in_shape attribute; give example "
+                                 "inputs to count the units of its layer")
+        p = next(model.parameters())
+        x = torch.zeros((1, *shape), dtype=p.dtype, device=p.device)
+    if x.dim() < 1 or len(x) < 1:
+        raise LandscapeError("units: need at least one example input")
     with torch.no_grad(), eval_mode(model):
-        return unit_activations(model, layer, x).shape[1]
+        return unit_activations(model, layer, x[:1].detach()).shape[1]
 
 
-def select_units(model: nn.Module, layer: str | None, units) -> list[int]:
-    """``units`` as a list of indices: an int N means the first N units."""
-    total = n_units(model, layer)
+def select_units(model: nn.Module, layer: str | None, units,
+                 x: torch.Tensor | None = None) -> list[int]:
+    """``units`` as a list of indices: an int N means the first N units.  ``x``:
+    example inputs (see :func:`n_units`)."""
+    total = n_units(model, layer, x)
     if units is None:
         return list(range(total))
     if isinstance(units, int):

@@ -32,7 +32,8 @@ from ._state import BN_MODES, check_per_sample, model_view, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
-from .models import per_sample_loss, select_units, unit_activations
+from .losses import LossFn, Objective
+from .models import select_units, unit_activations
 from .results import provenance
 
 DEFAULT_GRID = "-1:1:21"
@@ -141,7 +142,7 @@ def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
 
 def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
                    batch_size: int | None, chunk_size: int | None, engine: str,
-                   progress) -> tuple[np.ndarray, np.ndarray, str]:
+                   progress, objective: Objective) -> tuple[np.ndarray, np.ndarray, str]:
     """Mean loss and accuracy at ``θ + Σ_j coeffs[:, j] d_j`` for every row of
     ``coeffs``, and the engine that computed them.
 
@@ -155,7 +156,6 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     base = {k: params[k] for k in moving}
     dirs = [{k: d[k].to(params[k]) for k in moving} for d in directions]
     n = x.shape[0]
-    classify = getattr(model, "task", "classify") == "classify"
 
     if batch_size is None:
         batch_size = int(min(n, 512))
@@ -164,9 +164,11 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
         per_point = point_bytes + batch_size * _activation_bytes(model, x)
         chunk_size = int(max(1, min(MAX_CHUNK, _memory_budget(x.device) // per_point)))
 
+    # The objective is a batch mean: times the batch size it sums over samples.
     def scores(out, xb, yb):
-        loss = per_sample_loss(model, out, xb, yb).sum()
-        correct = (out.argmax(-1) == yb).sum() if classify else torch.zeros((), device=out.device)
+        loss = objective(out, xb, yb) * xb.shape[0]
+        correct = (objective.correct(out, yb) if objective.counts(out, yb)
+                   else torch.zeros((), device=out.device))
         return loss, correct
 
     def point_loss(p, xb, yb):
@@ -226,6 +228,10 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
                 correct[i] += k_.double()
         return loss, correct
 
+    with torch.no_grad():  # two samples: batch statistics need more than one
+        probe = model(x[:2])
+    counted = objective.counts(probe, None if y is None else y[:2])
+    labels = 0 if not counted else y.numel()
     coeff_t = torch.as_tensor(coeffs, dtype=next(iter(params.values())).dtype, device=x.device)
     loss_sum = np.zeros(len(coeffs))
     correct = np.zeros(len(coeffs))
@@ -239,7 +245,7 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
             bar.update(len(c))
     finally:
         bar.close()
-    accuracy = correct / n if classify else np.full(len(coeffs), np.nan)
+    accuracy = correct / labels if counted else np.full(len(coeffs), np.nan)
     return loss_sum / n, accuracy, how
 
 
@@ -266,7 +272,8 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                orthogonal: bool = False, bn: str = "auto", batch_size: int | None = None,
                chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
                tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
-               hessian_options: dict | None = None) -> xr.Dataset:
+               hessian_options: dict | None = None,
+               loss_fn: str | LossFn | None = None) -> xr.Dataset:
     """Loss and accuracy of ``model`` on ``(x, y)`` over a 1-D or 2-D slice of
     parameter space, ``L(θ + α d₁ + β d₂)``.
 
@@ -277,25 +284,33 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     ``x``; see :mod:`landscape._state`).  ``engine``: ``vmap`` (a chunk of points per
     batched call), ``loop`` (one point at a time, written in place into a private
     copy of the model) or ``auto`` (``vmap`` on a GPU and for convolution-free
-    models, ``loop`` for convolutional models on a CPU).  Returns a Dataset of
-    kind ``slice`` with ``loss`` and ``accuracy`` over ``alpha`` (and ``beta``) and their
-    quasi-convexity scores (``loss_qcvx_barrier`` ...; along every row, column
-    and diagonal for a surface).
+    models, ``loop`` for convolutional models on a CPU).  ``loss_fn``: a name of
+    :mod:`landscape.losses` or ``loss_fn(output, target) -> scalar mean``
+    (default: cross-entropy, or MSE for an autoencoder); the mean over all
+    samples is exact whatever ``batch_size``.  Returns a Dataset of kind
+    ``slice`` with ``loss`` and ``accuracy`` (NaN unless the outputs score the
+    labels ``y``; per token for sequences) over ``alpha`` (and ``beta``) and
+    their quasi-convexity scores (``loss_qcvx_barrier`` ...; along every row,
+    column and diagonal for a surface).
     """
     check_choice("bn", bn, BN_MODES)
     check_choice("engine", engine, ENGINES)
     alpha, beta = _grid(grid, beta_grid, dims)
     if x.shape[0] < 1:
         raise LandscapeError("x: no samples to take the loss over")
+    objective = Objective(model, loss_fn)
     net = model_view(model, bn, x, batch_size)
-    # The directions' Hessian sees the same statistics as the slice: the view's.
-    hessian_options = None if hessian_options is None else {**hessian_options, "bn": "eval"}
+    # The directions' Hessian sees the same statistics and loss as the slice: the view's.
+    if hessian_options is not None or directions == "hessian":
+        hessian_options = {**(hessian_options or {}), "bn": "eval"}
+        if directions == "hessian":
+            hessian_options["loss_fn"] = loss_fn
     kind, dirs = _resolve_parameter_directions(net, x, y, directions, dims, seed, include_bias,
                                                orthogonal, hessian_options)
     coeffs = _coefficients(alpha, beta)
     with torch.inference_mode():
         loss, acc, used = _evaluate_grid(net, x, y, dirs, coeffs, batch_size, chunk_size,
-                                         engine, progress)
+                                         engine, progress, objective)
     dims_names = ("alpha",) if beta is None else ("alpha", "beta")
     shape = tuple(len(g) for g in (alpha, beta) if g is not None)
     coords = {"alpha": alpha} if beta is None else {"alpha": alpha, "beta": beta}
@@ -313,11 +328,12 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     config = {"space": "loss", "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "include_bias": include_bias,
               "orthogonal": orthogonal, "bn": net.bn_mode, "batch_size": batch_size,
-              "samples": int(x.shape[0]), "tol": tol,
-              "hessian_options": hessian_options}
+              "samples": int(x.shape[0]), "tol": tol, "loss": objective.name,
+              "hessian_options": None if hessian_options is None else {
+                  k: (objective.name if k == "loss_fn" else v) for k, v in hessian_options.items()}}
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
-    ds.attrs.update(kind="slice", space="loss", directions=kind, engine=used, bn=net.bn_mode, loss_function=(
-        "cross-entropy" if getattr(model, "task", "classify") == "classify" else "mse"))
+    ds.attrs.update(kind="slice", space="loss", directions=kind, engine=used, bn=net.bn_mode,
+                    loss_function=objective.name)
     return ds
 
 
@@ -354,7 +370,7 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
 
     layer = resolve_layer(model, layer)
     net = model_view(model, bn, data if data is not None else anchors, batch_size)
-    unit_idx = select_units(net, layer, units)
+    unit_idx = select_units(net, layer, units, anchors)
     if isinstance(directions, str):
         kind = directions
         d = input_directions(anchors, kind, n=dims, seed=seed, data=data, orthogonal=orthogonal)

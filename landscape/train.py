@@ -22,7 +22,8 @@ import torch
 
 from ._heap import reusing_freed_memory
 from .errors import LandscapeError, check_choice
-from .models import eval_mode, per_sample_loss
+from .losses import LossFn, Objective
+from .models import eval_mode
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
@@ -34,21 +35,27 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
-             batch_size: int = EVAL_BATCH) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode (accuracy is
-    NaN for a model that reconstructs its input)."""
-    classify = getattr(model, "task", "classify") == "classify"
-    loss_sum, correct = 0.0, 0
+             batch_size: int = EVAL_BATCH,
+             loss_fn: str | LossFn | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode (accuracy per
+    label, so per token for sequences; NaN when the outputs do not score labels,
+    as for an autoencoder)."""
+    objective = Objective(model, loss_fn)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.float64, device=x.device)
+    counted, labels = True, 0
     with eval_mode(model), torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             yb = None if y is None else y[start:start + batch_size]
             out = model(xb)
-            loss_sum += float(per_sample_loss(model, out, xb, yb).sum())
-            if classify:
-                correct += int((out.argmax(-1) == yb).sum())
+            loss_sum += objective(out, xb, yb).double() * len(xb)
+            counted = counted and objective.counts(out, yb)
+            if counted:
+                correct += objective.correct(out, yb)
+                labels += yb.numel()
     n = max(1, x.shape[0])
-    return loss_sum / n, (correct / n if classify else float("nan"))
+    return float(loss_sum) / n, (float(correct) / labels if counted and labels else float("nan"))
 
 
 @reusing_freed_memory
@@ -56,11 +63,13 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
           x_test: torch.Tensor, y_test: torch.Tensor | None, epochs: int = 1,
           optimizer: str = "sgd", lr: float | None = None, batch_size: int = 64, seed: int = 0,
           progress=None, trajectory_every: int | None = None, momentum: float = 0.9,
-          weight_decay: float = 0.0) -> tuple[dict, list[dict[str, torch.Tensor]]]:
+          weight_decay: float = 0.0,
+          loss_fn: str | LossFn | None = None) -> tuple[dict, list[dict[str, torch.Tensor]]]:
     """Train ``model`` in place on ``(x, y)``; evaluate on ``(x_test, y_test)`` after
     every epoch.
 
-    Minimises the model's own loss (cross-entropy, or MSE for an autoencoder)
+    Minimises ``loss_fn`` (a name of :mod:`landscape.losses` or ``loss_fn(output,
+    target) -> scalar mean``; default cross-entropy, or MSE for an autoencoder)
     with ``sgd`` (momentum ``momentum``) or ``adam`` at learning rate ``lr``
     (default 0.05 / 1e-3).  ``seed`` fixes the order of the mini-batches, so the
     same model, data and arguments give the same weights.
@@ -75,6 +84,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     the ``snapshot_steps`` (step of each snapshot); ``snapshots`` the state dicts.
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
+    objective = Objective(model, loss_fn)
     if epochs < 1 or int(epochs) != epochs:
         raise LandscapeError(f"epochs: must be a positive integer, got {epochs!r}")
     if batch_size < 1:
@@ -116,7 +126,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                 idx = order[start:start + batch_size]
                 xb = x[idx]
                 yb = None if y is None else y[idx]
-                loss = per_sample_loss(model, model(xb), xb, yb).mean()
+                loss = objective(model(xb), xb, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -126,7 +136,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                     keep(step)
                 if bar is not None:
                     bar.update(1)
-            test_loss, test_acc = evaluate(model, x_test, y_test)
+            test_loss, test_acc = evaluate(model, x_test, y_test, loss_fn=loss_fn)
             history["train_loss"].append(total / n)
             history["test_loss"].append(test_loss)
             history["test_accuracy"].append(test_acc)

@@ -110,7 +110,7 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                      density_runs: int = 8, density_steps: int = 80, lam=None,
                      sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
                      chunk_size: int | None = 8, explicit_residuals: bool = False,
-                     dataset: str | None = None) -> xr.Dataset:
+                     dataset: str | None = None, loss_fn=None) -> xr.Dataset:
     """The spectrum of ``H = ∇²_θ L`` of the mean loss over ``(x, y)``.
 
     ``top_k``/``bottom_k`` extreme eigenvalues by Lanczos (stopping at relative
@@ -118,13 +118,15 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     ``density_runs`` × ``density_steps`` on the grid ``lam`` (an array, a point
     count, or ``None`` for 501 points around the Ritz values), broadened by
     ``sigma`` (default 1 % of the spectral range); ``trace``: Hutch++ with
-    ``trace_probes`` products.  ``batch_size``, ``engine``, ``bn`` and
-    ``chunk_size`` are passed to :class:`LossHessian`.  Returns a Dataset of kind
+    ``trace_probes`` products.  ``batch_size``, ``engine``, ``bn``, ``chunk_size``
+    and ``loss_fn`` (a name of :mod:`landscape.losses` or ``loss_fn(output,
+    target) -> scalar mean``; default cross-entropy, MSE for an autoencoder) are
+    passed to :class:`LossHessian`.  Returns a Dataset of kind
     ``"hessian"`` (see the module docstring).
     """
     _check(top_k, bottom_k, density, trace)
     op = LossHessian(model, x, y, batch_size=batch_size, engine=engine, bn=bn,
-                     chunk_size=chunk_size)
+                     chunk_size=chunk_size, loss_fn=loss_fn)
     eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps, density_runs,
                              density_steps, trace_probes, seed, explicit_residuals)
     op.release()
@@ -142,9 +144,10 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
                   seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals,
-                  n_samples=len(x))
+                  n_samples=len(x), loss=op.objective.name)
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
     attrs.update(kind="hessian", n_hvp=int(op.n_products), n_params=int(op.dim), bn=op.bn_mode,
+                 loss_function=op.objective.name,
                  lanczos_steps=int(eig.steps) if eig else 0, tol=float(tol))
     if quad is not None:
         grid, s = _grid_and_sigma([quad], lam, sigma)
@@ -172,7 +175,8 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
 
     ``layer``: a module name (``None``: the model's default layer); ``units``: an
     int N (the first N units) or a list of indices; ``anchors``: inputs of shape
-    ``(A, *model.in_shape)`` (a single input is taken as ``A = 1``).  The other
+    ``(A, *input shape)`` (a single input is taken as ``A = 1`` when the model
+    has an ``in_shape``).  The other
     options are those of :func:`hessian_spectrum`; the density of every unit and
     anchor shares one grid ``lam`` and one broadening ``sigma``.  Returns a
     Dataset of kind ``"input_hessian"`` with leading dimensions ``unit``
@@ -183,14 +187,15 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
         raise LandscapeError("anchors: give the input points (A, C, H, W) to take the Hessian at")
     check_per_sample(bn, "input Hessians")
     layer = resolve_layer(model, layer)
+    # The input shape: the model's own when it has one, else the anchors'.
     shape = tuple(getattr(model, "in_shape", anchors.shape[1:]))
     if tuple(anchors.shape) == shape:
         anchors = anchors.unsqueeze(0)
     model = model_view(model, bn, anchors if data is None else data, batch_size)
-    chosen = select_units(model, layer, units)
-    if tuple(anchors.shape[1:]) != shape:
+    if tuple(anchors.shape[1:]) != shape or len(anchors) < 1:
         raise LandscapeError(f"anchors: expected shape (A, {', '.join(map(str, shape))}), "
                              f"got {tuple(anchors.shape)}")
+    chosen = select_units(model, layer, units, anchors)
     U, A, k = len(chosen), len(anchors), top_k + bottom_k
     values = np.full((U, A, k), np.nan)
     residuals = np.full((U, A, k), np.nan)
@@ -277,7 +282,7 @@ def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     name of ``model.named_parameters()`` to a tensor of that parameter's shape
     (zero for frozen parameters); each direction has norm 1 over all parameters.
     ``kw``: ``max_steps``, ``seed`` (for :func:`lanczos`) and ``batch_size``,
-    ``engine``, ``bn``, ``chunk_size`` (for :class:`LossHessian`).
+    ``engine``, ``bn``, ``chunk_size``, ``loss_fn`` (for :class:`LossHessian`).
     """
     lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "seed") if key in kw}
     kw.setdefault("bn", "auto")

@@ -54,7 +54,8 @@ from torch import nn
 
 from .._state import model_view
 from ..errors import LandscapeError, check_choice
-from ..models import eval_mode, per_sample_loss, unit_activations
+from ..losses import LossFn, Objective
+from ..models import eval_mode, unit_activations
 
 ENGINES = ("auto", "double-backward", "forward-over-reverse")
 BN_MODES = ("eval", "train")
@@ -203,12 +204,18 @@ class LossHessian(HessianOperator):
     its Hessian are the size-weighted mean over batches); ``None`` = one batch.
     ``engine``: ``"auto"`` uses the cached double-backward graph when the data
     fit in one batch and forward-over-reverse otherwise.
+    ``loss_fn``: a name of :mod:`landscape.losses` or ``loss_fn(output, target)
+    -> scalar mean`` over the batch (default: cross-entropy, or MSE for an
+    autoencoder); weighting each batch by its size makes the Hessian that of the
+    mean over all samples.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                  batch_size: int | None = None, engine: str = "auto", bn: str = "eval",
-                 chunk_size: int | None = 8, batch_probes: bool | None = None):
+                 chunk_size: int | None = 8, batch_probes: bool | None = None,
+                 loss_fn: str | LossFn | None = None):
         super().__init__(chunk_size, batch_probes)
+        self.objective = Objective(model, loss_fn)
         check_choice("engine", engine, ENGINES)
         if batch_size is not None and batch_size < 1:
             raise LandscapeError(f"batch_size: must be >= 1 or None, got {batch_size}")
@@ -253,7 +260,7 @@ class LossHessian(HessianOperator):
     def _loss(self, params: dict[str, torch.Tensor], xb: torch.Tensor,
               yb: torch.Tensor | None) -> torch.Tensor:
         out = torch.func.functional_call(self.model, (params, self.buffers), (xb,))
-        return per_sample_loss(self.model, out, xb, yb).mean()
+        return self.objective(out, xb, yb)
 
     def loss(self) -> float:
         """The mean loss over all samples (what this operator differentiates)."""
