@@ -15,6 +15,7 @@ options to the provenance and saves.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,7 +118,11 @@ def run_command(name: str, opts: dict) -> None:
 
 MODEL_OPTIONS = _options(
     click.option("--model", "model_name", default="resnet18", show_default=True,
-                 help="Registered model (see `landscape info`)."),
+                 help="Registered model (see `landscape info`), or your own: PATH.py:FUNCTION or "
+                      "package.module:FUNCTION, a function returning an nn.Module."),
+    click.option("--model-args", default=None,
+                 help="JSON object of keyword arguments for your model's FUNCTION, "
+                      "e.g. '{\"hidden\": 32}'."),
     click.option("--init", default=None,
                  help="Weight initialisation scheme. Default: the checkpoint's, else "
                       "'default' (PyTorch's own)."),
@@ -135,7 +140,9 @@ MODEL_OPTIONS = _options(
                  help="State dict (torch.save) to load into the model. Its meta's init, bias "
                       "scale, weight std, model options and seed apply unless given here."),
     click.option("--dataset", default="digits", show_default=True,
-                 help="digits, cifar10, mnist, fashion-mnist or gaussian."),
+                 help="digits, cifar10, mnist, fashion-mnist, gaussian; or your own: npz:FILE "
+                      "(arrays x, optional y) or folder:DIR (one sub-folder of images per "
+                      "class, resized to --in-shape)."),
     click.option("--data-root", type=click.Path(file_okay=False), default=None,
                  help="Folder holding torchvision's copy of cifar10/mnist/fashion-mnist."),
     click.option("--download", is_flag=True, help="Download the dataset into --data-root."),
@@ -220,11 +227,17 @@ def pick_device(name: str):
     return device
 
 
+def safe_name(text: str) -> str:
+    """``text`` fit for a file name (a model spec such as ``nets/a.py:build``
+    becomes ``nets-a.py-build``)."""
+    return re.sub(r"[^A-Za-z0-9.+-]", "-", str(text))
+
+
 def output_path(out, overwrite: bool, command: str, model: str, init: str) -> Path:
     """Where the result goes; checked before any work so bad paths fail fast."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = f"{command}_{model}_{init}_{stamp}"
+        base = f"{command}_{safe_name(model)}_{safe_name(init)}_{stamp}"
         path, k = Path(f"{base}.nc"), 1
         while path.exists():
             k += 1
@@ -241,6 +254,49 @@ def output_path(out, overwrite: bool, command: str, model: str, init: str) -> Pa
     return path
 
 
+def model_from_options(opts: dict):
+    """The model the model options describe (registered, or a user's factory)."""
+    from .models import build_model
+
+    return build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
+                       seed=opts["seed"], in_shape=opts["in_shape"], weight_std=opts["weight_std"],
+                       model_args=opts.get("model_args"), width=opts["width"], depth=opts["depth"],
+                       activation=opts["activation"])
+
+
+def check_model(opts: dict) -> None:
+    """Build the model the options describe on the meta device (no memory, no
+    work): an unknown model, init or option, a bad bias scale or a user factory
+    that fails is a LandscapeError now rather than when a task runs."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model_from_options(opts)
+    except LandscapeError:
+        raise
+    except Exception:  # code that needs real tensors (e.g. .item()): build it for real
+        model_from_options(opts)
+
+
+def input_shape(model, opts: dict):
+    """The shape data are converted to: ``--in-shape``, else the model's own (if any)."""
+    return opts["in_shape"] if opts["in_shape"] is not None else getattr(model, "in_shape", None)
+
+
+def check_labels(model, *labels) -> None:
+    """Refuse class labels beyond a registered classifier's classes."""
+    *ys, dataset = labels
+    classes = getattr(model, "num_classes", None)
+    if classes is None or getattr(model, "task", "classify") != "classify":
+        return
+    top = max((int(y.max()) for y in ys if y is not None and y.numel() and not y.is_floating_point()),
+              default=-1)
+    if top >= classes:
+        raise LandscapeError(f"dataset {dataset!r} has labels up to {top} but the model has "
+                             f"{classes} classes")
+
+
 class Setup:
     """The model, data and bookkeeping one analysis command needs."""
 
@@ -248,7 +304,7 @@ class Setup:
         import torch
 
         from .data import load_dataset
-        from .models import INIT_KEYS, adopt_meta, build_model, load_checkpoint, read_checkpoint
+        from .models import INIT_KEYS, adopt_meta, load_checkpoint, read_checkpoint
 
         self.opts = opts
         self.device = pick_device(opts["device"])
@@ -258,10 +314,7 @@ class Setup:
                                opts["init"])
         if opts["samples"] is not None and opts["samples"] < 1:
             raise LandscapeError(f"samples: must be >= 1, got {opts['samples']}")
-        model = build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
-                            seed=opts["seed"], in_shape=opts["in_shape"],
-                            weight_std=opts["weight_std"], width=opts["width"], depth=opts["depth"],
-                            activation=opts["activation"])
+        model = model_from_options(opts)
         self.checkpoint_meta = {}
         if opts["checkpoint"]:
             self.checkpoint_meta = load_checkpoint(model, opts["checkpoint"])
@@ -269,15 +322,11 @@ class Setup:
             adopt_meta(model, {key: opts[key] for key in INIT_KEYS})
         self.model = model.to(self.device)
         x, y = load_dataset(opts["dataset"], root=opts["data_root"], n=opts["samples"],
-                            split=opts["split"], seed=opts["seed"], in_shape=model.in_shape,
+                            split=opts["split"], seed=opts["seed"], in_shape=input_shape(model, opts),
                             download=opts["download"])
-        if getattr(model, "task", "classify") == "classify" and int(y.max()) >= model.num_classes:
-            raise LandscapeError(
-                f"dataset {opts['dataset']!r} has labels up to {int(y.max())} but the model has "
-                f"{model.num_classes} classes"
-            )
+        check_labels(model, y, opts["dataset"])
         self.x = x.to(self.device)
-        self.y = y.to(self.device)
+        self.y = None if y is None else y.to(self.device)
         torch.manual_seed(opts["seed"])
 
     def finish(self, ds) -> Path:
@@ -302,6 +351,16 @@ LOSS_OPTIONS = _options(
                       "sequences too), nll (log-probabilities), mse, bce (logits). Default: "
                       "cross-entropy, mse for the autoencoder."),
 )
+
+
+def check_anchors(opts: dict, used: bool) -> None:
+    """The anchors are the first ``--anchors`` of the ``--samples`` data points:
+    refuse more anchors than samples rather than silently use fewer."""
+    if opts["anchors"] < 1:
+        raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    if used and opts["samples"] is not None and opts["anchors"] > opts["samples"]:
+        raise LandscapeError(f"anchors: {opts['anchors']} anchors are taken from the data, but "
+                             f"--samples is {opts['samples']}; lower --anchors or raise --samples")
 
 
 # ----------------------------------------------------------------------------- slice
@@ -372,8 +431,7 @@ def slice_analysis(opts: dict):
                              set(INPUT_DIRECTIONS if "input" in spaces else ()))
             raise LandscapeError(f"directions: unknown value {chosen!r} for --space {space}; "
                                  f"choose one of {', '.join(allowed)}")
-    if opts["anchors"] < 1:
-        raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    check_anchors(opts, "input" in spaces)
     trajectory = opts.get("trajectory")
     loss_pca = "loss" in spaces and chosen == "pca"
     if loss_pca and not trajectory:
@@ -418,10 +476,11 @@ def slice_analysis(opts: dict):
         parts.append(part)
     if "input" in spaces:
         kind = chosen if chosen in INPUT_DIRECTIONS else "random"
-        n_anchor = min(opts["anchors"], setup.x.shape[0])
+        n_anchor = opts["anchors"]
         parts.append(input_slice(
             setup.model, opts["layer"], opts["units"], setup.x[:n_anchor], directions=kind,
-            dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x, anchor_labels=setup.y[:n_anchor],
+            dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x,
+            anchor_labels=None if setup.y is None else setup.y[:n_anchor],
             bn=bn, batch_size=opts["batch_size"], seed=opts["seed"], tol=opts["tol"],
             dataset=opts["dataset"], progress=progress_bar()))
     ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
@@ -503,8 +562,7 @@ def hessian_analysis(opts: dict):
             raise LandscapeError(f"{key.replace('_', '-')}: must be >= 0, got {opts[key]}")
     if opts["top_k"] + opts["bottom_k"] == 0 and not opts["density"] and not opts["trace"]:
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k > 0, --density or --trace")
-    if opts["anchors"] < 1:
-        raise LandscapeError(f"anchors: must be >= 1, got {opts['anchors']}")
+    check_anchors(opts, opts["space"] == "input")
     if opts["space"] == "input":
         from ._state import check_per_sample
 
@@ -519,10 +577,11 @@ def hessian_analysis(opts: dict):
                   seed=opts["seed"], dataset=opts["dataset"])
     if opts["space"] == "loss":
         ds = hessian_spectrum(setup.model, setup.x, setup.y, batch_size=opts["batch_size"],
-                              bn=opts["bn"], loss_fn=opts["loss"], **common)
+                              bn=opts["bn"], loss_fn=opts["loss"], progress=progress_bar("hvp"),
+                              **common)
     else:
-        n_anchor = min(opts["anchors"], setup.x.shape[0])
-        ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"], setup.x[:n_anchor],
+        ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"],
+                                    setup.x[:opts["anchors"]], progress=progress_bar("op"),
                                     bn=opts["bn"], data=setup.x, batch_size=opts["batch_size"],
                                     **common)
     return ds, setup
@@ -631,5 +690,6 @@ def tsne_analysis(opts: dict):
                        features=opts["features"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
                        gradient=opts["gradient"], cache_dir=opts["cache_dir"],
-                       maxact=ma, bn=opts["bn"], dataset=opts["dataset"])
+                       maxact=ma, bn=opts["bn"], dataset=opts["dataset"],
+                       progress=progress_bar("it"))
     return ds, setup

@@ -15,9 +15,13 @@ import click
 from .analyses import (
     LOSS_OPTIONS,
     MODEL_OPTIONS,
+    check_labels,
+    input_shape,
+    model_from_options,
     pick_device,
     progress_bar,
     resolve_recipe,
+    safe_name,
     with_options,
 )
 from .errors import LandscapeError
@@ -35,7 +39,7 @@ TRAIN_MODEL_OPTIONS = [p for p in MODEL_OPTIONS if p.name not in TRAIN_SKIP] + L
 # ----------------------------------------------------------------------------- train
 
 def _checkpoint_path(out: str | None, overwrite: bool, model: str, init: str) -> Path:
-    path = Path(out) if out else Path(f"{model}_{init}.pt")
+    path = Path(out) if out else Path(f"{safe_name(model)}_{safe_name(init)}.pt")
     if path.suffix != ".pt":
         raise LandscapeError(f"out: expected a .pt file name, got {str(path)!r}")
     if path.exists() and not overwrite:
@@ -82,7 +86,7 @@ def train_command(**opts) -> None:
     """Train a model (seeded SGD or Adam) and save a checkpoint with its metadata,
     which `--checkpoint` of every analysis loads."""
     from .data import load_dataset
-    from .models import build_model, load_checkpoint, read_checkpoint
+    from .models import load_checkpoint, read_checkpoint
     from .train import save_checkpoint, train
 
     resolve_recipe(opts, read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {})
@@ -90,27 +94,24 @@ def train_command(**opts) -> None:
     folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
               if opts["save_trajectory"] else None)
     device = pick_device(opts["device"])
-    model = build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
-                        seed=opts["seed"], in_shape=opts["in_shape"], weight_std=opts["weight_std"],
-                        width=opts["width"], depth=opts["depth"], activation=opts["activation"])
+    model = model_from_options(opts)
     if opts["checkpoint"]:
         load_checkpoint(model, opts["checkpoint"])
     model = model.to(device)
-    common = dict(root=opts["data_root"], seed=opts["seed"], in_shape=model.in_shape,
+    common = dict(root=opts["data_root"], seed=opts["seed"], in_shape=input_shape(model, opts),
                   download=opts["download"])
     x, y = load_dataset(opts["dataset"], n=opts["samples"], split="train", **common)
     x_test, y_test = load_dataset(opts["dataset"], n=opts["test_samples"], split="test", **common)
-    classify = getattr(model, "task", "classify") == "classify"
-    if classify and int(max(y.max(), y_test.max())) >= model.num_classes:
-        raise LandscapeError(f"dataset {opts['dataset']!r} has more labels than the model's "
-                             f"{model.num_classes} classes")
+    check_labels(model, y, y_test, opts["dataset"])
+    labels = getattr(model, "task", "classify") != "reconstruct"
     every = opts["trajectory_every"]
     if opts["save_trajectory"] and every is None:
         steps = opts["epochs"] * -(-x.shape[0] // max(1, opts["batch_size"]))
         every = max(1, steps // 20)
     history, snapshots = train(
-        model, x.to(device), y.to(device) if classify else None, x_test.to(device),
-        y_test.to(device) if classify else None, epochs=opts["epochs"], optimizer=opts["optimizer"],
+        model, x.to(device), y.to(device) if labels and y is not None else None, x_test.to(device),
+        y_test.to(device) if labels and y_test is not None else None, epochs=opts["epochs"],
+        optimizer=opts["optimizer"],
         lr=opts["lr"], batch_size=opts["batch_size"], seed=opts["seed"], momentum=opts["momentum"],
         weight_decay=opts["weight_decay"], progress=progress_bar("step"), loss_fn=opts["loss"],
         trajectory_every=every if opts["save_trajectory"] else None)
@@ -119,7 +120,9 @@ def train_command(**opts) -> None:
         "bias_scale": opts["bias_scale"], "seed": opts["seed"], "epochs": opts["epochs"],
         "test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
         "train_loss": history["train_loss"][-1], "width": opts["width"], "depth": opts["depth"],
-        "activation": opts["activation"], "in_shape": list(model.in_shape),
+        "activation": opts["activation"],
+        "in_shape": list(model.in_shape) if hasattr(model, "in_shape") else None,
+        "model_args": opts["model_args"], "model_sha256": getattr(model, "model_sha256", None),
         "weight_std": opts["weight_std"], "optimizer": opts["optimizer"], "lr": opts["lr"],
         "batch_size": opts["batch_size"], "steps": history["steps"],
         "history": {k: history[k] for k in ("train_loss", "test_loss", "test_accuracy")},

@@ -11,6 +11,21 @@ statistics, and int64 labels.
 * ``gaussian``       synthetic N(0, 1) inputs labelled by a fixed random linear
                      teacher, so labels depend on the input.
 
+Your own data, named ``KIND:PATH`` (see :data:`USER_DATASETS`):
+
+* ``npz:PATH``       a NumPy ``.npz`` file with an array ``x`` (samples first,
+                     any shape) and optionally ``y`` (labels or targets, one
+                     per sample); ``x_test``/``y_test`` give the test split.
+                     Used as stored: floating arrays become float32, integer
+                     ``x`` (tokens) and integer ``y`` int64.  Without ``y``
+                     the labels are ``None`` (the loss then compares the output
+                     with the input);
+* ``folder:PATH``    an image folder in torchvision's ``ImageFolder`` layout,
+                     one sub-folder per class (``PATH/cat/1.png``); with
+                     ``PATH/train`` and ``PATH/test`` each such a folder, those
+                     are the splits.  Images are resized to ``in_shape`` and
+                     standardised with the folder's own channel statistics.
+
 Images are converted to the model's input shape: greyscale is repeated to
 three channels (colour is averaged to one), and the spatial size is resized
 bilinearly.  ``n`` takes a deterministic subset chosen by ``seed``.
@@ -109,20 +124,117 @@ def to_shape(x: torch.Tensor, in_shape) -> torch.Tensor:
     return x.contiguous()
 
 
+def _user_file(kind: str, path: str, folder: bool = False) -> Path:
+    p = Path(path).expanduser()
+    if not path or not (p.is_dir() if folder else p.is_file()):
+        what = "folder" if folder else "file"
+        raise LandscapeError(f"dataset {kind}:{path}: no such {what} {path!r}")
+    return p
+
+
+def _npz(path: str, split: str, in_shape) -> tuple[np.ndarray, np.ndarray | None]:
+    p = _user_file("npz", path)
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except Exception as exc:  # not a zip, truncated, object arrays
+        raise LandscapeError(f"dataset npz:{path}: cannot be read as an .npz file "
+                             f"({type(exc).__name__})") from None
+    xkey, ykey = ("x", "y") if split == "train" else ("x_test", "y_test")
+    if xkey not in arrays:
+        held = ", ".join(sorted(arrays)) or "nothing"
+        hint = " (the test split needs arrays x_test, y_test)" if split == "test" else ""
+        raise LandscapeError(f"dataset npz:{path}: no array {xkey!r}{hint}; it holds {held}")
+    x, y = arrays[xkey], arrays.get(ykey)
+    if x.ndim < 1 or len(x) < 1:
+        raise LandscapeError(f"dataset npz:{path}: {xkey!r} holds no samples")
+    if y is not None and len(y) != len(x):
+        raise LandscapeError(f"dataset npz:{path}: {len(y)} {ykey!r} for {len(x)} {xkey!r}")
+
+    def convert(a: np.ndarray, name: str) -> np.ndarray:
+        if a.dtype.kind == "f" or a.dtype.kind == "b":
+            return a.astype(np.float32)
+        if a.dtype.kind in "iu":
+            return a.astype(np.int64)
+        raise LandscapeError(f"dataset npz:{path}: {name!r} has dtype {a.dtype}; expected numbers")
+
+    return convert(x, xkey), None if y is None else convert(y, ykey)
+
+
+def _folder(path: str, split: str, in_shape, n, seed) -> tuple[np.ndarray, np.ndarray]:
+    import torchvision.datasets as tvd
+    from PIL import Image
+
+    root = _user_file("folder", path, folder=True)
+    if in_shape is None:
+        raise LandscapeError(f"dataset folder:{path}: give --in-shape C x H x W to resize the "
+                             "images to")
+    c, h, w = in_shape
+    split_root = root / split
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        root = split_root
+    elif split == "test":
+        raise LandscapeError(f"dataset folder:{path}: no test split (make train/ and test/ "
+                             "sub-folders, each with one folder per class)")
+    try:
+        ds = tvd.ImageFolder(str(root))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise LandscapeError(f"dataset folder:{path}: {str(exc).strip().splitlines()[0]}") from None
+    targets = np.asarray(ds.targets, dtype=np.int64)
+    idx = np.arange(len(targets))
+    if n is not None:
+        if n > len(idx):
+            raise LandscapeError(f"samples: folder:{path} {split} split has {len(idx)} images, "
+                                 f"asked for {n}")
+        idx = np.sort(np.random.default_rng(seed).permutation(len(idx))[:n])
+    images = []
+    for i in idx:
+        file, _ = ds.samples[i]
+        try:
+            with Image.open(file) as img:
+                img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+                images.append(np.asarray(img, dtype=np.float32) / 255.0)
+        except OSError as exc:
+            raise LandscapeError(f"dataset folder:{path}: cannot read image {file!r} "
+                                 f"({type(exc).__name__})") from None
+    x = np.stack(images)
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    std = x.std(axis=(0, 2, 3), keepdims=True)
+    return (x - mean) / np.where(std > 0, std, 1.0), targets[idx]
+
+
+# Datasets named KIND:PATH -> loader(path, split, in_shape, n, seed) -> (x, y), the
+# subset already taken when the loader says so in SUBSETS_ITSELF.
+USER_DATASETS = {
+    "npz": lambda path, split, shape, n, seed: _npz(path, split, shape),
+    "folder": _folder,
+}
+SUBSETS_ITSELF = {"folder"}  # decodes only the images of the subset
+
+
 def load_dataset(name: str = "digits", root=None, n: int | None = None, split: str = "train",
                  seed: int = 0, in_shape=None, download: bool = False,
-                 num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load ``name`` as ``(x, y)`` tensors; see the module docstring."""
+                 num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Load ``name`` as ``(x, y)`` tensors (``y`` is ``None`` for an npz file
+    without labels); see the module docstring."""
     from .models import parse_shape
 
-    if name not in DATASETS:
-        raise LandscapeError(f"dataset: unknown value {name!r}; choose one of {', '.join(DATASETS)}")
+    kind, colon, path = name.partition(":") if isinstance(name, str) else ("", "", "")
+    user = bool(colon) and kind in USER_DATASETS
+    if name not in DATASETS and not user:
+        raise LandscapeError(f"dataset: unknown value {name!r}; choose one of {', '.join(DATASETS)}, "
+                             f"or {', '.join(k + ':PATH' for k in USER_DATASETS)}")
     if split not in ("train", "test"):
         raise LandscapeError(f"split: unknown value {split!r}; choose train or test")
     if n is not None and (int(n) != n or n < 1):
         raise LandscapeError(f"samples: must be a positive integer, got {n!r}")
     shape = parse_shape(in_shape) if in_shape is not None else None
-    if name == "digits":
+    if user:
+        x, y = USER_DATASETS[kind](path, split, shape, n, seed)
+        if kind in SUBSETS_ITSELF:
+            n = None
+    elif name == "digits":
         x, y = _digits(split)
     elif name == "gaussian":
         x, y = _gaussian(split, shape or (1, 8, 8), num_classes)
@@ -132,8 +244,11 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
         if n > len(x):
             raise LandscapeError(f"samples: {name!r} {split} split has {len(x)} samples, asked for {n}")
         idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
-        x, y = x[idx], y[idx]
+        x, y = x[idx], None if y is None else y[idx]
     xt = torch.from_numpy(np.ascontiguousarray(x))
-    if shape is not None:
+    if shape is not None and xt.is_floating_point() and xt.dim() == 4:
         xt = to_shape(xt, shape)
-    return xt, torch.from_numpy(np.ascontiguousarray(y))
+    elif shape is not None and tuple(xt.shape[1:]) != shape:
+        raise LandscapeError(f"in_shape: {name!r} holds inputs of shape {tuple(xt.shape[1:])}, "
+                             f"not images that can be resized to {shape}")
+    return xt, None if y is None else torch.from_numpy(np.ascontiguousarray(y))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,13 @@ from torch import nn
 from ._state import check_per_sample, model_view, untouched
 from .errors import LandscapeError, check_choice
 from .models import resolve_layer, select_units, unit_activations
-from .results import provenance
+from .progress import start as start_progress
+from .results import atomic_write, provenance
 
 _MEMORY: dict[str, TSNEMap] = {}
 GRADIENTS = ("auto", "bh", "fft")
 FFT_FROM = 10_000
+TSNE_EXAGGERATION_ITER = 250  # openTSNE's default early exaggeration phase, made explicit
 
 
 def gradient_method(gradient: str, n: int) -> str:
@@ -111,9 +112,10 @@ def _affinities(reduced: np.ndarray, perplexity: float, seed: int, n_jobs: int):
 
 def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.0,
             seed: int = 0, n_iter: int = 500, n_jobs: int = 1, gradient: str = "auto",
-            cache_dir: str | os.PathLike | None = None) -> TSNEMap:
+            cache_dir: str | os.PathLike | None = None, progress=None) -> TSNEMap:
     """The t-SNE map of ``features (N, F)`` (module docstring), from the cache when
-    the same features and settings were fitted before."""
+    the same features and settings were fitted before.  ``progress``: a factory
+    ``(total, description) -> bar`` advanced by the optimisation's iterations."""
     features = np.asarray(features, dtype=np.float64)
     n = len(features)
     if features.ndim != 2 or n < 4:
@@ -147,21 +149,27 @@ def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.
     pca = PCA(n_components=dims, random_state=seed, svd_solver="full").fit(features)
     mean, components = pca.mean_, pca.components_
     reduced = (features - mean) @ components.T
+    # Callbacks make openTSNE evaluate the KL divergence: only with a bar, every 25 steps.
+    every = 25
+    bar = start_progress(progress, TSNE_EXAGGERATION_ITER + n_iter, "t-SNE (iterations)")
+
+    def advance(*_args) -> bool:
+        bar.update(every)
+        return False  # True would stop the optimisation
+
     tsne = TSNE(perplexity=perplexity, n_iter=n_iter, negative_gradient_method=method,
-                random_state=seed, n_jobs=n_jobs)
-    embedding = tsne.fit(reduced)
+                random_state=seed, n_jobs=n_jobs, early_exaggeration_iter=TSNE_EXAGGERATION_ITER,
+                callbacks=advance if progress is not None else None, callbacks_every_iters=every)
+    try:
+        embedding = tsne.fit(reduced)
+    finally:
+        bar.close()
     result = TSNEMap(embedding, mean, components, key, method)
     _MEMORY[key] = result
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_write(path, suffix=".tmp.npz") as tmp:
             np.savez(tmp, coords=np.asarray(embedding), mean=mean, components=components)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return result
 
 
@@ -182,8 +190,9 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
                   seed: int = 0, n_iter: int = 500, n_jobs: int = 1, gradient: str = "auto",
                   cache_dir: str | os.PathLike | None = None, maxact: xr.Dataset | None = None,
                   batch_size: int = 512, bn: str = "auto",
-                  dataset: str | None = None) -> xr.Dataset:
-    """Each unit's activation over the t-SNE map of ``x`` (module docstring).
+                  dataset: str | None = None, progress=None) -> xr.Dataset:
+    """Each unit's activation over the t-SNE map of ``x`` (module docstring);
+    ``progress``: see :func:`fit_map`.
 
     ``features``: ``"input"`` or a layer name whose units' activations are mapped.
     ``gradient``: ``"auto"``, ``"bh"`` or ``"fft"`` (module docstring).
@@ -206,7 +215,7 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
     unit_idx = select_units(model, layer, units, x)
     feats = _features(model, x, features, batch_size)
     tmap = fit_map(feats, pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
-                   n_jobs=n_jobs, gradient=gradient, cache_dir=cache_dir)
+                   n_jobs=n_jobs, gradient=gradient, cache_dir=cache_dir, progress=progress)
     act = heatmap_values(model, layer, unit_idx, x, batch_size)
     coords = np.array(tmap.embedding, copy=True)
     labels = np.full(len(x), -1, dtype=np.int64) if y is None else y.detach().cpu().numpy()

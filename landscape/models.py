@@ -17,6 +17,9 @@ Li et al., *Visualizing the Loss Landscape of Neural Nets* (NeurIPS 2018).
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,7 +80,7 @@ def _mlp(num_classes: int, in_shape, width: int = 64, depth: int = 2,
     if depth < 1 or width < 1:
         raise LandscapeError(f"mlp: width and depth must be >= 1, got width={width}, depth={depth}")
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
-    fan_in = int(torch.tensor(in_shape).prod())
+    fan_in = math.prod(in_shape)
     for i in range(1, depth + 1):
         layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"act{i}", _activation(activation))]
         fan_in = width
@@ -168,18 +171,32 @@ def parse_shape(value) -> tuple[int, int, int]:
 
 def build_model(name: str, init: str = "default", bias_scale: float | None = None, seed: int = 0,
                 num_classes: int = 10, in_shape=None, weight_std: float | None = None,
-                **options) -> nn.Module:
-    """Build a registered model, initialised with ``init`` and seeded by ``seed``.
+                model_args: dict | None = None, **options) -> nn.Module:
+    """Build a model, initialised with ``init`` and seeded by ``seed``.
 
-    The same arguments give bit-identical weights.  ``options`` are the model's
-    own (``width``, ``depth``, ``activation``, ``code``); ``None`` values are ignored.
+    ``name``: a registered model (:data:`MODELS`), or a user's factory
+    ``PATH.py:FUNCTION`` / ``package.module:FUNCTION`` that returns an
+    ``nn.Module`` and is called with ``model_args`` as keyword arguments (see
+    :func:`user_model`).  The same arguments give bit-identical weights.
+    ``options`` are a registered model's own (``width``, ``depth``,
+    ``activation``, ``code``); ``None`` values are ignored.
     """
     from .init import initialize
 
-    if name not in MODELS:
-        raise LandscapeError(f"model: unknown value {name!r}; choose one of {', '.join(MODELS)}")
-    builder, default_shape, task, accepted = MODELS[name]
     options = {k: v for k, v in options.items() if v is not None}
+    if name not in MODELS and is_model_spec(name):
+        if options:
+            raise LandscapeError(f"model {name!r}: options {', '.join(sorted(options))} belong to "
+                                 "the registered models; pass a user model's arguments with "
+                                 "--model-args JSON")
+        return user_model(name, model_args, init=init, bias_scale=bias_scale, seed=seed,
+                          weight_std=weight_std, in_shape=in_shape)
+    if name not in MODELS:
+        raise LandscapeError(f"model: unknown value {name!r}; choose one of {', '.join(MODELS)}, "
+                             "or a factory PATH.py:FUNCTION or package.module:FUNCTION")
+    if model_args:
+        raise LandscapeError(f"model-args: apply to user models (PATH.py:FUNCTION), not {name!r}")
+    builder, default_shape, task, accepted = MODELS[name]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         allowed = ", ".join(accepted) or "none"
@@ -201,6 +218,129 @@ def build_model(name: str, init: str = "default", bias_scale: float | None = Non
     model.recipe = dict(name=name, init=init, bias_scale=model.bias_scale,
                         weight_std=None if weight_std is None else float(weight_std), seed=seed,
                         num_classes=num_classes, in_shape=list(shape), **options)
+    return model
+
+
+# ----------------------------------------------------------------------------- user models
+
+def is_model_spec(name: str) -> bool:
+    """Whether ``name`` reads as ``PATH.py:FUNCTION`` or ``package.module:FUNCTION``."""
+    return isinstance(name, str) and ":" in name
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def load_factory(spec: str) -> tuple[Callable[..., nn.Module], Path | None]:
+    """The function named by ``PATH.py:FUNCTION`` or ``package.module:FUNCTION``
+    and the file that defines it."""
+    import importlib
+    import importlib.util
+
+    source, _, function = spec.rpartition(":")
+    if not source or not function.isidentifier():
+        raise LandscapeError(f"model: expected PATH.py:FUNCTION or package.module:FUNCTION, "
+                             f"got {spec!r}")
+    if source.endswith(".py"):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise LandscapeError(f"model: no such file {source!r} (from {spec!r})")
+        digest = _sha256(path)
+        module_name = f"landscape_user_model_{digest[:16]}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            loader_spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(loader_spec)
+            try:
+                loader_spec.loader.exec_module(module)
+            except Exception as exc:
+                raise LandscapeError(f"model: {source!r} fails to import ({_first_line(exc)})") from None
+            sys.modules[module_name] = module  # so that workers and pickles find it again
+        where = repr(source)
+    else:
+        if not all(part.isidentifier() for part in source.split(".")):
+            raise LandscapeError(f"model: {source!r} is neither a .py file nor a module name "
+                                 f"(in {spec!r})")
+        try:
+            module = importlib.import_module(source)
+        except Exception as exc:
+            raise LandscapeError(f"model: cannot import module {source!r} ({_first_line(exc)})") from None
+        file = getattr(module, "__file__", None)
+        path = Path(file) if file else None
+        where = f"module {source!r}"
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                       and getattr(v, "__module__", None) == module.__name__)
+        shown = ", ".join(names[:8]) or "none"
+        raise LandscapeError(f"model: {where} has no function {function!r} (its functions: {shown})")
+    return factory, path
+
+
+def parse_model_args(text: str | dict | None) -> dict:
+    """``--model-args`` as a dict: a JSON object (or a dict already)."""
+    if text is None or isinstance(text, dict):
+        return dict(text or {})
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LandscapeError(f"model-args: not valid JSON ({exc.msg} at character {exc.pos}): "
+                             f"{text!r}") from None
+    if not isinstance(value, dict):
+        raise LandscapeError(f"model-args: expected a JSON object such as '{{\"width\": 32}}', "
+                             f"got {text!r}")
+    return value
+
+
+def user_model(spec: str, model_args: dict | str | None = None, init: str = "default",
+               bias_scale: float | None = None, seed: int = 0, weight_std: float | None = None,
+               in_shape=None) -> nn.Module:
+    """Call the factory ``spec`` with ``model_args`` under ``seed`` and initialise
+    the module it returns with ``init`` / ``bias_scale`` (``default`` keeps the
+    factory's own weights).
+
+    The module keeps every attribute it defines (``task``, ``default_layer``,
+    ``in_shape``); it gains ``name`` (the spec), ``init``, ``bias_scale``,
+    ``model_spec`` and ``model_sha256`` (of the file defining the factory),
+    which the results' provenance records.
+    """
+    from .init import initialize
+
+    args = parse_model_args(model_args)
+    factory, path = load_factory(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = factory(**args)
+        except LandscapeError:
+            raise
+        except Exception as exc:
+            raise LandscapeError(f"model: {spec}(**{json.dumps(args)}) failed ({_first_line(exc)})") \
+                from None
+        if not isinstance(model, nn.Module):
+            raise LandscapeError(f"model: {spec} returned {type(model).__name__}, not a "
+                                 "torch.nn.Module")
+        initialize(model, init, bias_scale=bias_scale, weight_std=weight_std)
+    if in_shape is not None:
+        model.in_shape = parse_shape(in_shape)
+    model.name = spec
+    model.init = init
+    model.bias_scale = None if bias_scale is None else float(bias_scale)
+    model.model_spec = spec
+    model.model_args = args
+    model.model_sha256 = _sha256(path) if path is not None and path.is_file() else ""
+    # How to draw another network of this kind (null models): every argument.
+    model.recipe = dict(name=spec, init=init, bias_scale=model.bias_scale,
+                        weight_std=None if weight_std is None else float(weight_std), seed=seed,
+                        model_args=args, in_shape=None if in_shape is None else list(model.in_shape))
     return model
 
 

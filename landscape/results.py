@@ -3,7 +3,9 @@
 Every analysis returns an ``xarray.Dataset`` whose ``attrs["kind"]`` names the
 analysis and whose provenance attributes say how it was made:
 ``landscape_version``, ``created``, ``model``, ``init``, ``bias_scale``,
-``dataset``, ``seed``, ``device`` and ``config`` (JSON of every option).
+``dataset``, ``seed``, ``device`` and ``config`` (JSON of every option); a
+user's model (``--model PATH.py:FUNCTION``) adds ``model_spec``,
+``model_sha256`` (of the file defining the factory) and ``model_args`` (JSON).
 
 netCDF attributes can hold numbers, strings and arrays only, so
 :func:`encode_attrs` turns booleans into 0/1 and ``None``/dicts/lists into JSON
@@ -13,6 +15,7 @@ string ``"default"``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -74,6 +77,9 @@ def provenance(model=None, *, dataset: str | None = None, seed: int | None = Non
         "seed": -1 if seed is None else int(seed),
         "device": str(device or "cpu"),
         "config": to_json(config or {}),
+        **({"model_spec": model.model_spec, "model_sha256": model.model_sha256,
+            "model_args": to_json(getattr(model, "model_args", {}))}
+           if getattr(model, "model_spec", None) else {}),
     }
 
 
@@ -109,11 +115,37 @@ def _encoded(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix: str = ".tmp"):
+    """Yield a temporary file name beside ``path``; once the block ends, the file
+    gets the permissions a plainly created file would (``0666`` less the umask,
+    not ``mkstemp``'s ``0600``) and is renamed over ``path``.  On any error it is
+    removed and ``path`` is untouched."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     """Write ``ds`` to ``path`` (netCDF) atomically.
 
     The data go to a temporary file in the target folder that is renamed over
-    ``path`` only once complete, so a crash never leaves a half-written result.
+    ``path`` only once complete, so a crash never leaves a half-written result;
+    the file's permissions follow the umask (:func:`atomic_write`).
     An existing file is an error unless ``overwrite``.
     """
     path = Path(path)
@@ -125,14 +157,8 @@ def save(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise LandscapeError(f"output folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         _encoded(ds).to_netcdf(tmp, engine=ENGINE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

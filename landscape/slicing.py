@@ -19,7 +19,6 @@ sliced variable.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -34,6 +33,8 @@ from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
 from .losses import LossFn, Objective
 from .models import select_units, unit_activations
+from .progress import Progress
+from .progress import start as start_progress
 from .results import provenance
 
 DEFAULT_GRID = "-1:1:21"
@@ -44,7 +45,6 @@ CPU_MEMORY_BUDGET = 1.5 * 2**30
 # already amortised and larger chunks only cost memory.
 MAX_CHUNK = 64
 
-Progress = Callable[[int, str], object]  # (total, description) -> object with update(n), close()
 
 
 def parse_grid(spec, name: str = "grid") -> np.ndarray:
@@ -72,18 +72,6 @@ def parse_grid(spec, name: str = "grid") -> np.ndarray:
     if values.size < 2 or not np.isfinite(values).all() or not (np.diff(values) > 0).all():
         raise LandscapeError(f"{name}: need at least 2 finite, strictly increasing values")
     return values
-
-
-class _NoProgress:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(factory: Progress | None, total: int, desc: str):
-    return _NoProgress() if factory is None else factory(total, desc)
 
 
 def _grid(grid, beta_grid, dims: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -235,7 +223,7 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     coeff_t = torch.as_tensor(coeffs, dtype=next(iter(params.values())).dtype, device=x.device)
     loss_sum = np.zeros(len(coeffs))
     correct = np.zeros(len(coeffs))
-    bar = _progress(progress, len(coeffs), "loss slice")
+    bar = start_progress(progress, len(coeffs), "loss slice")
     try:
         for start in range(0, len(coeffs), chunk_size):
             c = coeff_t[start:start + chunk_size]
@@ -390,7 +378,7 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
         batch_size = int(max(1, min(4096, _memory_budget(anchors.device) // per_sample)))
     out = torch.empty((n_anchor, n_points, len(unit_idx)), dtype=torch.float64)
     total = n_anchor * n_points
-    bar = _progress(progress, total, "input slice")
+    bar = start_progress(progress, total, "input slice")
     try:
         with torch.inference_mode():
             flat_dirs = d.flatten(2)  # (A, D, F)

@@ -159,8 +159,9 @@ def file_fingerprint(path) -> str:
 def task_name(model: str, init: str, bias_scale: float, seed: int, state: str) -> str:
     """``mlp_xavier_b0.1_s0_random.nc``: unique per point, readable; the
     coordinates themselves live in the file's attrs."""
-    model, init = (re.sub(r"[^A-Za-z0-9.+-]", "-", str(v)) for v in (model, init))
-    return f"{model}_{init}_b{bias_scale:g}_s{seed}_{state}.nc"
+    from .analyses import safe_name
+
+    return f"{safe_name(model)}_{safe_name(init)}_b{bias_scale:g}_s{seed}_{state}.nc"
 
 
 def _check_pass_through(args: Sequence[str]) -> None:
@@ -189,6 +190,8 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
 
     ``trained``: a checkpoint, or a template filled per point with ``{model}``,
     ``{init}``, ``{bias_scale}``, ``{seed}`` (``ckpt/{model}_{init}_s{seed}.pt``).
+    Every value is checked before this returns: a bad one (``--init xavier,nosuch``)
+    is a LandscapeError and no task runs.
     """
     from .analyses import ANALYSES
 
@@ -221,7 +224,26 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
                         opts = entry.parse([*argv, *args], prog=f"sweep {analysis}")
                         tasks.append(Task(analysis, model, init, float(bias), int(seed), state,
                                           str(path), opts, threads))
+    _check_points(tasks)
     return tasks
+
+
+def _check_points(tasks: Sequence[Task]) -> None:
+    """Validate every model x init x bias scale of the sweep before any task runs
+    (the models are built on the meta device, so this costs no memory)."""
+    from .analyses import check_model
+
+    seen = set()
+    for task in tasks:
+        point = (task.model, task.init, task.bias_scale)
+        if point in seen:
+            continue
+        seen.add(point)
+        try:
+            check_model(task.opts)
+        except LandscapeError as exc:
+            raise LandscapeError(f"sweep: model {task.model!r}, init {task.init!r}, bias scale "
+                                 f"{task.bias_scale:g}: {exc}") from None
 
 
 def _is_done(task: Task) -> bool:

@@ -13,8 +13,6 @@ the format :func:`landscape.models.load_checkpoint` reads.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from ._heap import reusing_freed_memory
 from .errors import LandscapeError, check_choice
 from .losses import LossFn, Objective
 from .models import eval_mode
+from .results import atomic_write
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
@@ -166,12 +165,6 @@ def save_checkpoint(path, model: torch.nn.Module | dict, meta: dict) -> Path:
         raise LandscapeError(f"checkpoint: folder {str(folder)!r} does not exist")
     state = model if isinstance(model, dict) else model.state_dict()
     state = {k: v.detach().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         torch.save({"state_dict": state, "meta": dict(meta)}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -34,6 +34,7 @@ from .._heap import reusing_freed_memory
 from .._state import check_per_sample, model_view, untouched
 from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
+from ..progress import start as start_progress
 from ..results import provenance
 from .hutchpp import TraceEstimate, hutchpp
 from .hvp import DenseOperator, HessianOperator, InputHessian, LossHessian
@@ -110,7 +111,7 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                      density_runs: int = 8, density_steps: int = 80, lam=None,
                      sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
                      chunk_size: int | None = 8, explicit_residuals: bool = False,
-                     dataset: str | None = None, loss_fn=None) -> xr.Dataset:
+                     dataset: str | None = None, loss_fn=None, progress=None) -> xr.Dataset:
     """The spectrum of ``H = ∇²_θ L`` of the mean loss over ``(x, y)``.
 
     ``top_k``/``bottom_k`` extreme eigenvalues by Lanczos (stopping at relative
@@ -121,14 +122,21 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     ``trace_probes`` products.  ``batch_size``, ``engine``, ``bn``, ``chunk_size``
     and ``loss_fn`` (a name of :mod:`landscape.losses` or ``loss_fn(output,
     target) -> scalar mean``; default cross-entropy, MSE for an autoencoder) are
-    passed to :class:`LossHessian`.  Returns a Dataset of kind
+    passed to :class:`LossHessian`.  ``progress``: a factory ``(total,
+    description) -> bar`` (tqdm fits), advanced by every Hessian-vector product.  Returns a Dataset of kind
     ``"hessian"`` (see the module docstring).
     """
     _check(top_k, bottom_k, density, trace)
     op = LossHessian(model, x, y, batch_size=batch_size, engine=engine, bn=bn,
                      chunk_size=chunk_size, loss_fn=loss_fn)
-    eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps, density_runs,
-                             density_steps, trace_probes, seed, explicit_residuals)
+    bar = start_progress(progress, None, "hessian (products)")
+    op.on_products = bar.update
+    try:
+        eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
+                                 density_runs, density_steps, trace_probes, seed,
+                                 explicit_residuals)
+    finally:
+        bar.close()
     op.release()
     data = {
         "eigenvalue": ("eig", eig.eigenvalues if eig else np.zeros(0)),
@@ -170,7 +178,7 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                            chunk_size: int | None = 8, explicit_residuals: bool = False,
                            bn: str = "auto", data: torch.Tensor | None = None,
                            batch_size: int | None = None,
-                           dataset: str | None = None) -> xr.Dataset:
+                           dataset: str | None = None, progress=None) -> xr.Dataset:
     """The spectrum of ``∇²_x a_u(x)`` for each unit ``u`` of ``layer`` at each anchor.
 
     ``layer``: a module name (``None``: the model's default layer); ``units``: an
@@ -205,8 +213,10 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
     n_hvp = np.zeros((U, A), dtype=np.int64)
     quads: dict[tuple[int, int], Quadrature] = {}
     engine_used = engine
+    bar = start_progress(progress, U * A, "input hessian (unit x anchor)")
     for i, unit in enumerate(chosen):
         for a in range(A):
+            bar.update(1)
             op = InputHessian(model, layer, unit, anchors[a], engine=engine, chunk_size=chunk_size)
             engine_used = op.engine
             eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
@@ -222,6 +232,7 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
             if quad is not None:
                 quads[i, a] = quad
             n_hvp[i, a] = op.n_products
+    bar.close()
     dims = ("unit", "anchor")
     data = {
         "eigenvalue": (dims + ("eig",), values),

@@ -47,7 +47,7 @@ Example — a linear map ``W`` under the mean squared error
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -78,6 +78,8 @@ class HessianOperator:
             raise LandscapeError(f"chunk_size: must be >= 1 or None, got {chunk_size}")
         self.chunk_size = chunk_size
         self.n_products = 0
+        # Called with the number of products after each matmat (a progress bar's update).
+        self.on_products: Callable[[int], object] | None = None
 
     @property
     def batched(self) -> bool:
@@ -103,6 +105,8 @@ class HessianOperator:
         step = V.shape[0] if self.chunk_size is None else self.chunk_size
         out = [self._matmat(V[i:i + step]) for i in range(0, V.shape[0], step)]
         self.n_products += V.shape[0]
+        if self.on_products is not None:
+            self.on_products(V.shape[0])
         if len(out) == 1:  # fresh memory that callers may update in place
             shared = out[0].untyped_storage().data_ptr() == V.untyped_storage().data_ptr()
             return out[0].clone() if shared else out[0]
