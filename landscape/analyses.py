@@ -243,9 +243,14 @@ def output_path(out, overwrite: bool, command: str, model: str, init: str) -> Pa
             k += 1
             path = Path(f"{base}-{k}.nc")
         return path
-    path = Path(out)
-    if path.suffix != ".nc":
-        raise LandscapeError(f"out: expected a .nc file name, got {str(path)!r}")
+    return check_output(Path(out), ".nc", overwrite)
+
+
+def check_output(path: Path, suffix: str, overwrite: bool) -> Path:
+    """``path`` if it names a ``suffix`` file that may be written: its folder
+    exists, and it does not or ``overwrite`` is given."""
+    if path.suffix != suffix:
+        raise LandscapeError(f"out: expected a {suffix} file name, got {str(path)!r}")
     if path.exists() and not overwrite:
         raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
     folder = path.parent if str(path.parent) else Path(".")

@@ -16,6 +16,7 @@ from .analyses import (
     LOSS_OPTIONS,
     MODEL_OPTIONS,
     check_labels,
+    check_output,
     input_shape,
     model_from_options,
     pick_device,
@@ -40,14 +41,7 @@ TRAIN_MODEL_OPTIONS = [p for p in MODEL_OPTIONS if p.name not in TRAIN_SKIP] + L
 
 def _checkpoint_path(out: str | None, overwrite: bool, model: str, init: str) -> Path:
     path = Path(out) if out else Path(f"{safe_name(model)}_{safe_name(init)}.pt")
-    if path.suffix != ".pt":
-        raise LandscapeError(f"out: expected a .pt file name, got {str(path)!r}")
-    if path.exists() and not overwrite:
-        raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise LandscapeError(f"out: folder {str(folder)!r} does not exist")
-    return path
+    return check_output(path, ".pt", overwrite)
 
 
 def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
