@@ -83,9 +83,10 @@ def info() -> None:
     import xarray
 
     from . import __version__
-    from .data import DATASETS
+    from .data import DATASETS, USER_DATASETS
     from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
     from .init import INITS
+    from .losses import LOSSES
     from .models import MODELS
 
     click.echo(f"landscape {__version__}")
@@ -100,8 +101,11 @@ def info() -> None:
     for name, (_, shape, task, options) in MODELS.items():
         extra = f", options: {', '.join(options)}" if options else ""
         click.echo(f"  {name:16s} input {'x'.join(map(str, shape))}, {task}{extra}")
+    click.echo("  your own: PATH.py:FUNCTION or package.module:FUNCTION (--model-args JSON)")
     click.echo(f"inits: {', '.join(INITS)}")
-    click.echo(f"datasets: {', '.join(DATASETS)}")
+    click.echo(f"datasets: {', '.join(DATASETS)}; your own: "
+               f"{', '.join(kind + (':DIR' if kind == 'folder' else ':FILE') for kind in USER_DATASETS)}")
+    click.echo(f"losses: {', '.join(LOSSES)} (--loss)")
     click.echo(f"directions: loss space {', '.join(PARAMETER_DIRECTIONS)}; "
                f"input space {', '.join(INPUT_DIRECTIONS)}")
 

@@ -269,3 +269,10 @@ def test_hessian_and_tsne_report_progress(project):
     rec = Recorder()
     tsne_heatmaps(model, "1", 2, x, y, perplexity=5, n_iter=50, pca_dims=4, progress=rec)
     assert rec.bars[0]["total"] == 300 and rec.bars[0]["count"] == 300 and rec.bars[0]["closed"]
+
+
+def test_info_names_your_own_models_data_and_losses():
+    res = invoke("info")
+    assert res.exit_code == 0
+    for text in ("PATH.py:FUNCTION", "npz:FILE", "folder:DIR", "losses: cross-entropy, mse"):
+        assert text in res.stdout
