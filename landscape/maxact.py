@@ -473,9 +473,12 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     null_bn = "recompute" if net.bn_mode == "eval" and resolve_bn(model, "auto") == "eval" else net.bn_mode
     if null_models:
         pooled: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-        null_seeds = [10_000 + 7919 * (seed + 1) + i for i in range(null_models)]
-        for i, null_seed in enumerate(null_seeds):
-            other = model_view(null_model(model, seed=null_seed), null_bn, x, batch_size)
+        null_seeds = []
+        for i in range(null_models):
+            asked = 10_000 + 7919 * (seed + 1) + i
+            drawn = null_model(model, seed=asked)
+            null_seeds.append(int(getattr(drawn, "recipe", {}).get("seed", asked)))
+            other = model_view(drawn, null_bn, x, batch_size)
             nres = reliability_metrics(layer_function(other, layer, unit_idx, in_shape), flat,
                                        seed=seed + 1 + i, **options)
             for name in METRICS:
