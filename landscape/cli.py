@@ -90,8 +90,18 @@ def model_options(f):
                      help="Draw biases and norm-layer shifts from N(0, S^2) after the init "
                           "(0: zero biases). Default: what the init's reference does."),
         click.option("--weight-std", type=float, default=None, help="Std of init 'normal'."),
-        click.option("--width", type=int, default=None, help="Width of mlp/cnn/autoencoder."),
-        click.option("--depth", type=int, default=None, help="Hidden layers of mlp."),
+        click.option("--width", type=int, default=None,
+                     help="Width of mlp/cnn/autoencoder/transformer."),
+        click.option("--depth", type=int, default=None, help="Hidden layers of mlp, blocks of "
+                                                             "transformer."),
+        click.option("--heads", type=int, default=None, help="Attention heads of transformer."),
+        click.option("--context", type=int, default=None,
+                     help="Window length in bytes of transformer (its input shape)."),
+        click.option("--tied/--untied", "tied", default=None,
+                     help="Transformer: output head shares the token embedding (default tied)."),
+        click.option("--position", type=int, default=None,
+                     help="Transformer: the position whose features are the units (default -1, "
+                          "the last)."),
         click.option("--activation", default=None, help="relu, tanh, gelu or sigmoid (mlp, cnn, "
                                                         "autoencoder)."),
         click.option("--in-shape", default=None, help="Input shape C x H x W, e.g. 1x8x8 "
@@ -99,8 +109,9 @@ def model_options(f):
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
                      help="State dict (torch.save) to load into the model. Its meta's init, bias "
                           "scale, weight std, model options and seed apply unless given here."),
-        click.option("--dataset", default="digits", show_default=True,
-                     help="digits, cifar10, mnist, fashion-mnist or gaussian."),
+        click.option("--dataset", default=None,
+                     help="digits, cifar10, mnist, fashion-mnist, gaussian; pysource or text:PATH "
+                          "(byte sequences). Default: digits, pysource for the transformer."),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding torchvision's copy of cifar10/mnist/fashion-mnist."),
         click.option("--download", is_flag=True, help="Download the dataset into --data-root."),
@@ -139,7 +150,8 @@ def bn_option(per_sample: bool = False):
 # Options a checkpoint's meta supplies unless the command line gives them, with
 # the value used when neither does.
 RECIPE_OPTIONS = {"init": "default", "bias_scale": None, "weight_std": None, "width": None,
-                  "depth": None, "activation": None, "in_shape": None, "seed": 0}
+                  "depth": None, "activation": None, "in_shape": None, "seed": 0, "heads": None,
+                  "context": None, "tied": None}
 
 
 def resolve_recipe(opts: dict, meta: dict) -> list[str]:
@@ -215,6 +227,23 @@ def _tqdm_progress(total: int, desc: str):
                 disable=None, dynamic_ncols=True)
 
 
+def build_model_from(opts: dict):
+    """The model the shared model options describe (not yet loaded or moved)."""
+    from .models import build_model
+
+    return build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
+                       seed=opts["seed"], in_shape=opts["in_shape"], weight_std=opts["weight_std"],
+                       width=opts["width"], depth=opts["depth"], activation=opts["activation"],
+                       heads=opts.get("heads"), context=opts.get("context"), tied=opts.get("tied"),
+                       position=opts.get("position"))
+
+
+def default_dataset(model, dataset: str | None) -> str:
+    """``dataset``, or the model's own default (``pysource`` for the transformer,
+    else ``digits``)."""
+    return dataset or getattr(model, "default_dataset", "digits")
+
+
 class Setup:
     """The model, data and bookkeeping one analysis command needs."""
 
@@ -222,7 +251,7 @@ class Setup:
         import torch
 
         from .data import load_dataset
-        from .models import INIT_KEYS, adopt_meta, build_model, load_checkpoint, read_checkpoint
+        from .models import INIT_KEYS, adopt_meta, input_view, load_checkpoint, read_checkpoint
 
         self.opts = opts
         self.device = _device(opts["device"])
@@ -232,10 +261,8 @@ class Setup:
                                 opts["init"])
         if opts["samples"] is not None and opts["samples"] < 1:
             raise LandscapeError(f"samples: must be >= 1, got {opts['samples']}")
-        model = build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
-                            seed=opts["seed"], in_shape=opts["in_shape"],
-                            weight_std=opts["weight_std"], width=opts["width"], depth=opts["depth"],
-                            activation=opts["activation"])
+        model = build_model_from(opts)
+        opts["dataset"] = default_dataset(model, opts["dataset"])
         self.checkpoint_meta = {}
         if opts["checkpoint"]:
             self.checkpoint_meta = load_checkpoint(model, opts["checkpoint"])
@@ -252,6 +279,9 @@ class Setup:
             )
         self.x = x.to(self.device)
         self.y = y.to(self.device)
+        # Input-space analyses move through token embeddings for a token model.
+        self.input_model, self.input_x = input_view(self.model, self.x)
+        self.labels = self.y if self.y.dim() == 1 else None  # per-sample labels, if any
         torch.manual_seed(opts["seed"])
 
     def finish(self, ds) -> Path:
@@ -444,11 +474,12 @@ def slice_analysis(opts: dict):
     if "input" in spaces:
         kind = chosen if chosen in INPUT_DIRECTIONS else "random"
         n_anchor = min(opts["anchors"], setup.x.shape[0])
+        labels = None if setup.labels is None else setup.labels[:n_anchor]
         parts.append(input_slice(
-            setup.model, opts["layer"], opts["units"], setup.x[:n_anchor], directions=kind,
-            dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x, anchor_labels=setup.y[:n_anchor],
-            bn=bn, batch_size=opts["batch_size"], seed=opts["seed"], tol=opts["tol"],
-            dataset=opts["dataset"], progress=_tqdm_progress))
+            setup.input_model, opts["layer"], opts["units"], setup.input_x[:n_anchor],
+            directions=kind, dims=opts["dims"] or 1, grid=opts["grid"], data=setup.input_x,
+            anchor_labels=labels, bn=bn, batch_size=opts["batch_size"], seed=opts["seed"],
+            tol=opts["tol"], dataset=opts["dataset"], progress=_tqdm_progress))
     ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
     return ds, setup
 
@@ -550,8 +581,9 @@ def hessian_analysis(opts: dict):
                               bn=opts["bn"], **common)
     else:
         n_anchor = min(opts["anchors"], setup.x.shape[0])
-        ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"], setup.x[:n_anchor],
-                                    bn=opts["bn"], data=setup.x, batch_size=opts["batch_size"],
+        ds = input_hessian_spectrum(setup.input_model, opts["layer"], opts["units"],
+                                    setup.input_x[:n_anchor], bn=opts["bn"], data=setup.input_x,
+                                    batch_size=opts["batch_size"],
                                     **common)
     return ds, setup
 

@@ -40,7 +40,7 @@ def maxact_analysis(opts: dict):
     if opts["null"] < 0:
         raise LandscapeError(f"null: must be >= 0, got {opts['null']}")
     setup = Setup("maxact", opts)
-    ds = maxact(setup.model, opts["layer"], opts["units"], setup.x, top_k=opts["top_k"],
+    ds = maxact(setup.input_model, opts["layer"], opts["units"], setup.input_x, top_k=opts["top_k"],
                 restarts=opts["restarts"], steps=opts["steps"], lr=opts["lr"],
                 norm_ball=opts["norm_ball"], null_models=opts["null"], seed=opts["seed"],
                 relation=opts["relate"], bn=opts["bn"], progress=_tqdm_progress,
@@ -91,7 +91,7 @@ def tsne_analysis(opts: dict):
     if ma is not None and int(ma["topk_index"].max()) >= len(setup.x):
         raise LandscapeError(f"maxact: {opts['maxact']!r} was made on more samples than "
                              f"--samples {opts['samples']}; use the same data options")
-    ds = tsne_heatmaps(setup.model, opts["layer"], opts["units"], setup.x, setup.y,
+    ds = tsne_heatmaps(setup.input_model, opts["layer"], opts["units"], setup.input_x, setup.labels,
                        features=opts["features"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
                        gradient=opts["gradient"], cache_dir=opts["cache_dir"],

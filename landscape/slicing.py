@@ -32,7 +32,7 @@ from ._state import BN_MODES, check_per_sample, model_view, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
-from .models import per_sample_loss, select_units, unit_activations
+from .models import per_sample_correct, per_sample_loss, select_units, unit_activations
 from .results import provenance
 
 DEFAULT_GRID = "-1:1:21"
@@ -166,7 +166,7 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
 
     def scores(out, xb, yb):
         loss = per_sample_loss(model, out, xb, yb).sum()
-        correct = (out.argmax(-1) == yb).sum() if classify else torch.zeros((), device=out.device)
+        correct = per_sample_correct(out, yb).sum() if classify else torch.zeros((), device=out.device)
         return loss, correct
 
     def point_loss(p, xb, yb):

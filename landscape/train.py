@@ -1,18 +1,28 @@
 """A plain, seeded training loop and checkpoints that carry their metadata.
 
-:func:`train` runs mini-batch SGD (with momentum) or Adam on ``(x, y)`` for a
-number of epochs, measures the held-out loss and accuracy after each epoch and
-can keep snapshots of the weights along the way: the optimisation trajectory
+:func:`train` runs mini-batch SGD (with momentum), Adam or AdamW on ``(x, y)``
+for a number of epochs, measures the held-out loss and accuracy after each epoch
+and can keep snapshots of the weights along the way: the optimisation trajectory
 whose principal components :mod:`landscape.trajectory` turns into slice
 directions (Li et al., *Visualizing the Loss Landscape of Neural Nets*,
 NeurIPS 2018, Sec. 7).  It prints nothing and writes no file.
 
 :func:`save_checkpoint` writes ``{"state_dict": ..., "meta": {...}}`` atomically,
 the format :func:`landscape.models.load_checkpoint` reads.
+
+Sequence models train the same way: ``x`` holds token windows ``(N, T)`` and
+``y`` the next token at every position, the loss is the mean cross-entropy over
+all positions and the accuracy the fraction of positions right
+(:func:`landscape.models.per_sample_loss`).  For them AdamW (decoupled weight
+decay on matrices and embedding tables only, not on biases or LayerNorms), a
+linear warm-up and a cosine decay of the learning rate, and gradient-norm
+clipping are the usual recipe (``optimizer="adamw"``, ``schedule="cosine"``,
+``warmup``, ``clip``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,11 +32,26 @@ import torch
 
 from ._heap import reusing_freed_memory
 from .errors import LandscapeError, check_choice
-from .models import eval_mode, per_sample_loss
+from .models import eval_mode, per_sample_correct, per_sample_loss
 
-OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 EVAL_BATCH = 1024
+EVAL_TOKENS = 65536  # positions per evaluation batch of a sequence model
+FINAL_LR_FRACTION = 0.1  # the cosine schedule ends at this fraction of lr
+
+
+def lr_factor(step: int, total: int, warmup: int = 0, schedule: str = "constant") -> float:
+    """Learning-rate multiplier of optimiser step ``step`` (0-based) of ``total``:
+    linear warm-up over ``warmup`` steps, then constant, or a cosine from 1 down to
+    ``FINAL_LR_FRACTION`` at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - 1 - warmup)
+    return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -38,7 +63,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode (accuracy is
     NaN for a model that reconstructs its input)."""
     classify = getattr(model, "task", "classify") == "classify"
-    loss_sum, correct = 0.0, 0
+    if x.dim() == 2 and not x.dtype.is_floating_point:  # token windows: bound the positions
+        batch_size = max(1, min(batch_size, EVAL_TOKENS // max(1, x.shape[1])))
+    loss_sum, correct = 0.0, 0.0
     with eval_mode(model), torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
@@ -46,7 +73,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
             out = model(xb)
             loss_sum += float(per_sample_loss(model, out, xb, yb).sum())
             if classify:
-                correct += int((out.argmax(-1) == yb).sum())
+                correct += float(per_sample_correct(out, yb).sum())
     n = max(1, x.shape[0])
     return loss_sum / n, (correct / n if classify else float("nan"))
 
@@ -56,14 +83,17 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
           x_test: torch.Tensor, y_test: torch.Tensor | None, epochs: int = 1,
           optimizer: str = "sgd", lr: float | None = None, batch_size: int = 64, seed: int = 0,
           progress=None, trajectory_every: int | None = None, momentum: float = 0.9,
-          weight_decay: float = 0.0) -> tuple[dict, list[dict[str, torch.Tensor]]]:
+          weight_decay: float = 0.0, schedule: str = "constant", warmup: int = 0,
+          clip: float | None = None) -> tuple[dict, list[dict[str, torch.Tensor]]]:
     """Train ``model`` in place on ``(x, y)``; evaluate on ``(x_test, y_test)`` after
     every epoch.
 
     Minimises the model's own loss (cross-entropy, or MSE for an autoencoder)
-    with ``sgd`` (momentum ``momentum``) or ``adam`` at learning rate ``lr``
-    (default 0.05 / 1e-3).  ``seed`` fixes the order of the mini-batches, so the
-    same model, data and arguments give the same weights.
+    with ``sgd`` (momentum ``momentum``), ``adam`` or ``adamw`` at learning rate
+    ``lr`` (default 0.05 / 1e-3 / 1e-3), scaled per step by :func:`lr_factor`
+    (``schedule``, ``warmup`` steps); ``clip`` caps the gradient's global norm.
+    ``seed`` fixes the order of the mini-batches, so the same model, data and
+    arguments give the same weights.
 
     ``progress``: a factory ``(total, description) -> bar`` with ``update(n)`` and
     ``close()`` (tqdm fits), advanced once per optimiser step.
@@ -75,6 +105,11 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     the ``snapshot_steps`` (step of each snapshot); ``snapshots`` the state dicts.
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("schedule", schedule, SCHEDULES)
+    if warmup < 0 or int(warmup) != warmup:
+        raise LandscapeError(f"warmup: must be a non-negative integer, got {warmup!r}")
+    if clip is not None and not clip > 0:
+        raise LandscapeError(f"clip: must be > 0, got {clip}")
     if epochs < 1 or int(epochs) != epochs:
         raise LandscapeError(f"epochs: must be a positive integer, got {epochs!r}")
     if batch_size < 1:
@@ -90,8 +125,12 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    else:
+    elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2]},
+                                 {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                                lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(int(seed))
     steps_per_epoch = (n + batch_size - 1) // batch_size
     history: dict = {"train_loss": [], "test_loss": [], "test_accuracy": [], "steps": 0,
@@ -119,6 +158,11 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                 loss = per_sample_loss(model, model(xb), xb, yb).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+                factor = lr_factor(step, epochs * steps_per_epoch, warmup, schedule)
+                for group in opt.param_groups:
+                    group["lr"] = lr * factor
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 step += 1
