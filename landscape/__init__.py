@@ -36,6 +36,8 @@ _API = {
     "relate": "maxact",
     "compare_states": "maxact",
     "tsne_heatmaps": "embedding",
+    "make_variant": "variants",
+    "parse_variants": "variants",
     "save": "results",
     "load": "results",
     "LandscapeError": "errors",
