@@ -328,7 +328,7 @@ def info() -> None:
         extra = f", options: {', '.join(options)}" if options else ""
         click.echo(f"  {name:16s} input {'x'.join(map(str, shape))}, {task}{extra}")
     click.echo(f"inits: {', '.join(INITS)}")
-    click.echo(f"datasets: {', '.join(DATASETS)}")
+    click.echo(f"datasets: {', '.join(DATASETS)}, text:PATH (bytes of a file or folder)")
     click.echo(f"directions: loss space {', '.join(PARAMETER_DIRECTIONS)}; "
                f"input space {', '.join(INPUT_DIRECTIONS)}")
 

@@ -51,7 +51,7 @@ from .errors import LandscapeError
 
 DATASETS = ("digits", "cifar10", "mnist", "fashion-mnist", "gaussian", "pysource")
 TEXT_DATASETS = ("pysource",)  # and text:PATH
-DEFAULT_CONTEXT = 128
+DEFAULT_CONTEXT = 64
 TEST_MODULUS = 10  # one file in ten is held out
 _EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 

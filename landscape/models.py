@@ -29,7 +29,7 @@ from torch import nn
 
 from .errors import LandscapeError
 
-DEFAULT_CONTEXT = 128  # landscape.transformer.DEFAULTS["context"]
+DEFAULT_CONTEXT = 64  # landscape.transformer.DEFAULTS["context"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,

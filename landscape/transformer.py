@@ -49,7 +49,7 @@ from torch import nn
 from .errors import LandscapeError
 
 VOCAB = 256
-DEFAULTS = {"width": 128, "depth": 2, "heads": 4, "context": 128}
+DEFAULTS = {"width": 128, "depth": 2, "heads": 4, "context": 64}
 GPT2_STD = 0.02
 
 # What `landscape train --model transformer` uses unless told otherwise

@@ -150,8 +150,7 @@ def _control(model: nn.Module, gen: torch.Generator) -> None:
                              f"{getattr(model, 'name', type(model).__name__)!r} has none")
     head = getattr(model, "head", None)
     if isinstance(head, nn.Linear) and head.weight is embed.weight:
-        head.weight = nn.Parameter(embed.weight.detach().clone())  # the output stays trained
-        model.tied = False
+        model.tied = False  # the head keeps the trained table: only the embedding gets a new one
     embed.weight = nn.Parameter(_gaussian_like(embed.weight, gen))
 
 

@@ -84,7 +84,8 @@ def test_gpt2_default_init_and_named_inits_reach_embeddings_and_layernorms():
     assert proj.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.03)
     assert float(model.blocks[0].attn.qkv.bias.detach().abs().max()) == 0
     # xavier on an embedding (256, d): the one-hot linear map, U(±sqrt(6 / (256 + d))).
-    model = landscape.build_model("transformer", init="xavier", bias_scale=0.5, width=64, seed=1)
+    model = landscape.build_model("transformer", init="xavier", bias_scale=0.5, width=64, context=128,
+                                  seed=1)
     bound = math.sqrt(6 / (256 + 64))
     w = model.embed.weight
     assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.95 * bound
