@@ -388,6 +388,8 @@ def null_model(model: nn.Module, seed: int) -> nn.Module:
         if seed == recipe.get("seed"):
             seed += 1
         null = build_model(**{**recipe, "seed": seed})
+        if hasattr(model, "view_of"):  # an input view (token embeddings): view the null alike
+            null = model.view_of(null)
     else:
         null = copy.deepcopy(model)
         resettable = [m for m in null.modules() if hasattr(m, "reset_parameters")]

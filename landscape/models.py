@@ -216,7 +216,6 @@ def build_model(name: str, init: str = "default", bias_scale: float | None = Non
     model.task = task
     model.num_classes = getattr(model, "num_classes", num_classes)
     model.init = init
-    model.seed = int(seed)
     model.bias_scale = None if bias_scale is None else float(bias_scale)
     # How to draw another network of this kind (null models): every argument.
     model.recipe = dict(name=name, init=init, bias_scale=model.bias_scale,

@@ -172,7 +172,7 @@ class EmbeddedTransformer(nn.Module):
             self.add_module(name, child)
         self.tied = model.tied
         for attr in ("name", "task", "init", "bias_scale", "num_classes", "unit_position",
-                     "default_layer", "context", "width"):
+                     "default_layer", "context", "width", "recipe"):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
         self.in_shape = (model.context, model.width)
@@ -180,6 +180,11 @@ class EmbeddedTransformer(nn.Module):
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return Transformer.forward_embedded(self, e)
+
+    @classmethod
+    def view_of(cls, model: Transformer) -> EmbeddedTransformer:
+        """The same view of another transformer (e.g. a null model drawn from the recipe)."""
+        return cls(model)
 
 
 @torch.no_grad()

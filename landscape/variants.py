@@ -47,9 +47,6 @@ from torch import nn
 from .errors import LandscapeError
 
 VARIANTS = ("trained", "init", "rerandomised", "rerandomised-except-embeddings", "control")
-# Model options a recipe (checkpoint metadata) may carry, as build_model takes them.
-RECIPE_OPTIONS = ("width", "depth", "activation", "code", "heads", "context", "tied", "in_shape",
-                  "weight_std")
 
 
 def parse_variants(spec: str | Sequence[str]) -> list[str]:
@@ -93,11 +90,11 @@ def make_variant(model: nn.Module, variant: str, recipe: dict | None = None,
                  seed: int = 0) -> nn.Module:
     """The network ``variant`` of the trained ``model`` (module docstring).
 
-    ``recipe``: how ``model`` was built, the checkpoint's metadata (``model``,
-    ``init``, ``bias_scale``, ``seed`` and model options, as ``landscape train``
-    writes them); missing entries come from the model's own attributes
-    (``name``, ``init``, ``bias_scale``, the transformer's shape).  It serves
-    ``init`` and ``init:...`` only.  ``seed`` drives the random draws of
+    ``recipe``: the checkpoint's metadata (as ``landscape train`` writes it);
+    its ``init``, ``bias_scale``, ``weight_std`` and ``seed`` override those of
+    ``model.recipe`` (what :func:`landscape.build_model` recorded and
+    :func:`landscape.load_checkpoint` already completed from the same meta).  It
+    serves ``init`` and ``init:...`` only.  ``seed`` drives the random draws of
     ``rerandomised*`` and ``control``.  The result carries ``variant``.
     """
     kind, scheme, scale = _parse(variant)
@@ -154,39 +151,30 @@ def _control(model: nn.Module, gen: torch.Generator) -> None:
     embed.weight = nn.Parameter(_gaussian_like(embed.weight, gen))
 
 
-def _rebuild(model: nn.Module, recipe: dict, scheme: str | None, scale: float | None,
+def _rebuild(model: nn.Module, meta: dict, scheme: str | None, scale: float | None,
              plain: bool) -> nn.Module:
-    """The untrained network of ``recipe`` (init ``scheme`` and bias ``scale``, or
-    the recipe's own when ``plain``), checked to have ``model``'s tensors."""
-    from .models import build_model
+    """The untrained network of ``model``'s recipe (``model.recipe``, as
+    :func:`landscape.build_model` records it, with the init, bias scale, weight
+    std and seed of ``meta`` where it names them), initialised with ``scheme``
+    and bias ``scale`` unless ``plain``."""
+    from .models import INIT_KEYS, build_model
 
-    name = recipe.get("model") or getattr(model, "name", None)
-    if name is None:
-        raise LandscapeError("variant 'init' needs the recipe of the model (its checkpoint's "
-                             "metadata or a model from build_model)")
-    options = {k: recipe.get(k) for k in RECIPE_OPTIONS if recipe.get(k) is not None}
-    if hasattr(model, "context"):  # the transformer knows its own shape
-        options.pop("in_shape", None)
-        options.update({k: getattr(model, k) for k in ("width", "depth", "heads", "context", "tied")})
-    elif "in_shape" not in options and getattr(model, "in_shape", None) is not None:
-        options["in_shape"] = tuple(model.in_shape)
-    if plain:
-        init = recipe.get("init", getattr(model, "init", "default"))
-        bias_scale = recipe.get("bias_scale", getattr(model, "bias_scale", None))
-    else:
-        init, bias_scale = scheme, scale
-        if init != "normal":
-            options.pop("weight_std", None)
-    seed = int(recipe.get("seed", getattr(model, "seed", 0)) or 0)
-    num_classes = getattr(model, "num_classes", 10)
-    out = build_model(name, init=init, bias_scale=bias_scale, seed=seed,
-                      num_classes=num_classes, **options)
+    recipe = getattr(model, "recipe", None)
+    if recipe is None:
+        raise LandscapeError("variant 'init' needs the model's recipe: build it with "
+                             "landscape.build_model (a checkpoint's meta then completes it)")
+    recipe = dict(recipe)
+    recipe.update({k: meta[k] for k in INIT_KEYS if k in meta})
+    if not plain:
+        recipe.update(init=scheme, bias_scale=scale)
+        if scheme != "normal":
+            recipe["weight_std"] = None
+    out = build_model(**recipe)
     mine, theirs = out.state_dict(), model.state_dict()
     if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
-        raise LandscapeError(f"variant 'init': the recipe (model {name!r}, options {options}) "
-                             "does not rebuild this network's tensors")
-    for attr in ("unit_position",):
-        if hasattr(model, attr):
-            setattr(out, attr, getattr(model, attr))
+        raise LandscapeError(f"variant 'init': the recipe of model {recipe.get('name')!r} does not "
+                             "rebuild this network's tensors")
+    if hasattr(model, "unit_position"):
+        out.unit_position = model.unit_position
     p = next(model.parameters(), None)
-    return out.to(p.device) if p is not None else out
+    return out.to(device=p.device, dtype=p.dtype) if p is not None else out

@@ -125,6 +125,23 @@ def test_trained_and_init_variants():
     assert all(torch.equal(a, before[k]) for k, a in model.state_dict().items())
 
 
+def test_init_takes_the_checkpoints_own_recipe(tmp_path):
+    from landscape.train import save_checkpoint
+
+    trained = trained_like()  # seed 7, default init
+    meta = {"model": "transformer", "init": "xavier", "bias_scale": 0.2, "weight_std": None, "seed": 5}
+    save_checkpoint(tmp_path / "t.pt", trained, meta)
+    loaded = landscape.build_model("transformer", width=32, depth=1, heads=2, context=16, seed=0)
+    landscape.load_checkpoint(loaded, tmp_path / "t.pt")
+    step0 = make_variant(loaded, "init")
+    ref = landscape.build_model("transformer", init="xavier", bias_scale=0.2, width=32, depth=1,
+                                heads=2, context=16, seed=5)
+    assert all(torch.equal(a, ref.state_dict()[k]) for k, a in step0.state_dict().items())
+    # The meta passed along overrides the recipe the same way.
+    again = make_variant(trained, "init", meta)
+    assert all(torch.equal(a, ref.state_dict()[k]) for k, a in again.state_dict().items())
+
+
 def test_the_input_model_is_never_modified():
     model = trained_like()
     before = state(model)
