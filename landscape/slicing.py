@@ -243,6 +243,15 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     return loss_sum / n, accuracy, how
 
 
+def _evaluation_dtype(model: torch.nn.Module, x: torch.Tensor) -> torch.dtype:
+    """The least precise floating dtype among the model's parameters and the inputs: the
+    precision a forward pass rounds to, which sets the noise floor of the scores."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if x.is_floating_point():
+        dtypes.add(x.dtype)
+    return max(dtypes or {torch.float64}, key=lambda t: torch.finfo(t).eps)
+
+
 def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_bias, orthogonal,
                                   hessian_options) -> tuple[str, list[Direction]]:
     if isinstance(directions, str):
@@ -309,7 +318,8 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
         },
         coords={**coords, "direction": np.arange(len(dirs))},
     )
-    ds = add_scores(ds, "loss", dims_names if beta is not None else "alpha", tol=tol)
+    ds = add_scores(ds, "loss", dims_names if beta is not None else "alpha", tol=tol,
+                    dtype=_evaluation_dtype(model, x))
     config = {"space": "loss", "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "include_bias": include_bias,
               "orthogonal": orthogonal, "bn": net.bn_mode, "batch_size": batch_size,
@@ -403,7 +413,8 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     if anchor_labels is not None:
         ds["anchor_label"] = ("anchor", np.asarray(anchor_labels.cpu()))
     ds["anchor_norm"] = ("anchor", anchors.flatten(1).norm(dim=1).double().cpu().numpy())
-    ds = add_scores(ds, "activation", grid_dims if beta is not None else "alpha", tol=tol)
+    ds = add_scores(ds, "activation", grid_dims if beta is not None else "alpha", tol=tol,
+                    dtype=_evaluation_dtype(model, anchors))
     config = {"space": "input", "layer": layer, "units": unit_idx, "anchors": n_anchor,
               "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "orthogonal": orthogonal,
