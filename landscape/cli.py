@@ -400,12 +400,14 @@ def _slice_summary(ds) -> list[str]:
             centre = centre.sel(beta=0, method="nearest")
         lines.append(f"loss at the centre {float(centre):.4g}, range "
                      f"[{float(ds.loss.min()):.4g}, {float(ds.loss.max()):.4g}]; quasi-convex "
-                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines")
+                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines, constant "
+                     f"{100 * ds.attrs['loss_frac_constant']:.0f}%")
     if "activation" in ds:
         lines.append(f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: quasi-convex "
                      f"{100 * ds.attrs['activation_frac_quasi_convex']:.0f}%, quasi-concave "
                      f"{100 * ds.attrs['activation_frac_quasi_concave']:.0f}%, either "
-                     f"{100 * ds.attrs['activation_frac_either']:.0f}%")
+                     f"{100 * ds.attrs['activation_frac_either']:.0f}% of the curves that are not "
+                     f"constant; constant {100 * ds.attrs['activation_frac_constant']:.0f}%")
     return lines
 
 

@@ -469,10 +469,12 @@ def failures_of(ds: xr.Dataset) -> list[dict]:
 
 # ----------------------------------------------------------------------------- headline numbers
 
-# Preferred order of the headline numbers; any other "*_frac_quasi_con*"/"*_frac_either"
-# variable follows them.
-HEADLINES = ("loss_frac_quasi_convex", "loss_frac_quasi_concave", "activation_frac_quasi_convex",
-             "activation_frac_quasi_concave", "activation_frac_either", "negative_mass",
+# Preferred order of the headline numbers; any other "*_frac_quasi_con*"/"*_frac_either"/
+# "*_frac_constant" variable follows them.  The shape fractions count only curves that are
+# not constant; the fraction of constant curves stands beside them.
+HEADLINES = ("loss_frac_quasi_convex", "loss_frac_quasi_concave", "loss_frac_constant",
+             "activation_frac_quasi_convex", "activation_frac_quasi_concave",
+             "activation_frac_either", "activation_frac_constant", "negative_mass",
              "top_eigenvalue")
 
 MAXACT_HEADLINES = ("rho", "p_hit", "n_maxima")
@@ -480,7 +482,8 @@ MAXACT_HEADLINES = ("rho", "p_hit", "n_maxima")
 
 def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     """The headline numbers of a sweep, each over the sweep dims only: the
-    convexity fractions, ``negative_mass`` (mean over any other dim), the top
+    convexity fractions (of the curves that are not constant) and the fraction of
+    constant curves, ``negative_mass`` (mean over any other dim), the top
     eigenvalue (``eigenvalue`` maximised over its other dims) and the unit means
     of the max-activation ``rho``, ``p_hit``, ``n_maxima``, whichever are present."""
     out: dict[str, xr.DataArray] = {}
@@ -491,7 +494,7 @@ def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
 
     names = [n for n in HEADLINES if n in ds.data_vars]
     names += sorted(n for n in ds.data_vars if n not in names and re.search(
-        r"frac_(quasi_convex|quasi_concave|either)$", str(n)))
+        r"frac_(quasi_convex|quasi_concave|either|constant)$", str(n)))
     for name in names:
         out[name] = over_sweep(ds[name], "mean")
     if "top_eigenvalue" not in out and "eigenvalue" in ds.data_vars:
