@@ -13,7 +13,7 @@ from .common import plt, save_figure, title
 MAX_UNITS = 16
 # Colour of each verdict on a 1-D curve; a constant curve (flat within rounding noise) is
 # every shape at once and drawn apart.
-CONSTANT = ("constant", "0.8")
+CONSTANT = ("constant", "tab:green")
 VERDICTS = {
     (True, True): ("monotone (both)", "0.55"),
     (True, False): ("quasi-convex", "tab:blue"),
