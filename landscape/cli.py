@@ -522,6 +522,12 @@ def _merge_slices(parts, xr):
 @click.option("--density-runs", type=int, default=8, show_default=True)
 @click.option("--density-steps", type=int, default=80, show_default=True)
 @click.option("--trace-probes", type=int, default=99, show_default=True)
+@click.option("--zero-tol", type=float, default=0.03, show_default=True,
+              help="Half-width of the zero mass, as a fraction of the spectral range.")
+@click.option("--block-size", type=int, default=None,
+              help="Lanczos block: the largest multiplicity resolved [max(2, top-k, bottom-k)].")
+@click.option("--max-memory", default=None,
+              help="Memory budget, e.g. 4GB [half of the available memory].")
 @click.option("--engine", type=click.Choice(["auto", "double-backward", "forward-over-reverse"]),
               default="auto", show_default=True, help="How Hessian-vector products are taken.")
 @bn_option()
@@ -549,7 +555,9 @@ def _hessian_summary(ds) -> list[str]:
     if np.isfinite(float(ds["trace"])):
         lines.append(f"trace {float(ds['trace']):.4g} ± {float(ds['trace_stderr']):.2g}")
     if np.isfinite(float(ds["negative_mass"])):
-        lines.append(f"negative mass {float(ds['negative_mass']):.4f}")
+        lines.append(f"mass below/within/above ±{ds.attrs['zero_eps']:.3g}: "
+                     + " / ".join(f"{float(ds[n]):.4f}"
+                                  for n in ("negative_mass", "zero_mass", "positive_mass")))
     lines.append(f"{int(ds.attrs.get('n_hvp', 0))} Hessian-vector products")
     return lines
 
@@ -577,7 +585,8 @@ def hessian_analysis(opts: dict):
                   trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
                   engine=opts["engine"], density_runs=opts["density_runs"],
                   density_steps=opts["density_steps"], trace_probes=opts["trace_probes"],
-                  seed=opts["seed"], dataset=opts["dataset"])
+                  zero_tol=opts["zero_tol"], block_size=opts["block_size"],
+                  max_memory=opts["max_memory"], seed=opts["seed"], dataset=opts["dataset"])
     if opts["space"] == "loss":
         ds = hessian_spectrum(setup.model, setup.x, setup.y, batch_size=opts["batch_size"],
                               bn=opts["bn"], **common)
