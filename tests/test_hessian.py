@@ -470,7 +470,7 @@ def test_slq_density_and_masses(mlp_problem):
 
 def test_masses_follow_the_sigma_and_zero_tol_asked_for(mlp_problem):
     model, x, y, _, exact = mlp_problem
-    common = dict(top_k=0, density=True, density_runs=8, density_steps=60, seed=1)
+    common = dict(top_k=0, density=True, density_runs=6, density_steps=50, seed=1)
     wide = hessian_spectrum(model, x, y, sigma=0.2, zero_tol=0.0, **common)
     assert wide.attrs["sigma"] == 0.2 and wide.attrs["zero_eps"] == 0.0
     lam, dens = wide.lam.values, wide.density.values
@@ -487,17 +487,17 @@ def test_masses_follow_the_sigma_and_zero_tol_asked_for(mlp_problem):
 
 
 def test_masses_of_a_network_with_a_zero_cluster():
-    # ReLU units that never fire contribute exact zero eigenvalues: 20 of 48 hidden units dead.
+    # ReLU units that never fire contribute exact zero eigenvalues: 10 of 24 hidden units dead.
     g = torch.Generator().manual_seed(2)
-    net = nn.Sequential(nn.Linear(6, 48), nn.ReLU(), nn.Linear(48, 4)).double()
+    net = nn.Sequential(nn.Linear(6, 24), nn.ReLU(), nn.Linear(24, 4)).double()
     with torch.no_grad():
-        net[0].bias[:20] = -50.0
+        net[0].bias[:10] = -50.0
     net.task = "classify"
     x = torch.randn(40, 6, generator=g, dtype=F64)
     y = torch.randint(0, 4, (40,), generator=g)
     exact = torch.linalg.eigvalsh(dense_loss_hessian(net, x, y)).numpy()
-    ds = hessian_spectrum(net, x, y, top_k=1, bottom_k=1, density=True, density_runs=16,
-                          density_steps=80, seed=0)
+    ds = hessian_spectrum(net, x, y, top_k=1, bottom_k=1, density=True, density_runs=10,
+                          density_steps=50, seed=0)
     eps = ds.attrs["zero_eps"]
     fractions = [np.mean(exact < -eps), np.mean(np.abs(exact) <= eps), np.mean(exact > eps)]
     assert fractions[1] > 0.5 and fractions[0] > 0.02 and fractions[2] > 0.05
@@ -697,15 +697,15 @@ def test_slq_in_groups_gives_the_density_of_one_group(mlp_problem):
     model, x, y, _, _ = mlp_problem
     op = LossHessian(model, x, y)
     per_run = (20 + 4) * op.dim * 8  # basis and working rows of one run, float64
-    one = slq(op, n_runs=6, steps=20, seed=3)
+    one = slq(op, n_runs=5, steps=20, seed=3)
     assert one.n_groups == 1
-    grouped = slq(op, n_runs=6, steps=20, seed=3, max_memory=int(2.5 * per_run))
+    grouped = slq(op, n_runs=5, steps=20, seed=3, max_memory=int(2.5 * per_run))
     assert grouped.n_groups == 3 and grouped.n_products == one.n_products
     for a, b in zip(one.nodes + one.weights, grouped.nodes + grouped.weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    ds1 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=6, density_steps=20)
-    ds3 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=6, density_steps=20,
-                           max_memory=int(2.5 * per_run))
+    ds1 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=3, density_steps=20)
+    ds3 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=3, density_steps=20,
+                           max_memory=int(1.5 * per_run))
     assert ds3.attrs["density_groups"] == 3
     np.testing.assert_allclose(ds3.density.values, ds1.density.values, rtol=1e-8, atol=1e-10)
     assert float(ds3.negative_mass) == pytest.approx(float(ds1.negative_mass), abs=1e-10)
