@@ -38,6 +38,8 @@ _API = {
     "tsne_heatmaps": "embedding",
     "make_variant": "variants",
     "parse_variants": "variants",
+    "train_sae": "sae",
+    "sae_metrics": "sae",
     "save": "results",
     "load": "results",
     "LandscapeError": "errors",
