@@ -614,4 +614,5 @@ def plot_command(file: str, out_dir: str | None) -> None:
         click.echo(str(p))
 from . import cli_units  # noqa: E402,F401  (registers maxact, tsne)
 
+from . import cli_sae  # noqa: E402,F401  (registers sae)  # isort: skip
 from . import cli_experiments  # noqa: E402,F401  (registers train, sweep, compare)  # isort: skip

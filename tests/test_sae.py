@@ -279,3 +279,57 @@ def test_top_positions_are_sorted():
     where, act = top_positions(vals, idx, 3, 2)
     np.testing.assert_array_equal(where, [[2, 0], [2, 0], [-1, -1]])
     np.testing.assert_array_equal(act[:2], [[4, 3], [5, 1]])
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _run(args):
+    from click.testing import CliRunner
+
+    from landscape.cli import cli
+
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+CNN = ["sae", "--model", "cnn", "--in-shape", "1x8x8", "--width", "4", "--dataset", "digits",
+       "--samples", "96", "--layer", "act2,act3", "--expansion", "2", "--k", "2",
+       "--batch-size", "128", "--maxact-latents", "1"]
+
+
+def test_cli_cnn_train_reload_and_plot(tmp_path):
+    import landscape
+
+    out = tmp_path / "r.nc"
+    code, text = _run([*CNN, "--out", str(out)])
+    assert code == 0, text
+    ds = landscape.load(out, kind="sae")
+    assert list(ds.layer.values) == ["act2", "act3"] and list(ds.variant.values) == ["init"]
+    assert ds.frequency.dims == ("variant", "layer", "latent")
+    assert np.isfinite(ds.rho.sel(layer="act2")).sum() == 1  # one latent got maxact metrics
+    weights = tmp_path / "r.sae.pt"
+    assert weights.is_file() and text.strip().splitlines()[-1] == str(out)
+    # Re-analysing the saved SAEs reproduces every metric without training.
+    again = tmp_path / "again.nc"
+    code, text = _run([*CNN, "--sae", str(weights), "--epochs", "7", "--out", str(again)])
+    assert code == 0, text
+    ds2 = landscape.load(again)
+    for name in ("fvu", "l0", "dead_frac", "loss_recovered_mean", "label_entropy"):
+        np.testing.assert_allclose(ds2[name].values, ds[name].values)
+    code, text = _run(["plot", str(out), "--out", str(tmp_path / "fig")])
+    assert code == 0, text
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"r_metrics.png", "r_frequency.png"}
+
+
+def test_cli_refuses_bad_input(tmp_path):
+    out = tmp_path / "bad.nc"
+    weights = tmp_path / "w.sae.pt"
+    weights.write_bytes(b"not a checkpoint")
+    for extra, message in ((["--k", "0"], "k: must be >= 1"),
+                           (["--sae", str(weights)], "holds no SAE weights"),
+                           (["--variant", "trained"], "'trained' needs --checkpoint"),
+                           (["--layer", "act2,act2"], "repeated")):
+        code, text = _run([*CNN, *extra, "--out", str(out)])
+        assert code != 0 and message in text and "Traceback" not in text, text
+        assert len(text.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "bad.sae.pt").exists()

@@ -10,7 +10,8 @@ pass.
 
 **The model's loss** (for ``loss_recovered`` and ``kl``): a token model (integer
 input ``(B, T)``, logits ``(B, T, V)``) is scored by the next-token
-cross-entropy over positions ``0..T−2``; a classifier by cross-entropy against
+cross-entropy at every position against ``y (B, T)`` (the next tokens; without
+``y``, positions ``0..T−2`` against the input shifted by one); a classifier by cross-entropy against
 its labels; a ``reconstruct`` model by the mean squared error against its input.
 """
 
@@ -150,8 +151,11 @@ def layer_vectors(model: nn.Module, layer: str, x: torch.Tensor, *, batch_size: 
 def _loss_parts(model: nn.Module, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None):
     """Per-prediction losses and log-probabilities (None for regression) of ``output``."""
     if output.dim() == 3 and not torch.is_floating_point(x):  # next-token prediction
-        logits = output[:, :-1].reshape(-1, output.shape[-1]).float()
-        target = x[:, 1:].reshape(-1)
+        if y is not None and y.shape == x.shape:  # y holds each position's next token
+            logits, target = output.reshape(-1, output.shape[-1]).float(), y.reshape(-1)
+        else:
+            logits = output[:, :-1].reshape(-1, output.shape[-1]).float()
+            target = x[:, 1:].reshape(-1)
         logp = torch.log_softmax(logits, dim=-1)
         return -logp.gather(1, target[:, None]).squeeze(1), logp
     if getattr(model, "task", "classify") == "reconstruct":
@@ -216,7 +220,8 @@ def _previous_tokens(x: torch.Tensor) -> np.ndarray:
 
 def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor | None = None,
                 layer: str | None = None, *, train_x: torch.Tensor | None = None,
-                variant: str = "model", top_n: int = 32, contexts: int = 8,
+                train_vectors: torch.Tensor | None = None, variant: str = "model",
+                top_n: int = 32, contexts: int = 8,
                 context_window: tuple[int, int] = (12, 3), explanation_size: int = 5,
                 interp_bins: int = 5, interp_per_bin: int = 20, maxact_latents: int = 0,
                 maxact_options: dict | None = None, batch_size: int = 64, seed: int = 0,
@@ -225,7 +230,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
 
     ``x`` (and labels ``y``) are the evaluation inputs; ``train_x`` the inputs
     the SAE was trained on, the training split of ``interp_auroc`` (token models
-    only; without it ``interp_auroc`` is NaN).  ``maxact_latents`` > 0 also runs
+    only; without it ``interp_auroc`` is NaN); ``train_vectors``, when given, its
+    activation vectors already cached by :func:`layer_vectors`.  ``maxact_latents`` > 0 also runs
     the max-activation reliability metrics (:func:`landscape.maxact.reliability_metrics`)
     on that many live latents of an image model (a latent's unit function is its
     ReLU pre-activation averaged over positions).  The model is not changed.
@@ -263,7 +269,10 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
         data["token_entropy"] = ("latent", ent, {"long_name": DESCRIPTIONS["token_entropy"]})
         auc = np.full(m, np.nan)
         if train_x is not None:
-            tv, _ = layer_vectors(model, layer, train_x, batch_size=batch_size, max_memory=max_memory)
+            tv = train_vectors
+            if tv is None:
+                tv, _ = layer_vectors(model, layer, train_x, batch_size=batch_size,
+                                      max_memory=max_memory)
             tvals, tidx, _ = _encode_all(sae, tv, 4096)
             feats, enrich = explanations(tvals, tidx, train_x.reshape(-1).cpu().numpy(),
                                          _previous_tokens(train_x), m, size=explanation_size)
