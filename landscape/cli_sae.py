@@ -196,7 +196,7 @@ def _save_alongside(setup: Setup, states: dict) -> None:
               help="Activations to train on per epoch (default: all of the training inputs').")
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, default=None,
-              help="Adam learning rate (default: 2e-4 / sqrt(latents / 2^14), Gao et al.).")
+              help="Adam learning rate (default: 5e-3 / sqrt(latents / 2^14)).")
 @click.option("--batch-size", type=int, default=4096, show_default=True,
               help="Activations per training step.")
 @click.option("--sae", type=click.Path(dir_okay=False), default=None,

@@ -478,6 +478,9 @@ HEADLINES = ("loss_frac_quasi_convex", "loss_frac_quasi_concave", "loss_frac_con
              "top_eigenvalue")
 
 MAXACT_HEADLINES = ("rho", "p_hit", "n_maxima")
+# SAE results: one headline per variant (trained, init, ...), the mean over layers and latents.
+SAE_HEADLINES = ("fvu", "dead_frac", "loss_recovered_mean", "kl", "interp_auroc", "token_entropy",
+                 "label_entropy")
 
 
 def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
@@ -485,7 +488,9 @@ def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     convexity fractions (of the curves that are not constant) and the fraction of
     constant curves, ``negative_mass`` (mean over any other dim), the top
     eigenvalue (``eigenvalue`` maximised over its other dims) and the unit means
-    of the max-activation ``rho``, ``p_hit``, ``n_maxima``, whichever are present."""
+    of the max-activation ``rho``, ``p_hit``, ``n_maxima``, and for SAE results each
+    variant's mean ``fvu``, ``dead_frac``, ``loss_recovered_mean``, ``kl``,
+    ``interp_auroc``, ``token_entropy``, ``label_entropy``, whichever are present."""
     out: dict[str, xr.DataArray] = {}
 
     def over_sweep(da: xr.DataArray, how: str) -> xr.DataArray:
@@ -502,6 +507,11 @@ def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     for name in MAXACT_HEADLINES:  # max-activation reliability, averaged over units
         if name in ds.data_vars and np.issubdtype(ds[name].dtype, np.number):
             out[f"mean_{name}"] = over_sweep(ds[name], "mean")
+    if "variant" in ds.dims:
+        for name in SAE_HEADLINES:
+            if name in ds.data_vars:
+                for variant in ds.variant.values:
+                    out[f"{name}[{variant}]"] = over_sweep(ds[name].sel(variant=variant), "mean")
     return out
 
 

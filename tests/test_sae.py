@@ -333,3 +333,61 @@ def test_cli_refuses_bad_input(tmp_path):
         assert code != 0 and message in text and "Traceback" not in text, text
         assert len(text.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "bad.sae.pt").exists()
+
+
+def test_bench_smoke(capsys):
+    """bench/sae_bench.py --smoke runs its code paths at toy size."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "sae_bench.py"
+    spec = importlib.util.spec_from_file_location("sae_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke", "--no-sparsify", "--threads", "1"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    name, fvu_text, dead, rate = rows[-1].rsplit(maxsplit=3)
+    assert name.startswith("landscape") and 0 <= float(fvu_text) < 1 and float(rate) > 0
+
+
+def test_sweep_and_compare(tmp_path):
+    """`landscape sweep sae` over two seeds, then `compare`: one row per variant's metric."""
+    import landscape
+
+    args = ["sweep", "sae", "--model", "cnn", "--init", "default", "--bias-scale", "0",
+            "--seeds", "0-1", "--workers", "1", "--out-dir", str(tmp_path),
+            "--in-shape", "1x8x8", "--width", "4", "--samples", "48", "--layer", "act2",
+            "--expansion", "2", "--k", "2", "--batch-size", "128", "--maxact-latents", "0"]
+    code, text = _run(args)
+    assert code == 0, text
+    sweep_file = text.strip().splitlines()[-1]
+    ds = landscape.load(sweep_file, kind="sweep")
+    assert ds.fvu.sizes["seed"] == 2 and "variant" in ds.fvu.dims
+    code, text = _run(["compare", sweep_file, "--by", "seed"])
+    assert code == 0, text
+    assert "fvu[init]" in text and "dead_frac[init]" in text
+
+
+def test_token_model_end_to_end():
+    """A token model whose layer is its embedding: every latent is a function of
+    the current token alone, so its explanation (tokens) predicts it perfectly
+    (interp_auroc 1) and its top activations all sit on one token (entropy 0)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(256, 8), nn.Linear(8, 256))
+    gen = torch.Generator().manual_seed(0)
+    x = 97 + torch.randint(0, 4, (160, 16), generator=gen)
+    train_x, eval_x = x[:120], x[120:]
+    vectors, per_input = layer_vectors(model, "0", train_x)
+    assert per_input == 16 and vectors.shape == (120 * 16, 8)
+    sae = train_sae(vectors, expansion=2, k=2, epochs=2, batch_size=256, lr=1e-2)
+    ds = sae_metrics(model, sae, eval_x, None, "0", train_x=train_x, variant="v").squeeze()
+    auc = ds.interp_auroc.values
+    assert np.isfinite(auc).sum() >= 2 and np.all(auc[np.isfinite(auc)] == 1)
+    ent = ds.token_entropy.values
+    assert np.all(ent[np.isfinite(ent)] == 0)
+    assert ds.attrs["modality"] == "tokens"
+    # The centre of each stored context is the token at the stored position.
+    top = ds.top_sequence.values >= 0
+    centre = ds.top_context.sel(offset=0).values
+    tokens = eval_x.numpy()[ds.top_sequence.values[top], ds.top_position.values[top]]
+    np.testing.assert_array_equal(centre[top], tokens)

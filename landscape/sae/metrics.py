@@ -144,7 +144,8 @@ def explanations(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous
     ``a_jf`` times among them and ``c_f`` times among all ``N`` positions, the
     enrichment is ``log((a_jf + s) / (n_j + s)) − log((c_f + s) / (N + s))``
     (``s`` = ``smoothing``).  The explanation is the ``size`` features of highest
-    enrichment among those with ``a_jf ≥ min_count`` and positive enrichment.
+    enrichment among those with ``a_jf ≥ min_count`` and positive enrichment;
+    equal enrichments (to 1e-9) are ordered by ``a_jf``, larger first.
 
     Returns ``features (M, size)`` (−1 where fewer qualify) and their
     ``enrichment (M, size)``."""
@@ -161,8 +162,11 @@ def explanations(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous
     score = (np.log((a + smoothing) / (n_active[j] + smoothing))
              - np.log((counts[f] + smoothing) / (n + smoothing)))
     keep = score > 0
-    j, f, score = j[keep], f[keep], score[keep]
-    order = np.lexsort((f, -score, j))  # by latent, then best first (ties: lower id)
+    j, f, a, score = j[keep], f[keep], a[keep], score[keep]
+    # By latent, then best first; equal enrichment (a feature seen only where the
+    # latent fires scores log((N + s)/(n_j + s)) whatever its count) goes to the
+    # more frequent feature, then the lower id.
+    order = np.lexsort((f, -a, -np.round(score, 9), j))
     j, f, score = j[order], f[order], score[order]
     start = np.searchsorted(j, np.arange(n_latents))
     rank = np.arange(len(j)) - start[j]

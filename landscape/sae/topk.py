@@ -31,9 +31,11 @@ default).  A latent is *dead* for AuxK when it has not fired on the last
 ``min(10 M, max(1, tokens/20))``, since the runs are short).
 
 **Optimisation.**  Adam (β = 0.9, 0.999, ε = 6.25e-10 as in the paper) with
-learning rate ``2e-4 / sqrt(M / 2^14)`` (the paper's scaling with the number of
-latents), linear warm-up over the first 5 % of steps and linear decay to 0 over
-the last 20 %.  Before each step the gradient component of ``W_dec`` parallel
+learning rate ``5e-3 / sqrt(M / 2^14)``: the paper's scaling with the number of
+latents, with the constant of sparsify's default (Gao et al.'s ``2e-4`` is meant
+for runs of 10⁵ steps; on runs of a few hundred steps it leaves the FVU several
+times higher, ``bench/RESULTS.md``), linear warm-up over the first 5 % of steps
+and linear decay to 0 over the last 20 %.  Before each step the gradient component of ``W_dec`` parallel
 to each row is removed; after each step the rows are renormalised.
 
 The encoder's backward pass is sparse: only the ``k`` selected (and ``k_aux``
@@ -197,8 +199,9 @@ def sae_state(sae: TopKSAE, **extra) -> dict:
 
 
 def default_lr(n_latents: int) -> float:
-    """Gao et al.'s learning rate for ``n_latents`` latents: ``2e-4 / sqrt(M / 2^14)``."""
-    return 2e-4 / math.sqrt(n_latents / 2**14)
+    """The default learning rate for ``n_latents`` latents: ``5e-3 / sqrt(M / 2^14)``
+    (module docstring)."""
+    return 5e-3 / math.sqrt(n_latents / 2**14)
 
 
 def _schedule(step: int, total: int) -> float:
