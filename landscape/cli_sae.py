@@ -99,7 +99,8 @@ def _variant_model(setup: Setup, name: str | None):
         raise LandscapeError("variant: 'trained' needs --checkpoint")
     from .variants import make_variant
 
-    return name, make_variant(setup.model, name, seed=setup.opts["seed"]).to(setup.device)
+    variant = make_variant(setup.model, name, recipe=setup.checkpoint_meta, seed=setup.opts["seed"])
+    return name, variant.to(setup.device)
 
 
 @analysis("sae", summary=_sae_summary)

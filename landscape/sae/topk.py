@@ -135,9 +135,9 @@ class TopKSAE(nn.Module):
             vals, idx = pre.topk(self.k, dim=1, sorted=False)
             aux = None
             if dead is not None and k_aux > 0:
-                masked = pre.masked_fill(~dead, -1.0)
-                avals, aidx = masked.topk(k_aux, dim=1, sorted=False)
-                aux = (avals.clamp_min(0), aidx)
+                dead_idx = dead.nonzero().squeeze(1)
+                avals, apos = pre.index_select(1, dead_idx).topk(k_aux, dim=1, sorted=False)
+                aux = (avals, dead_idx[apos])
         vals = _SelectedPreacts.apply(vals, idx, centred, self.W_enc, self.b_enc)
         if aux is not None:
             aux = (_SelectedPreacts.apply(aux[0], aux[1], centred, self.W_enc, self.b_enc), aux[1])
