@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .cli import Setup, _tqdm_progress, analysis, cli, model_options, run_command
+from .cli import Setup, _tqdm_progress, analysis, bn_option, cli, model_options, run_command
 from .errors import LandscapeError
 
 EVAL_SHARE = 0.25
@@ -129,8 +129,15 @@ def sae_analysis(opts: dict):
     train_x, eval_x = setup.x[:-n_eval], setup.x[-n_eval:]
     eval_y = setup.y[-n_eval:] if setup.y is not None else None
     parts, states = [], {}
+    from ._state import model_view
+
+    bn_modes = []
     for requested in variants:
         variant, model = _variant_model(setup, requested)
+        # One view per variant: every activation, loss and metric of it sees the
+        # same BatchNorm statistics (--bn; recompute takes them on the training inputs).
+        model = model_view(model, bn=opts["bn"], data=train_x)
+        bn_modes.append(f"{variant}:{model.bn_mode}")
         for layer in layers:
             layer = resolve_layer(model, layer)
             key = f"{variant}/{layer}"
@@ -159,6 +166,7 @@ def sae_analysis(opts: dict):
     ds.attrs = attrs
     ds.attrs["variants"] = ",".join(str(v) for v in ds.variant.values)
     ds.attrs["sae_source"] = str(opts["sae"] or "trained")
+    ds.attrs["bn"] = ",".join(bn_modes)
     ds.attrs["sae_weights"] = weights_path(setup.out).name
     _save_alongside(setup, states)
     return ds, setup
@@ -182,6 +190,7 @@ def _save_alongside(setup: Setup, states: dict) -> None:
 
 @cli.command("sae")
 @model_options
+@bn_option(per_sample=True)
 @click.option("--variant", default=None,
               help="Comma-separated variants of the model: trained, init, rerandomised, "
                    "rerandomised-except-embeddings, control (default: the model as loaded).")

@@ -25,6 +25,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from .._state import untouched
 from ..errors import LandscapeError
 from ..memory import memory_budget, require
 from ..models import eval_mode, resolve_layer
@@ -106,6 +107,7 @@ def _batches(x: torch.Tensor, batch_size: int):
         yield x[begin:begin + batch_size]
 
 
+@untouched
 def layer_vectors(model: nn.Module, layer: str, x: torch.Tensor, *, batch_size: int = 64,
                   max_memory=None) -> tuple[torch.Tensor, int]:
     """``layer``'s activation vectors on the inputs ``x`` as one float32 tensor
@@ -218,6 +220,7 @@ def _previous_tokens(x: torch.Tensor) -> np.ndarray:
     return prev.reshape(-1).cpu().numpy()
 
 
+@untouched
 def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor | None = None,
                 layer: str | None = None, *, train_x: torch.Tensor | None = None,
                 train_vectors: torch.Tensor | None = None, variant: str = "model",
