@@ -183,6 +183,26 @@ def _same_shape(a, b) -> bool:
         return False
 
 
+def max_memory_option(f):
+    """``--max-memory``: the memory budget of an analysis's buffers (see
+    :mod:`landscape.memory`), checked as a size before any work."""
+
+    def check(_ctx, _param, value):
+        if value is None:
+            return None
+        from .memory import parse_size
+
+        try:
+            parse_size(value)
+        except LandscapeError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value
+
+    return click.option("--max-memory", default=None, callback=check,
+                        help="Memory the analysis may fill, e.g. 6GB (default: half of what is "
+                             "available; also LANDSCAPE_MAX_MEMORY).")(f)
+
+
 def _device(name: str):
     import torch
 
@@ -360,6 +380,7 @@ def info() -> None:
                    "points per forward pass of the input slices (default: what memory allows).")
 @click.option("--tol", type=float, default=1e-3, show_default=True,
               help="Relative tolerance of the convexity verdicts.")
+@max_memory_option
 @click.option("--trajectory", type=click.Path(file_okay=False), default=None,
               help="Folder of step_NNN.pt checkpoints (`landscape train --save-trajectory`): "
                    "--directions pca then slices the loss along its principal directions, centred "
@@ -466,7 +487,7 @@ def slice_analysis(opts: dict):
             setup.model, setup.x, setup.y, directions=kind, dims=dims, grid=opts["grid"],
             include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=bn,
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
-            dataset=opts["dataset"], progress=_tqdm_progress,
+            dataset=opts["dataset"], progress=_tqdm_progress, max_memory=opts["max_memory"],
             hessian_options={"batch_size": opts["batch_size"]} if kind == "hessian" else None)
         if loss_pca:
             part = part.merge(trajectory_dataset(setup.model, states, steps, pcs, projections))
@@ -481,7 +502,8 @@ def slice_analysis(opts: dict):
             setup.input_model, opts["layer"], opts["units"], setup.input_x[:n_anchor],
             directions=kind, dims=opts["dims"] or 1, grid=opts["grid"], data=setup.input_x,
             anchor_labels=labels, bn=bn, batch_size=opts["batch_size"], seed=opts["seed"],
-            tol=opts["tol"], dataset=opts["dataset"], progress=_tqdm_progress))
+            tol=opts["tol"], dataset=opts["dataset"], progress=_tqdm_progress,
+            max_memory=opts["max_memory"]))
     ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
     return ds, setup
 

@@ -32,13 +32,15 @@ from ._state import BN_MODES, check_per_sample, model_view, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
+from .memory import format_bytes, memory_budget, require
 from .models import per_sample_correct, per_sample_loss, select_units, unit_activations
 from .results import provenance
 
 DEFAULT_GRID = "-1:1:21"
 ENGINES = ("auto", "vmap", "loop")
-# Memory a chunk of grid points may take (parameters plus live activations).
-CPU_MEMORY_BUDGET = 1.5 * 2**30
+# Copies of each result value alive at once (the working array, the Dataset's
+# reshaped copy, the quasi-convexity scoring's lines), for the grid's own memory.
+RESULT_COPIES = 4
 # Most grid points per batched call: beyond this the batched call's overhead is
 # already amortised and larger chunks only cost memory.
 MAX_CHUNK = 64
@@ -121,11 +123,17 @@ def _activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return 3 * max(sizes)
 
 
-def _memory_budget(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.5 * free
-    return CPU_MEMORY_BUDGET
+def _grid_room(n_points: int, values_per_point: int, dims: int, budget: int, what: str) -> int:
+    """The budget left for evaluation chunks once the grid's own arrays (its
+    coefficients and every result value) are set aside; refuses a grid whose
+    results alone do not fit, naming its points and the memory they need."""
+    need = n_points * (2 * 8 * dims + RESULT_COPIES * 8 * values_per_point)
+    if need > budget:
+        raise LandscapeError(
+            f"{what}: a grid of {n_points:,} points needs {format_bytes(need)} of memory for its "
+            f"results alone, more than the budget of {format_bytes(budget)} (use a coarser "
+            f"--grid or raise --max-memory)")
+    return budget - need
 
 
 def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
@@ -140,7 +148,7 @@ def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
 
 
 def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
-                   batch_size: int | None, chunk_size: int | None, engine: str,
+                   batch_size: int, chunk_size: int, engine: str,
                    progress) -> tuple[np.ndarray, np.ndarray, str]:
     """Mean loss and accuracy at ``θ + Σ_j coeffs[:, j] d_j`` for every row of
     ``coeffs``, and the engine that computed them.
@@ -156,13 +164,6 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     dirs = [{k: d[k].to(params[k]) for k in moving} for d in directions]
     n = x.shape[0]
     classify = getattr(model, "task", "classify") == "classify"
-
-    if batch_size is None:
-        batch_size = int(min(n, 512))
-    if chunk_size is None:
-        point_bytes = sum(v.numel() * v.element_size() for v in base.values())
-        per_point = point_bytes + batch_size * _activation_bytes(model, x)
-        chunk_size = int(max(1, min(MAX_CHUNK, _memory_budget(x.device) // per_point)))
 
     def scores(out, xb, yb):
         loss = per_sample_loss(model, out, xb, yb).sum()
@@ -275,7 +276,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                orthogonal: bool = False, bn: str = "auto", batch_size: int | None = None,
                chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
                tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
-               hessian_options: dict | None = None) -> xr.Dataset:
+               hessian_options: dict | None = None, max_memory=None) -> xr.Dataset:
     """Loss and accuracy of ``model`` on ``(x, y)`` over a 1-D or 2-D slice of
     parameter space, ``L(θ + α d₁ + β d₂)``.
 
@@ -286,7 +287,11 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     ``x``; see :mod:`landscape._state`).  ``engine``: ``vmap`` (a chunk of points per
     batched call), ``loop`` (one point at a time, written in place into a private
     copy of the model) or ``auto`` (``vmap`` on a GPU and for convolution-free
-    models, ``loop`` for convolutional models on a CPU).  Returns a Dataset of
+    models, ``loop`` for convolutional models on a CPU).  ``max_memory`` (bytes or
+    ``"6GB"``; default :func:`landscape.memory.memory_budget`) bounds the grid's
+    results plus the chunk of points evaluated at once: chunks are sized to it, and
+    a grid whose results or single point do not fit is refused before any work.
+    Returns a Dataset of
     kind ``slice`` with ``loss`` and ``accuracy`` over ``alpha`` (and ``beta``) and their
     quasi-convexity scores (``loss_qcvx_barrier`` ...; along every row, column
     and diagonal for a surface).
@@ -296,7 +301,20 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     alpha, beta = _grid(grid, beta_grid, dims)
     if x.shape[0] < 1:
         raise LandscapeError("x: no samples to take the loss over")
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if value is not None and value < 1:
+            raise LandscapeError(f"{name}: must be >= 1, got {value}")
+    n_points = len(alpha) * (1 if beta is None else len(beta))
+    room = _grid_room(n_points, 2, dims, memory_budget(x.device, max_memory), "loss slice")
     net = model_view(model, bn, x, batch_size)
+    batch_size = int(min(x.shape[0], 512)) if batch_size is None else int(batch_size)
+    with torch.inference_mode():
+        per_point = (sum(p.numel() * p.element_size() for p in net.parameters())
+                     + batch_size * _activation_bytes(net, x))
+    require(per_point, room, f"loss slice: one grid point (the parameters and the activations "
+            f"of a batch of {batch_size})", "lower --batch-size or raise --max-memory")
+    if chunk_size is None:
+        chunk_size = int(max(1, min(MAX_CHUNK, room // per_point)))
     # The directions' Hessian sees the same statistics as the slice: the view's.
     hessian_options = None if hessian_options is None else {**hessian_options, "bn": "eval"}
     kind, dirs = _resolve_parameter_directions(net, x, y, directions, dims, seed, include_bias,
@@ -340,7 +358,7 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
                 orthogonal: bool = True, bn: str = "auto", batch_size: int | None = None,
                 seed: int = 0,
                 tol: float = 1e-3, dataset: str | None = None,
-                progress: Progress | None = None) -> xr.Dataset:
+                progress: Progress | None = None, max_memory=None) -> xr.Dataset:
     """Activations of ``units`` of ``layer`` at ``x_a + α d₁ (+ β d₂)`` around each
     anchor ``x_a``.
 
@@ -350,7 +368,9 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     ``recompute`` on ``data``, else on the anchors; ``batch`` is refused, since it
     would make a point's activation depend on the other points of its batch).
     ``batch_size``: grid points per forward pass (and data per batch of
-    ``recompute``; default: as many as the memory budget allows).  Returns a Dataset of
+    ``recompute``; default: as many as the memory budget allows).  ``max_memory``
+    bounds the activations kept (anchors x points x units) plus the batch of points
+    evaluated at once, as in :func:`loss_slice`.  Returns a Dataset of
     kind ``slice`` with ``activation(unit, anchor, alpha[, beta])`` and its
     quasi-convexity scores (``activation_qcvx_barrier`` ...).
     """
@@ -365,6 +385,14 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     layer = resolve_layer(model, layer)
     net = model_view(model, bn, data if data is not None else anchors, batch_size)
     unit_idx = select_units(net, layer, units)
+    n_anchor = anchors.shape[0]
+    room = _grid_room(len(alpha) * (1 if beta is None else len(beta)), n_anchor * len(unit_idx),
+                      dims, memory_budget(anchors.device, max_memory),
+                      f"input slice ({n_anchor} anchors x {len(unit_idx)} units)")
+    per_sample = _activation_bytes(net, anchors) + 2 * anchors[0].numel() * anchors.element_size()
+    require(per_sample, room, "input slice: the forward pass of one point")
+    if batch_size is None:
+        batch_size = int(max(1, min(4096, room // per_sample)))
     if isinstance(directions, str):
         kind = directions
         d = input_directions(anchors, kind, n=dims, seed=seed, data=data, orthogonal=orthogonal)
@@ -378,10 +406,6 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
             )
     coeffs = torch.as_tensor(_coefficients(alpha, beta), dtype=anchors.dtype, device=anchors.device)
     n_points = coeffs.shape[0]
-    n_anchor = anchors.shape[0]
-    if batch_size is None:
-        per_sample = _activation_bytes(net, anchors)
-        batch_size = int(max(1, min(4096, _memory_budget(anchors.device) // per_sample)))
     out = torch.empty((n_anchor, n_points, len(unit_idx)), dtype=torch.float64)
     total = n_anchor * n_points
     bar = _progress(progress, total, "input slice")
