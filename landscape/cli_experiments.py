@@ -9,7 +9,6 @@ API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -224,11 +223,13 @@ def train_command(**opts) -> None:
 @click.option("--states", default=None,
               help="random and/or trained, comma separated (default: both with --trained, else random).")
 @click.option("--workers", type=int, default=None,
-              help="Worker processes of the local cluster (default: one per CPU core).")
+              help="Worker processes of the local cluster (default: one per visible GPU when the "
+                   "tasks run on CUDA, each pinned to its GPU; else one per CPU core).")
 @click.option("--scheduler", default=None,
               help="Address of a running Dask scheduler (tcp://host:8786) instead of a local cluster.")
 @click.option("--threads", type=int, default=None,
-              help="Torch threads per task (default: cores / workers on a local cluster).")
+              help="Torch threads per task (default: the cores this process may use / workers; "
+                   "recorded in each result's 'threads').")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="sweep", show_default=True,
               help="Folder of the per-task files (DIR/ANALYSIS/) and the combined result.")
 @click.pass_context
@@ -240,7 +241,7 @@ def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bi
     each task.  Finished tasks are skipped when run again; the parts combine into
     one file, named on the last line."""
     from .results import save, to_json
-    from .sweep import combine, expand_tasks, parse_list, parse_seeds, run_tasks
+    from .sweep import combine, expand_tasks, local_plan, parse_list, parse_seeds, run_tasks
 
     model_list = parse_list(models, str, "model")
     init_list = parse_list(inits, str, "init")
@@ -255,12 +256,13 @@ def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bi
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise LandscapeError(f"out-dir: {str(folder)!r} is not a folder")
-    if threads is None and not scheduler:
-        threads = max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
     tasks = expand_tasks(analysis, model_list, init_list, bias_list, seed_list, folder,
                          states=state_list, trained=trained, args=list(ctx.args), threads=threads)
+    plan = None if scheduler else local_plan(tasks, workers, threads)
+    for task in tasks if plan else ():
+        task.threads = plan[0].threads
     folder.mkdir(parents=True, exist_ok=True)
-    outcome = run_tasks(tasks, workers=workers, scheduler=scheduler, progress=_progress("task"))
+    outcome = run_tasks(tasks, scheduler=scheduler, progress=_progress("task"), plan=plan)
     done = outcome.succeeded
     errors = set(outcome.failures.values())
     if not done and len(errors) == 1:  # one cause (a bad option, say): one line

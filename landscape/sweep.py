@@ -35,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import LandscapeError
+from .memory import usable_cores, use_threads
 from .results import PROVENANCE, load, to_json
 
 SWEEP_DIMS = ("model", "init", "bias_scale", "seed", "state")
@@ -241,6 +242,16 @@ def _is_done(task: Task) -> bool:
     return ds.attrs.get("sweep_task") == task.identity()
 
 
+def _concurrent_tasks() -> int:
+    """Tasks the Dask worker running this one runs at once (1 outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
 def run_task(task: Task | dict) -> dict:
     """Run one task in this process (a Dask worker); never raises for a task's own
     failure: returns ``{"label", "path", "error"}`` with ``error`` None on success."""
@@ -251,11 +262,11 @@ def run_task(task: Task | dict) -> dict:
 
         from .cli import ANALYSES
 
-        if task.threads:
-            torch.set_num_threads(int(task.threads))
+        use_threads(task.threads, _concurrent_tasks())
         Path(task.path).parent.mkdir(parents=True, exist_ok=True)
         ds, setup = ANALYSES[task.analysis](dict(task.opts))
         ds.attrs["sweep_task"] = task.identity()
+        ds.attrs["threads"] = torch.get_num_threads()
         setup.finish(ds)
         return {"label": task.label, "path": task.path, "error": None}
     except Exception as exc:  # recorded, never fatal to the sweep
@@ -274,10 +285,98 @@ def quiet_dask() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def start_client(workers: int | None = None, scheduler: str | None = None):
+@dataclass
+class WorkerPlan:
+    """One worker process of a local cluster: the environment it starts with
+    (``CUDA_VISIBLE_DEVICES`` pinning its GPU, ``OMP_NUM_THREADS``, its memory
+    budget as ``LANDSCAPE_MAX_MEMORY``), its torch threads and its budget in bytes."""
+
+    name: str
+    threads: int
+    budget: int
+    device: str
+    env: dict = field(default_factory=dict)
+
+
+def plan_workers(cores: int, gpus: Sequence[str] = (), budgets: Sequence[int] = (),
+                 workers: int | None = None, threads: int | None = None,
+                 pin: bool = True) -> list[WorkerPlan]:
+    """How a local cluster shares this machine: a pure function of what it has.
+
+    ``cores``: CPU cores this process may run on.  ``gpus``: the GPUs tasks run on,
+    by the ids ``CUDA_VISIBLE_DEVICES`` takes (empty: tasks run on the CPU).
+    ``budgets``: memory in bytes to share, one per GPU (their free memory's share),
+    or one for the CPU.  ``workers``: default one per GPU, else one per core; on
+    GPUs worker ``i`` is pinned to ``gpus[i % len(gpus)]`` (``pin=False`` leaves every
+    GPU visible, for tasks that name their device ``cuda:N``), and the workers on
+    one GPU split its budget.  ``threads``: torch threads per worker, default
+    ``cores // workers`` (at least 1).
+    """
+    if cores < 1:
+        raise LandscapeError(f"cores: must be >= 1, got {cores}")
+    n = workers if workers is not None else (len(gpus) or cores)
+    if n < 1:
+        raise LandscapeError(f"workers: must be >= 1, got {n}")
+    if threads is not None and threads < 1:
+        raise LandscapeError(f"threads: must be >= 1, got {threads}")
+    if len(budgets) != max(1, len(gpus)):
+        raise LandscapeError(f"budgets: need one per GPU (or one for the CPU), got {len(budgets)}")
+    per = threads or max(1, cores // n)
+    slots = [i % len(gpus) for i in range(n)] if gpus else [0] * n
+    plans = []
+    for i, slot in enumerate(slots):
+        budget = int(budgets[slot] // slots.count(slot))
+        env = {"OMP_NUM_THREADS": str(per), "MKL_NUM_THREADS": str(per),
+               "LANDSCAPE_MAX_MEMORY": str(budget)}
+        if gpus and pin:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpus[slot])
+        device = f"cuda (GPU {gpus[slot]})" if gpus else "cpu"
+        plans.append(WorkerPlan(f"worker-{i}", per, budget, device, env))
+    return plans
+
+
+def _task_gpus(tasks: Sequence[Task]) -> tuple[list[str], list[int], bool]:
+    """The GPUs the tasks will use, their budgets, and whether workers are pinned."""
+    devices = {str(t.opts.get("device", "auto")) for t in tasks}
+    if not devices or devices & {"cpu"} or not any(d.startswith(("cuda", "auto")) for d in devices):
+        return [], [], True
+    import torch
+
+    if not torch.cuda.is_available():
+        return [], [], True
+    from .memory import memory_budget
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    count = torch.cuda.device_count()
+    ids = (ids or [str(i) for i in range(count)])[:count]
+    explicit = sorted({int(d.split(":")[1]) for d in devices if re.fullmatch(r"cuda:\d+", d)})
+    if explicit:  # a named device index only means something with every GPU visible
+        return ([ids[i] for i in explicit if i < len(ids)],
+                [memory_budget(torch.device("cuda", i)) for i in explicit if i < len(ids)], False)
+    return ids, [memory_budget(torch.device("cuda", i)) for i in range(len(ids))], True
+
+
+def local_plan(tasks: Sequence[Task], workers: int | None = None,
+               threads: int | None = None) -> list[WorkerPlan]:
+    """:func:`plan_workers` for this machine and these tasks: one worker per visible
+    GPU when the tasks run on CUDA, else one per usable core; budgets from
+    :func:`landscape.memory.memory_budget` (``LANDSCAPE_MAX_MEMORY`` is the total)."""
+    from .memory import memory_budget
+
+    gpus, budgets, pin = _task_gpus(tasks)
+    if not gpus:
+        budgets = [memory_budget("cpu")]
+    return plan_workers(usable_cores(), gpus, budgets, workers, threads, pin)
+
+
+def start_client(workers: int | None = None, scheduler: str | None = None,
+                 plan: Sequence[WorkerPlan] | None = None):
     """A ``dask.distributed.Client``: to ``scheduler`` when given, else to a new local
-    cluster of ``workers`` single-threaded worker processes (no dashboard)."""
-    from dask.distributed import Client, LocalCluster
+    cluster of single-threaded worker processes, one per entry of ``plan`` (default:
+    :func:`plan_workers` for ``workers`` on this machine's CPU), each started with
+    its plan's environment (no dashboard)."""
+    from dask.distributed import Client, Nanny, Scheduler, SpecCluster
 
     quiet_dask()
     if scheduler:
@@ -285,12 +384,19 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
             return Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise LandscapeError(f"scheduler: cannot reach {scheduler!r} ({exc})") from None
-    n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise LandscapeError(f"workers: must be >= 1, got {n}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.CRITICAL,
-                           scheduler_kwargs=QUIET_SCHEDULER)
+    if plan is None:
+        from .memory import memory_budget
+
+        plan = plan_workers(usable_cores(), budgets=[memory_budget("cpu")], workers=workers)
+    from .memory import total_memory
+
+    host_share = total_memory() // len(plan)
+    specs = {p.name: {"cls": Nanny, "options": {
+        "nthreads": 1, "env": dict(p.env), "memory_limit": host_share,
+        "silence_logs": logging.CRITICAL}} for p in plan}
+    cluster = SpecCluster(workers=specs, silence_logs=logging.CRITICAL, scheduler={
+        "cls": Scheduler, "options": {"host": "127.0.0.1", "port": 0, "protocol": "tcp://",
+                                      **QUIET_SCHEDULER}})
     return Client(cluster)
 
 
@@ -317,13 +423,15 @@ class SweepOutcome:
 
 def run_tasks(tasks: Sequence[Task], client=None, workers: int | None = None,
               scheduler: str | None = None,
-              progress: Callable[[int, str], object] | None = None) -> SweepOutcome:
+              progress: Callable[[int, str], object] | None = None,
+              plan: Sequence[WorkerPlan] | None = None) -> SweepOutcome:
     """Run every task whose file is not already there (see :func:`_is_done`).
 
     ``client``: an existing ``dask.distributed.Client``; otherwise one is started
-    (``scheduler`` address, or a local cluster of ``workers`` processes) and closed
-    at the end.  A task that raises, or whose worker dies more often than the
-    scheduler allows, is recorded in ``failures``; the others go on.
+    (``scheduler`` address, or a local cluster laid out by ``plan``, by default
+    :func:`local_plan` of ``workers``) and closed at the end.  A task that raises,
+    or whose worker dies more often than the scheduler allows, is recorded in
+    ``failures``; the others go on.
     """
     labels = [t.label for t in tasks]
     if len(set(labels)) != len(labels):
@@ -336,7 +444,9 @@ def run_tasks(tasks: Sequence[Task], client=None, workers: int | None = None,
 
         own = client is None
         if own:
-            client = start_client(workers, scheduler)
+            if plan is None and not scheduler:
+                plan = local_plan(todo, workers)
+            client = start_client(workers, scheduler, plan)
         bar = progress(len(todo), f"sweep ({len(skipped)} done before)") if progress else None
         try:
             futures = {}
