@@ -9,6 +9,7 @@ API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -121,21 +122,29 @@ def _load_split(opts: dict, split: str, key: str, given: bool, common: dict):
               help="Folder of the step_NNN.pt checkpoints (default: <out stem>_trajectory/).")
 @click.option("--trajectory-every", type=int, default=None,
               help="Optimiser steps between trajectory checkpoints (default: about 20 in all).")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads (default: the cores this process may use); kept in the "
+                   "checkpoint's metadata.")
 def train_command(**opts) -> None:
     """Train a model (seeded SGD, Adam or AdamW) and save a checkpoint with its
     metadata, which `--checkpoint` of every analysis loads.  A sequence model
     (the transformer) prints its held-out loss in bits per byte beside the
-    unigram baseline."""
+    unigram baseline.  On CUDA, training uses deterministic algorithms, so the
+    same seed gives the same weights."""
     from .cli import build_model_from, default_dataset, resolve_recipe
     from .data import unigram_bits
+    from .memory import use_threads
     from .models import load_checkpoint, read_checkpoint
-    from .train import save_checkpoint, train
+    from .train import CUBLAS_DETERMINISTIC, save_checkpoint, train
 
     resolve_recipe(opts, read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {})
     out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
     folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
               if opts["save_trajectory"] else None)
+    threads = use_threads(opts["threads"])
     device = _device(opts["device"])
+    if device.type == "cuda":  # before cuBLAS starts: it reads the setting once
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     model = build_model_from(opts)
     opts["dataset"] = default_dataset(model, opts["dataset"])
     given = {key for key in TRAIN_DEFAULTS if opts.get(key) is not None}
@@ -180,6 +189,7 @@ def train_command(**opts) -> None:
         "samples": int(x.shape[0]), "test_samples": int(x_test.shape[0]),
         "position": opts["position"], "schedule": opts["schedule"], "warmup": opts["warmup"],
         "clip": opts["clip"], "weight_decay": opts["weight_decay"],
+        "threads": threads, "device": str(device),
     }
     for key in ("width", "depth", "heads", "context", "tied"):  # the transformer's own shape
         meta[key] = getattr(model, key, opts.get(key))

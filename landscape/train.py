@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,24 +59,59 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+# cuBLAS needs a fixed workspace to reduce in a fixed order (PyTorch's reproducibility notes).
+CUBLAS_DETERMINISTIC = ":4096:8"
+
+
+@contextmanager
+def deterministic(device) -> None:
+    """On a CUDA ``device``: deterministic algorithms for the duration
+    (``torch.use_deterministic_algorithms`` with ``warn_only``, cuDNN without
+    benchmarking) and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless already set; the
+    previous settings come back afterwards.  Elsewhere: nothing.
+
+    Operations with no deterministic CUDA kernel (``adaptive_avg_pool2d``'s
+    backward, which ResNets use, among them) still run, with a warning naming
+    them.  cuBLAS reads its workspace setting when it first starts in a process:
+    set the variable before any CUDA work for bit-identical runs.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), cudnn.benchmark,
+              cudnn.deterministic)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cudnn.benchmark, cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.benchmark, cudnn.deterministic = before[2], before[3]
+
+
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
              batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode (accuracy is
-    NaN for a model that reconstructs its input)."""
+    NaN for a model that reconstructs its input).  The sums stay on the device;
+    host and device synchronise once, at the end."""
     classify = getattr(model, "task", "classify") == "classify"
     if x.dim() == 2 and not x.dtype.is_floating_point:  # token windows: bound the positions
         batch_size = max(1, min(batch_size, EVAL_TOKENS // max(1, x.shape[1])))
-    loss_sum, correct = 0.0, 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.float64, device=x.device)
     with eval_mode(model), torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             yb = None if y is None else y[start:start + batch_size]
             out = model(xb)
-            loss_sum += float(per_sample_loss(model, out, xb, yb).sum())
+            loss_sum += per_sample_loss(model, out, xb, yb).sum().double()
             if classify:
-                correct += float(per_sample_correct(out, yb).sum())
+                correct += per_sample_correct(out, yb).sum().double()
     n = max(1, x.shape[0])
-    return loss_sum / n, (correct / n if classify else float("nan"))
+    return float(loss_sum) / n, (float(correct) / n if classify else float("nan"))
 
 
 @reusing_freed_memory
@@ -93,7 +129,9 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     ``lr`` (default 0.05 / 1e-3 / 1e-3), scaled per step by :func:`lr_factor`
     (``schedule``, ``warmup`` steps); ``clip`` caps the gradient's global norm.
     ``seed`` fixes the order of the mini-batches, so the same model, data and
-    arguments give the same weights.
+    arguments give the same weights; on CUDA training runs under
+    :func:`deterministic` for the same reason.  The running loss stays on the
+    device: host and device synchronise once per epoch.
 
     ``progress``: a factory ``(total, description) -> bar`` with ``update(n)`` and
     ``close()`` (tqdm fits), advanced once per optimiser step.
@@ -148,34 +186,36 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     was_training = model.training
     model.train()
     try:
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen).to(x.device)
-            total = 0.0
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                xb = x[idx]
-                yb = None if y is None else y[idx]
-                loss = per_sample_loss(model, model(xb), xb, yb).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                factor = lr_factor(step, epochs * steps_per_epoch, warmup, schedule)
-                for group in opt.param_groups:
-                    group["lr"] = lr * factor
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                step += 1
-                if trajectory_every is not None and step % trajectory_every == 0:
-                    keep(step)
-                if bar is not None:
-                    bar.update(1)
-            test_loss, test_acc = evaluate(model, x_test, y_test)
-            history["train_loss"].append(total / n)
-            history["test_loss"].append(test_loss)
-            history["test_accuracy"].append(test_acc)
-            if not np.isfinite(total):
-                raise LandscapeError(f"training diverged (loss {total / n}); lower --lr (was {lr})")
+        with deterministic(x.device):
+            for _ in range(epochs):
+                order = torch.randperm(n, generator=gen).to(x.device)
+                total = torch.zeros((), dtype=torch.float64, device=x.device)
+                for start in range(0, n, batch_size):
+                    idx = order[start:start + batch_size]
+                    xb = x[idx]
+                    yb = None if y is None else y[idx]
+                    loss = per_sample_loss(model, model(xb), xb, yb).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, clip)
+                    factor = lr_factor(step, epochs * steps_per_epoch, warmup, schedule)
+                    for group in opt.param_groups:
+                        group["lr"] = lr * factor
+                    opt.step()
+                    total += loss.detach().double() * len(idx)
+                    step += 1
+                    if trajectory_every is not None and step % trajectory_every == 0:
+                        keep(step)
+                    if bar is not None:
+                        bar.update(1)
+                mean = float(total) / n  # the epoch's one synchronisation
+                test_loss, test_acc = evaluate(model, x_test, y_test)
+                history["train_loss"].append(mean)
+                history["test_loss"].append(test_loss)
+                history["test_accuracy"].append(test_acc)
+                if not np.isfinite(mean):
+                    raise LandscapeError(f"training diverged (loss {mean}); lower --lr (was {lr})")
     finally:
         model.train(was_training)
         if bar is not None:
