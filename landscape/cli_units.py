@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import click
 
-from .cli import Setup, _tqdm_progress, analysis, bn_option, cli, model_options, run_command
+from .cli import (
+    Setup,
+    _tqdm_progress,
+    analysis,
+    bn_option,
+    cli,
+    max_memory_option,
+    model_options,
+    run_command,
+)
 from .errors import LandscapeError
 
 
@@ -44,7 +53,7 @@ def maxact_analysis(opts: dict):
                 restarts=opts["restarts"], steps=opts["steps"], lr=opts["lr"],
                 norm_ball=opts["norm_ball"], null_models=opts["null"], seed=opts["seed"],
                 relation=opts["relate"], bn=opts["bn"], progress=_tqdm_progress,
-                dataset=opts["dataset"])
+                dataset=opts["dataset"], max_memory=opts["max_memory"])
     return ds, setup
 
 
@@ -67,6 +76,7 @@ def maxact_analysis(opts: dict):
 @click.option("--relate/--no-relate", default=False, show_default=True,
               help="Add input-slice quasi-convexity and input-Hessian statistics per unit, "
                    "and their rank correlations with the metrics.")
+@max_memory_option
 def maxact_command(**opts) -> None:
     """Max-activating examples vs gradient-ascent maxima: how reliable is the
     dataset's top example as a portrait of each unit?"""
@@ -95,7 +105,8 @@ def tsne_analysis(opts: dict):
                        features=opts["features"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
                        gradient=opts["gradient"], cache_dir=opts["cache_dir"],
-                       maxact=ma, bn=opts["bn"], dataset=opts["dataset"])
+                       maxact=ma, bn=opts["bn"], dataset=opts["dataset"],
+                       max_memory=opts["max_memory"])
     return ds, setup
 
 
@@ -120,6 +131,7 @@ def tsne_analysis(opts: dict):
               help="Keep fitted maps here and reuse them.")
 @click.option("--maxact", "maxact", type=click.Path(dir_okay=False), default=None,
               help="A maxact result on the same data: place its top-k and maxima on the map.")
+@max_memory_option
 def tsne_command(**opts) -> None:
     """t-SNE map of the whole dataset with each unit's activation as a heatmap."""
     run_command("tsne", opts)

@@ -129,6 +129,34 @@ def memory_budget(device=None, max_memory=None) -> int:
     return int(DEFAULT_FRACTION * available_memory(device))
 
 
+def activation_bytes(model, x, retained: bool = False) -> int:
+    """Memory one sample of ``x`` takes in a forward pass of ``model``, probed on
+    two samples without gradients (put the model in the mode you will run it in:
+    a probe in train mode would update BatchNorm statistics).
+
+    Peak-ish: three times the largest output of any leaf module (its input, its
+    output and a shortcut alive at once).  ``retained``: the sum of every leaf's
+    output, what autograd keeps for a backward pass.
+    """
+    import torch
+
+    probe = x[:2]  # two samples: batch statistics need more than one
+    sizes: list[int] = [probe[:1].numel() * probe.element_size()]
+
+    def hook(_m, _i, out):
+        if isinstance(out, torch.Tensor) and out.dim() > 0:
+            sizes.append(out.numel() // out.shape[0] * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for h in handles:
+            h.remove()
+    return int(sum(sizes)) if retained else 3 * max(sizes)
+
+
 def require(nbytes: float, budget: float, what: str, hint: str = "") -> None:
     """Refuse work whose smallest unit (``nbytes``) exceeds ``budget``."""
     if nbytes > budget:

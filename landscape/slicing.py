@@ -32,7 +32,7 @@ from ._state import BN_MODES, check_per_sample, model_view, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
-from .memory import format_bytes, memory_budget, require
+from .memory import activation_bytes, format_bytes, memory_budget, require
 from .models import per_sample_correct, per_sample_loss, select_units, unit_activations
 from .results import provenance
 
@@ -101,26 +101,6 @@ def _coefficients(alpha: np.ndarray, beta: np.ndarray | None) -> np.ndarray:
         return alpha[:, None]
     a, b = np.meshgrid(alpha, beta, indexing="ij")
     return np.stack([a.ravel(), b.ravel()], axis=1)
-
-
-def _activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Peak-ish memory of one sample's forward pass: three times the largest
-    output of any leaf module (input, output and a shortcut alive at once)."""
-    probe = x[:2]  # two samples: batch statistics need more than one
-    sizes: list[int] = [probe[:1].numel() * probe.element_size()]
-
-    def hook(_m, _i, out):
-        if isinstance(out, torch.Tensor) and out.dim() > 0:
-            sizes.append(out.numel() // out.shape[0] * out.element_size())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for h in handles:
-            h.remove()
-    return 3 * max(sizes)
 
 
 def _grid_room(n_points: int, values_per_point: int, dims: int, budget: int, what: str) -> int:
@@ -310,7 +290,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     batch_size = int(min(x.shape[0], 512)) if batch_size is None else int(batch_size)
     with torch.inference_mode():
         per_point = (sum(p.numel() * p.element_size() for p in net.parameters())
-                     + batch_size * _activation_bytes(net, x))
+                     + batch_size * activation_bytes(net, x))
     require(per_point, room, f"loss slice: one grid point (the parameters and the activations "
             f"of a batch of {batch_size})", "lower --batch-size or raise --max-memory")
     if chunk_size is None:
@@ -389,7 +369,7 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     room = _grid_room(len(alpha) * (1 if beta is None else len(beta)), n_anchor * len(unit_idx),
                       dims, memory_budget(anchors.device, max_memory),
                       f"input slice ({n_anchor} anchors x {len(unit_idx)} units)")
-    per_sample = _activation_bytes(net, anchors) + 2 * anchors[0].numel() * anchors.element_size()
+    per_sample = activation_bytes(net, anchors) + 2 * anchors[0].numel() * anchors.element_size()
     require(per_sample, room, "input slice: the forward pass of one point")
     if batch_size is None:
         batch_size = int(max(1, min(4096, room // per_sample)))

@@ -134,3 +134,28 @@ def test_cli_refuses_a_huge_input_grid_in_one_line(tmp_path):
     assert not out.exists()
     bad = CliRunner().invoke(cli, ["slice", "--max-memory", "lots", "--out", str(out)])
     assert bad.exit_code == 2 and "max_memory must be a size" in bad.output
+
+
+def test_maxact_sizes_its_ascent_batch_and_refuses_what_cannot_fit(tiny_mlp, digits_small):
+    from landscape.maxact import maxact
+
+    x, _ = digits_small
+    kw = dict(units=3, top_k=2, restarts=3, steps=5, seed=1)
+    big = maxact(tiny_mlp, x=x, max_memory="1GB", **kw)
+    # 3 units x 5 starts x 16 features x 4 bytes x 2 = 1920 bytes of points; a point takes
+    # about 2 x (sum of activations) + 4 x 64 bytes: a budget of 4 kB ascends a few at a time.
+    small = maxact(tiny_mlp, x=x, max_memory="4kB", **kw)
+    assert small.attrs["config"] != big.attrs["config"]  # the batch it ran with is recorded
+    np.testing.assert_allclose(small.endpoint_activation, big.endpoint_activation, rtol=1e-5)
+    with pytest.raises(LandscapeError, match=r"maxact: 3 units x 5 starts of gradient ascent "
+                                             r"needs .* budget of 1 kB"):
+        maxact(tiny_mlp, x=x, max_memory="1kB", **kw)
+
+
+def test_tsne_refuses_a_map_that_cannot_fit(tiny_mlp, digits_small):
+    from landscape import tsne_heatmaps
+
+    x, y = digits_small
+    # 64 x 16 features x 8 bytes x 2 + 64 x 64 neighbours (perplexity 30: 91, capped at 64) x 32
+    with pytest.raises(LandscapeError, match=r"t-SNE of 64 samples x 16 features needs 147 kB"):
+        tsne_heatmaps(tiny_mlp, units=2, x=x, y=y, max_memory="100kB")
