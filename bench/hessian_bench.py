@@ -38,6 +38,7 @@ from torch import nn
 import landscape
 from landscape._heap import reuse_freed_memory
 from landscape.hessian import LossHessian, hutchpp, lanczos
+from landscape.memory import use_threads
 
 
 def _timed(fn):
@@ -90,7 +91,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heap", choices=["default", "reuse"], default="default",
                         help="glibc allocation for the whole run, both methods alike")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the cores this process may use)")
     args = parser.parse_args()
+    use_threads(args.threads)
     if args.heap == "reuse":
         with reuse_freed_memory():
             run(args)
