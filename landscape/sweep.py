@@ -17,6 +17,12 @@ others.  :func:`combine` then stacks the parts along the sweep dimensions into
 one Dataset of kind ``sweep``; per-part headline numbers kept in attrs
 (``loss_frac_quasi_convex``, ...) become data variables over those dimensions.
 
+A local cluster is laid out by :func:`plan_workers`: one worker per visible GPU,
+pinned with ``CUDA_VISIBLE_DEVICES``, when the tasks run on CUDA, else one per
+core this process may use; each worker starts with its share of the memory
+budget (``LANDSCAPE_MAX_MEMORY``), and each task sets torch's threads to the
+cores per worker and records them in its result's ``threads`` attribute.
+
 This module reads the analysis registry of :mod:`landscape.cli` (lazily, inside
 the functions that need it): a sweep task *is* a command invocation.
 """
