@@ -32,6 +32,7 @@ import torch
 import landscape
 from landscape._heap import reusing_freed_memory
 from landscape.directions import parameter_directions
+from landscape.memory import use_threads
 from landscape.models import per_sample_loss
 from landscape.slicing import parse_grid
 
@@ -88,7 +89,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--engines", default="auto,vmap,loop")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timed runs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the cores this process may use)")
     args = parser.parse_args()
+    use_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     grid = f"-1:1:{args.grid}"

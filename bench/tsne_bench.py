@@ -42,10 +42,13 @@ def digits_augmented(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and t-SNE threads (default: the cores this process may use)")
     parser.add_argument("--perplexity", type=float, default=30.0)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    from landscape.memory import use_threads
+
+    args.threads = use_threads(args.threads)
 
     import landscape
     from landscape import embedding

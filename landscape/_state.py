@@ -120,11 +120,36 @@ def model_view(model: nn.Module, bn: str = "auto", data: torch.Tensor | None = N
                 "BatchNorm statistics over; pass data, or choose bn='eval'")
         recompute_statistics(view, data, batch_size)
     view.bn_mode = mode
+    view._private_view = True  # private: the guard of the call that made it covers the shared parameters
     return view
 
 
 class _Stop(Exception):
     pass
+
+
+class _Moments:
+    """Per-channel sums of a BatchNorm layer's inputs, in float64."""
+
+    def __init__(self):
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        dims = [d for d in range(x.dim()) if d != 1]
+        self.count += x.numel() // x.shape[1]
+        self.total = self.total + x.sum(dims)
+        self.squares = self.squares + (x * x).sum(dims)
+
+    def store(self, layer: nn.Module) -> None:
+        if not self.count:
+            return  # the layer is not on the forward path
+        mean = self.total / self.count
+        var = (self.squares / self.count - mean * mean).clamp_min(0)
+        layer.running_mean = mean.to(layer.running_mean)
+        layer.running_var = var.to(layer.running_var)
+        if layer.num_batches_tracked is not None:
+            layer.num_batches_tracked = torch.ones_like(layer.num_batches_tracked)
 
 
 @torch.no_grad()
@@ -134,24 +159,40 @@ def recompute_statistics(module: nn.Module, data: torch.Tensor,
     place; give it a private copy) to the per-channel mean and population
     variance of the layer's input over ``data``, in forward order, each layer's
     input computed in eval mode with the statistics already recomputed before
-    it.  Sums are accumulated in float64 over batches of ``batch_size``."""
+    it.  Sums are accumulated in float64.
+
+    With all the data in one batch (``batch_size`` None or ``>= len(data)``) one
+    forward pass in training mode computes exactly that: each layer normalises
+    with its batch's statistics, which are then the data's.  In smaller batches
+    the layers are taken one after another, a pass over the data each (stopped
+    at the layer), so the result does not depend on the batching."""
     norms = [m for m in batch_norms(module) if m.running_mean is not None]
     size = len(data) if batch_size is None else max(1, int(batch_size))
     flags = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
+        if size >= len(data):
+            moments = [_Moments() for _ in norms]
+            handles = [m.register_forward_pre_hook(lambda _m, inputs, acc=acc: acc.add(inputs[0]))
+                       for m, acc in zip(norms, moments, strict=True)]
+            tracked = [m.track_running_stats for m in norms]
+            try:
+                for m in norms:  # batch statistics, no running-statistics update
+                    m.training, m.track_running_stats = True, False
+                module(data)
+            finally:
+                for h in handles:
+                    h.remove()
+                for m, flag in zip(norms, tracked, strict=True):
+                    m.training, m.track_running_stats = False, flag
+            for m, acc in zip(norms, moments, strict=True):
+                acc.store(m)
+            return module
         for layer in _forward_order(module, norms, data[:2]):
-            total = count = sq = None
+            acc = _Moments()
 
-            def hook(_m, inputs, layer=layer):
-                nonlocal total, count, sq
-                x = inputs[0].detach().double()
-                dims = [d for d in range(x.dim()) if d != 1]
-                n = x.numel() // x.shape[1]
-                s, q = x.sum(dims), (x * x).sum(dims)
-                total = s if total is None else total + s
-                sq = q if sq is None else sq + q
-                count = n if count is None else count + n
+            def hook(_m, inputs, acc=acc):
+                acc.add(inputs[0])
                 raise _Stop
 
             handle = layer.register_forward_pre_hook(hook)
@@ -163,14 +204,7 @@ def recompute_statistics(module: nn.Module, data: torch.Tensor,
                         pass
             finally:
                 handle.remove()
-            if count is None:
-                continue  # the layer is not on the forward path
-            mean = total / count
-            var = (sq / count - mean * mean).clamp_min(0)
-            layer.running_mean = mean.to(layer.running_mean)
-            layer.running_var = var.to(layer.running_var)
-            if layer.num_batches_tracked is not None:
-                layer.num_batches_tracked = torch.ones_like(layer.num_batches_tracked)
+            acc.store(layer)
     finally:
         for m, flag in flags:
             m.training = flag
@@ -297,7 +331,7 @@ def untouched(target: nn.Module | Callable | None = None, *, argument: str = "mo
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         model = signature.bind_partial(*args, **kwargs).arguments.get(argument)
-        if not isinstance(model, nn.Module):
+        if not isinstance(model, nn.Module) or getattr(model, "_private_view", False):
             return fn(*args, **kwargs)
         with _guard(model, fn.__name__):
             return fn(*args, **kwargs)

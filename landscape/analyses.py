@@ -130,8 +130,18 @@ MODEL_OPTIONS = _options(
                  help="Draw biases and norm-layer shifts from N(0, S^2) after the init "
                       "(0: zero biases). Default: what the init's reference does."),
     click.option("--weight-std", type=float, default=None, help="Std of init 'normal'."),
-    click.option("--width", type=int, default=None, help="Width of mlp/cnn/autoencoder."),
-    click.option("--depth", type=int, default=None, help="Hidden layers of mlp."),
+    click.option("--width", type=int, default=None,
+                 help="Width of mlp/cnn/autoencoder/transformer."),
+    click.option("--depth", type=int, default=None, help="Hidden layers of mlp, blocks of "
+                                                         "transformer."),
+    click.option("--heads", type=int, default=None, help="Attention heads of transformer."),
+    click.option("--context", type=int, default=None,
+                 help="Window length in bytes of transformer (its input shape)."),
+    click.option("--tied/--untied", "tied", default=None,
+                 help="Transformer: output head shares the token embedding (default tied)."),
+    click.option("--position", type=int, default=None,
+                 help="Transformer: the position whose features are the units (default -1, "
+                      "the last)."),
     click.option("--activation", default=None, help="relu, tanh, gelu or sigmoid (mlp, cnn, "
                                                     "autoencoder)."),
     click.option("--in-shape", default=None, help="Input shape C x H x W, e.g. 1x8x8 "
@@ -139,10 +149,11 @@ MODEL_OPTIONS = _options(
     click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
                  help="State dict (torch.save) to load into the model. Its meta's init, bias "
                       "scale, weight std, model options and seed apply unless given here."),
-    click.option("--dataset", default="digits", show_default=True,
-                 help="digits, cifar10, mnist, fashion-mnist, gaussian; or your own: npz:FILE "
-                      "(arrays x, optional y) or folder:DIR (one sub-folder of images per "
-                      "class, resized to --in-shape)."),
+    click.option("--dataset", default=None,
+                 help="digits, cifar10, mnist, fashion-mnist, gaussian; pysource or text:PATH "
+                      "(byte sequences); or your own: npz:FILE (arrays x, optional y) or "
+                      "folder:DIR (one sub-folder of images per class, resized to --in-shape). "
+                      "Default: digits, pysource for the transformer."),
     click.option("--data-root", type=click.Path(file_okay=False), default=None,
                  help="Folder holding torchvision's copy of cifar10/mnist/fashion-mnist."),
     click.option("--download", is_flag=True, help="Download the dataset into --data-root."),
@@ -178,7 +189,8 @@ def bn_option(per_sample: bool = False):
 # Options a checkpoint's meta supplies unless the command line gives them, with
 # the value used when neither does.
 RECIPE_OPTIONS = {"init": "default", "bias_scale": None, "weight_std": None, "width": None,
-                  "depth": None, "activation": None, "in_shape": None, "seed": 0}
+                  "depth": None, "activation": None, "in_shape": None, "seed": 0, "heads": None,
+                  "context": None, "tied": None}
 
 
 def resolve_recipe(opts: dict, meta: dict) -> list[str]:
@@ -199,6 +211,26 @@ def resolve_recipe(opts: dict, meta: dict) -> list[str]:
                 str(given) != str(stored) and not (key == "in_shape" and _same_shape(given, stored)):
             overridden.append(key)
     return overridden
+
+
+def _check_size(_ctx, _param, value):
+    if value is None:
+        return None
+    from .memory import parse_size
+
+    try:
+        parse_size(value)
+    except LandscapeError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+# ``--max-memory``: the memory budget of an analysis's buffers (see
+# :mod:`landscape.memory`), checked as a size before any work.
+MAX_MEMORY_OPTION = click.option(
+    "--max-memory", default=None, callback=_check_size,
+    help="Memory the analysis may fill, e.g. 6GB (default: half of what is available; also "
+         "LANDSCAPE_MAX_MEMORY).")
 
 
 def _same_shape(a, b) -> bool:
@@ -266,7 +298,15 @@ def model_from_options(opts: dict):
     return build_model(opts["model_name"], init=opts["init"], bias_scale=opts["bias_scale"],
                        seed=opts["seed"], in_shape=opts["in_shape"], weight_std=opts["weight_std"],
                        model_args=opts.get("model_args"), width=opts["width"], depth=opts["depth"],
-                       activation=opts["activation"])
+                       activation=opts["activation"], heads=opts.get("heads"),
+                       context=opts.get("context"), tied=opts.get("tied"),
+                       position=opts.get("position"))
+
+
+def default_dataset(model, dataset: str | None) -> str:
+    """``dataset``, or the model's own default (``pysource`` for the transformer,
+    else ``digits``)."""
+    return dataset or getattr(model, "default_dataset", "digits")
 
 
 def check_model(opts: dict) -> None:
@@ -309,7 +349,7 @@ class Setup:
         import torch
 
         from .data import load_dataset
-        from .models import INIT_KEYS, adopt_meta, load_checkpoint, read_checkpoint
+        from .models import INIT_KEYS, adopt_meta, input_view, load_checkpoint, read_checkpoint
 
         self.opts = opts
         self.device = pick_device(opts["device"])
@@ -320,6 +360,7 @@ class Setup:
         if opts["samples"] is not None and opts["samples"] < 1:
             raise LandscapeError(f"samples: must be >= 1, got {opts['samples']}")
         model = model_from_options(opts)
+        opts["dataset"] = default_dataset(model, opts["dataset"])
         self.checkpoint_meta = {}
         if opts["checkpoint"]:
             self.checkpoint_meta = load_checkpoint(model, opts["checkpoint"])
@@ -332,6 +373,9 @@ class Setup:
         check_labels(model, y, opts["dataset"])
         self.x = x.to(self.device)
         self.y = None if y is None else y.to(self.device)
+        # Input-space analyses move through token embeddings for a token model.
+        self.input_model, self.input_x = input_view(self.model, self.x)
+        self.labels = self.y if self.y is not None and self.y.dim() == 1 else None  # per sample
         torch.manual_seed(opts["seed"])
 
     def finish(self, ds) -> Path:
@@ -394,6 +438,7 @@ SLICE_OPTIONS = _options(
                        "points per forward pass of the input slices (default: what memory allows)."),
     click.option("--tol", type=float, default=1e-3, show_default=True,
                   help="Relative tolerance of the convexity verdicts."),
+    MAX_MEMORY_OPTION,
     click.option("--trajectory", type=click.Path(file_okay=False), default=None,
                   help="Folder of step_NNN.pt checkpoints (`landscape train --save-trajectory`): "
                        "--directions pca then slices the loss along its principal directions, centred "
@@ -409,12 +454,14 @@ def _slice_summary(ds) -> list[str]:
             centre = centre.sel(beta=0, method="nearest")
         lines.append(f"loss at the centre {float(centre):.4g}, range "
                      f"[{float(ds.loss.min()):.4g}, {float(ds.loss.max()):.4g}]; quasi-convex "
-                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines")
+                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines, constant "
+                     f"{100 * ds.attrs['loss_frac_constant']:.0f}%")
     if "activation" in ds:
         lines.append(f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: quasi-convex "
                      f"{100 * ds.attrs['activation_frac_quasi_convex']:.0f}%, quasi-concave "
                      f"{100 * ds.attrs['activation_frac_quasi_concave']:.0f}%, either "
-                     f"{100 * ds.attrs['activation_frac_either']:.0f}%")
+                     f"{100 * ds.attrs['activation_frac_either']:.0f}% of the curves that are not "
+                     f"constant; constant {100 * ds.attrs['activation_frac_constant']:.0f}%")
     return lines
 
 
@@ -473,6 +520,7 @@ def slice_analysis(opts: dict):
             include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=bn,
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
             dataset=opts["dataset"], progress=progress_bar(), loss_fn=opts["loss"],
+            max_memory=opts["max_memory"],
             hessian_options={"batch_size": opts["batch_size"]} if kind == "hessian" else None)
         if loss_pca:
             part = part.merge(trajectory_dataset(setup.model, states, steps, pcs, projections))
@@ -483,11 +531,11 @@ def slice_analysis(opts: dict):
         kind = chosen if chosen in INPUT_DIRECTIONS else "random"
         n_anchor = opts["anchors"]
         parts.append(input_slice(
-            setup.model, opts["layer"], opts["units"], setup.x[:n_anchor], directions=kind,
-            dims=opts["dims"] or 1, grid=opts["grid"], data=setup.x,
-            anchor_labels=None if setup.y is None else setup.y[:n_anchor],
+            setup.input_model, opts["layer"], opts["units"], setup.input_x[:n_anchor],
+            directions=kind, dims=opts["dims"] or 1, grid=opts["grid"], data=setup.input_x,
+            anchor_labels=None if setup.labels is None else setup.labels[:n_anchor],
             bn=bn, batch_size=opts["batch_size"], seed=opts["seed"], tol=opts["tol"],
-            dataset=opts["dataset"], progress=progress_bar()))
+            dataset=opts["dataset"], progress=progress_bar(), max_memory=opts["max_memory"]))
     ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
     return ds, setup
 
@@ -527,6 +575,11 @@ HESSIAN_OPTIONS = _options(
     click.option("--density-runs", type=int, default=8, show_default=True),
     click.option("--density-steps", type=int, default=80, show_default=True),
     click.option("--trace-probes", type=int, default=99, show_default=True),
+    click.option("--zero-tol", type=float, default=0.03, show_default=True,
+                 help="Half-width of the zero mass, as a fraction of the spectral range."),
+    click.option("--block-size", type=int, default=None,
+                 help="Lanczos block: the largest multiplicity resolved [max(2, top-k, bottom-k)]."),
+    MAX_MEMORY_OPTION,
     click.option("--engine", type=click.Choice(["auto", "double-backward", "forward-over-reverse"]),
                   default="auto", show_default=True, help="How Hessian-vector products are taken."),
     bn_option(),
@@ -552,7 +605,9 @@ def _hessian_summary(ds) -> list[str]:
     if np.isfinite(float(ds["trace"])):
         lines.append(f"trace {float(ds['trace']):.4g} ± {float(ds['trace_stderr']):.2g}")
     if np.isfinite(float(ds["negative_mass"])):
-        lines.append(f"negative mass {float(ds['negative_mass']):.4f}")
+        lines.append(f"mass below/within/above ±{ds.attrs['zero_eps']:.3g}: "
+                     + " / ".join(f"{float(ds[n]):.4f}"
+                                  for n in ("negative_mass", "zero_mass", "positive_mass")))
     lines.append(f"{int(ds.attrs.get('n_hvp', 0))} Hessian-vector products")
     return lines
 
@@ -579,15 +634,16 @@ def hessian_analysis(opts: dict):
                   trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
                   engine=opts["engine"], density_runs=opts["density_runs"],
                   density_steps=opts["density_steps"], trace_probes=opts["trace_probes"],
-                  seed=opts["seed"], dataset=opts["dataset"])
+                  zero_tol=opts["zero_tol"], block_size=opts["block_size"],
+                  max_memory=opts["max_memory"], seed=opts["seed"], dataset=opts["dataset"])
     if opts["space"] == "loss":
         ds = hessian_spectrum(setup.model, setup.x, setup.y, batch_size=opts["batch_size"],
                               bn=opts["bn"], loss_fn=opts["loss"], progress=progress_bar("hvp"),
                               **common)
     else:
-        ds = input_hessian_spectrum(setup.model, opts["layer"], opts["units"],
-                                    setup.x[:opts["anchors"]], progress=progress_bar("op"),
-                                    bn=opts["bn"], data=setup.x, batch_size=opts["batch_size"],
+        ds = input_hessian_spectrum(setup.input_model, opts["layer"], opts["units"],
+                                    setup.input_x[:opts["anchors"]], progress=progress_bar("op"),
+                                    bn=opts["bn"], data=setup.input_x, batch_size=opts["batch_size"],
                                     **common)
     return ds, setup
 
@@ -612,6 +668,7 @@ MAXACT_OPTIONS = _options(
     click.option("--relate/--no-relate", default=False, show_default=True,
                   help="Add input-slice quasi-convexity and input-Hessian statistics per unit, "
                        "and their rank correlations with the metrics."),
+    MAX_MEMORY_OPTION,
 )
 
 
@@ -640,11 +697,11 @@ def maxact_analysis(opts: dict):
     if opts["null"] < 0:
         raise LandscapeError(f"null: must be >= 0, got {opts['null']}")
     setup = Setup("maxact", opts)
-    ds = maxact(setup.model, opts["layer"], opts["units"], setup.x, top_k=opts["top_k"],
+    ds = maxact(setup.input_model, opts["layer"], opts["units"], setup.input_x, top_k=opts["top_k"],
                 restarts=opts["restarts"], steps=opts["steps"], lr=opts["lr"],
                 norm_ball=opts["norm_ball"], null_models=opts["null"], seed=opts["seed"],
                 relation=opts["relate"], bn=opts["bn"], progress=progress_bar(),
-                dataset=opts["dataset"])
+                dataset=opts["dataset"], max_memory=opts["max_memory"])
     return ds, setup
 
 
@@ -670,6 +727,7 @@ TSNE_OPTIONS = _options(
                   help="Keep fitted maps here and reuse them."),
     click.option("--maxact", "maxact", type=click.Path(dir_okay=False), default=None,
                   help="A maxact result on the same data: place its top-k and maxima on the map."),
+    MAX_MEMORY_OPTION,
 )
 
 
@@ -691,10 +749,10 @@ def tsne_analysis(opts: dict):
     if ma is not None and int(ma["topk_index"].max()) >= len(setup.x):
         raise LandscapeError(f"maxact: {opts['maxact']!r} was made on more samples than "
                              f"--samples {opts['samples']}; use the same data options")
-    ds = tsne_heatmaps(setup.model, opts["layer"], opts["units"], setup.x, setup.y,
+    ds = tsne_heatmaps(setup.input_model, opts["layer"], opts["units"], setup.input_x, setup.labels,
                        features=opts["features"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
                        gradient=opts["gradient"], cache_dir=opts["cache_dir"],
                        maxact=ma, bn=opts["bn"], dataset=opts["dataset"],
-                       progress=progress_bar("it"))
+                       progress=progress_bar("it"), max_memory=opts["max_memory"])
     return ds, setup

@@ -14,7 +14,7 @@ import click
 
 from .analyses import ANALYSES, run_command, with_options
 from .cli_experiments import compare_command, sweep_command, train_command
-from .cli_units import maxact_command, tsne_command
+from .cli_units import maxact_command, sae_command, tsne_command
 from .errors import LandscapeError
 
 EXIT_ERROR = 1
@@ -103,7 +103,7 @@ def info() -> None:
         click.echo(f"  {name:16s} input {'x'.join(map(str, shape))}, {task}{extra}")
     click.echo("  your own: PATH.py:FUNCTION or package.module:FUNCTION (--model-args JSON)")
     click.echo(f"inits: {', '.join(INITS)}")
-    click.echo(f"datasets: {', '.join(DATASETS)}; your own: "
+    click.echo(f"datasets: {', '.join(DATASETS)}, text:PATH (bytes of a file or folder); your own: "
                f"{', '.join(kind + (':DIR' if kind == 'folder' else ':FILE') for kind in USER_DATASETS)}")
     click.echo(f"losses: {', '.join(LOSSES)} (--loss)")
     click.echo(f"directions: loss space {', '.join(PARAMETER_DIRECTIONS)}; "
@@ -144,5 +144,6 @@ def plot_command(file: str, out_dir: str | None) -> None:
         click.echo(str(p))
 
 
-for _command in (maxact_command, tsne_command, train_command, sweep_command, compare_command):
+for _command in (maxact_command, tsne_command, sae_command, train_command, sweep_command,
+                 compare_command):
     cli.add_command(_command)

@@ -7,6 +7,7 @@ API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -30,6 +31,11 @@ from .losses import loss_name
 from .sweep import SWEEP_DIMS
 
 TRAIN_SKIP = ("split", "out", "samples")
+# What `train` uses when neither the command line nor the model
+# (``model.train_defaults``, e.g. the transformer's) says otherwise.
+TRAIN_DEFAULTS = {"epochs": 10, "optimizer": "sgd", "lr": None, "weight_decay": 0.0,
+                  "schedule": "constant", "warmup": 0, "clip": None, "batch_size": 64,
+                  "samples": None, "test_samples": None}
 
 
 # The model options of every analysis without --split, --out, --samples (training
@@ -55,19 +61,48 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
     return path
 
 
+def _load_split(opts: dict, split: str, key: str, given: bool, common: dict):
+    """One split with ``opts[key]`` samples; a model's default count is a cap (a
+    small corpus is used whole), a count given on the command line is exact."""
+    import torch
+
+    from .data import load_dataset, subset_index
+
+    n = opts[key]
+    if given or n is None:
+        return load_dataset(opts["dataset"], n=n, split=split, **common)
+    x, y = load_dataset(opts["dataset"], split=split, **common)
+    if n < len(x):
+        idx = torch.from_numpy(subset_index(len(x), n, opts["seed"]))
+        x, y = x[idx], None if y is None else y[idx]
+    return x, y
+
+
 @click.command("train")
 @with_options(TRAIN_MODEL_OPTIONS)
 @click.option("--samples", type=int, default=None,
-              help="Deterministic subset of the training split (default: all of it).")
+              help="Deterministic subset of the training split (default: all of it; the "
+                   "transformer's: 96 000 windows).")
 @click.option("--test-samples", type=int, default=None,
-              help="Deterministic subset of the test split (default: all of it).")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Passes over the data.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
-              help="SGD with momentum, or Adam.")
-@click.option("--lr", type=float, default=None, help="Learning rate (default: 0.05 SGD, 1e-3 Adam).")
+              help="Deterministic subset of the test split (default: all of it; the "
+                   "transformer's: 1024 windows).")
+@click.option("--epochs", type=int, default=None,
+              help="Passes over the data (default 10; the transformer's: 1).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None,
+              help="SGD with momentum, Adam, or AdamW (default sgd; the transformer's: adamw).")
+@click.option("--lr", type=float, default=None,
+              help="Learning rate (default: 0.05 SGD, 1e-3 Adam/AdamW; the transformer's: 3e-3).")
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="L2 penalty.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Mini-batch size.")
+@click.option("--weight-decay", type=float, default=None,
+              help="L2 penalty, decoupled for AdamW (default 0; the transformer's: 0.1).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="Learning rate after the warm-up (default constant; the transformer's: cosine).")
+@click.option("--warmup", type=int, default=None,
+              help="Steps of linear learning-rate warm-up (default 0; the transformer's: 100).")
+@click.option("--clip", type=float, default=None,
+              help="Clip the gradient's global norm (default: no clipping; the transformer's: 1).")
+@click.option("--batch-size", type=int, default=None,
+              help="Mini-batch size (default 64; the transformer's: 32).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint to write (.pt; default MODEL_INIT.pt).")
 @click.option("--save-trajectory", is_flag=True,
@@ -76,26 +111,42 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
               help="Folder of the step_NNN.pt checkpoints (default: <out stem>_trajectory/).")
 @click.option("--trajectory-every", type=int, default=None,
               help="Optimiser steps between trajectory checkpoints (default: about 20 in all).")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads (default: the cores this process may use); kept in the "
+                   "checkpoint's metadata.")
 def train_command(**opts) -> None:
-    """Train a model (seeded SGD or Adam) and save a checkpoint with its metadata,
-    which `--checkpoint` of every analysis loads."""
-    from .data import load_dataset
+    """Train a model (seeded SGD, Adam or AdamW) and save a checkpoint with its
+    metadata, which `--checkpoint` of every analysis loads.  A sequence model
+    (the transformer) prints its held-out loss in bits per byte beside the
+    unigram baseline.  On CUDA, training uses deterministic algorithms, so the
+    same seed gives the same weights."""
+    from .analyses import default_dataset
+    from .data import unigram_bits
+    from .memory import use_threads
     from .models import load_checkpoint, read_checkpoint
-    from .train import save_checkpoint, train
+    from .train import CUBLAS_DETERMINISTIC, save_checkpoint, train
 
     resolve_recipe(opts, read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {})
     out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
     folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
               if opts["save_trajectory"] else None)
+    threads = use_threads(opts["threads"])
     device = pick_device(opts["device"])
+    if device.type == "cuda":  # before cuBLAS starts: it reads the setting once
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     model = model_from_options(opts)
+    opts["dataset"] = default_dataset(model, opts["dataset"])
+    given = {key for key in TRAIN_DEFAULTS if opts.get(key) is not None}
+    for key, value in {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {})}.items():
+        if opts.get(key) is None:
+            opts[key] = value
     if opts["checkpoint"]:
         load_checkpoint(model, opts["checkpoint"])
     model = model.to(device)
     common = dict(root=opts["data_root"], seed=opts["seed"], in_shape=input_shape(model, opts),
                   download=opts["download"])
-    x, y = load_dataset(opts["dataset"], n=opts["samples"], split="train", **common)
-    x_test, y_test = load_dataset(opts["dataset"], n=opts["test_samples"], split="test", **common)
+    x, y = _load_split(opts, "train", "samples", "samples" in given, common)
+    x_test, y_test = _load_split(opts, "test", "test_samples", "test_samples" in given, common)
     check_labels(model, y, y_test, opts["dataset"])
     labels = getattr(model, "task", "classify") != "reconstruct"
     every = opts["trajectory_every"]
@@ -107,22 +158,34 @@ def train_command(**opts) -> None:
         y_test.to(device) if labels and y_test is not None else None, epochs=opts["epochs"],
         optimizer=opts["optimizer"],
         lr=opts["lr"], batch_size=opts["batch_size"], seed=opts["seed"], momentum=opts["momentum"],
-        weight_decay=opts["weight_decay"], progress=progress_bar("step"), loss_fn=opts["loss"],
+        weight_decay=opts["weight_decay"], schedule=opts["schedule"], warmup=opts["warmup"],
+        clip=opts["clip"], progress=progress_bar("step"), loss_fn=opts["loss"],
         trajectory_every=every if opts["save_trajectory"] else None)
+    sequence = y is not None and y.dim() > 1  # next-token targets: report bits per byte
+    bits = [loss / math.log(2) for loss in history["test_loss"]]
     meta = {
         "model": opts["model_name"], "dataset": opts["dataset"], "init": opts["init"],
         "bias_scale": opts["bias_scale"], "seed": opts["seed"], "epochs": opts["epochs"],
         "test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
         "train_loss": history["train_loss"][-1], "width": opts["width"], "depth": opts["depth"],
         "activation": opts["activation"],
-        "in_shape": list(model.in_shape) if hasattr(model, "in_shape") else None,
+        # A token model's input shape is its context, not an option.
+        "in_shape": list(model.in_shape) if len(getattr(model, "in_shape", ())) == 3 else None,
         "model_args": opts["model_args"], "model_sha256": getattr(model, "model_sha256", None),
         "weight_std": opts["weight_std"], "optimizer": opts["optimizer"], "lr": opts["lr"],
         "batch_size": opts["batch_size"], "steps": history["steps"],
         "history": {k: history[k] for k in ("train_loss", "test_loss", "test_accuracy")},
         "samples": int(x.shape[0]), "test_samples": int(x_test.shape[0]),
         "loss": loss_name(opts["loss"], model),
+        "position": opts["position"], "schedule": opts["schedule"], "warmup": opts["warmup"],
+        "clip": opts["clip"], "weight_decay": opts["weight_decay"],
+        "threads": threads, "device": str(device),
     }
+    for key in ("width", "depth", "heads", "context", "tied"):  # the transformer's own shape
+        meta[key] = getattr(model, key, opts.get(key))
+    if sequence:
+        meta["unigram_bits_per_byte"] = unigram_bits(x, x_test)
+        meta["test_bits_per_byte"] = bits[-1]
     if folder is not None:
         from .train import save_checkpoint as save_step
 
@@ -133,7 +196,13 @@ def train_command(**opts) -> None:
             save_step(folder / f"step_{step:03d}.pt", state, {**meta, "step": step})
     for epoch, (tr, te, acc) in enumerate(zip(history["train_loss"], history["test_loss"],
                                               history["test_accuracy"]), 1):
-        click.echo(f"epoch {epoch}: train loss {tr:.4f}, test loss {te:.4f}, test accuracy {acc:.3f}")
+        extra = f" ({bits[epoch - 1]:.3f} bits/byte)" if sequence else ""
+        click.echo(f"epoch {epoch}: train loss {tr:.4f}, test loss {te:.4f}{extra}, "
+                   f"test accuracy {acc:.3f}")
+    if sequence:
+        base = meta["unigram_bits_per_byte"]
+        click.echo(f"held-out {bits[-1]:.3f} bits/byte; unigram baseline {base:.3f} bits/byte "
+                   f"({100 * (1 - bits[-1] / base):.1f}% below)")
     if folder is not None:
         click.echo(f"trajectory: {len(snapshots)} checkpoints in {folder}")
     click.echo(str(save_checkpoint(out, model, meta)))
@@ -154,11 +223,13 @@ def train_command(**opts) -> None:
 @click.option("--states", default=None,
               help="random and/or trained, comma separated (default: both with --trained, else random).")
 @click.option("--workers", type=int, default=None,
-              help="Worker processes of the local cluster (default: one per CPU core).")
+              help="Worker processes of the local cluster (default: one per visible GPU when the "
+                   "tasks run on CUDA, each pinned to its GPU; else one per CPU core).")
 @click.option("--scheduler", default=None,
               help="Address of a running Dask scheduler (tcp://host:8786) instead of a local cluster.")
 @click.option("--threads", type=int, default=None,
-              help="Torch threads per task (default: cores / workers on a local cluster).")
+              help="Torch threads per task (default: the cores this process may use / workers; "
+                   "recorded in each result's 'threads').")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="sweep", show_default=True,
               help="Folder of the per-task files (DIR/ANALYSIS/) and the combined result.")
 @click.pass_context
@@ -170,7 +241,7 @@ def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bi
     each task.  Finished tasks are skipped when run again; the parts combine into
     one file, named on the last line."""
     from .results import save, to_json
-    from .sweep import combine, expand_tasks, parse_list, parse_seeds, run_tasks
+    from .sweep import combine, expand_tasks, local_plan, parse_list, parse_seeds, run_tasks
 
     model_list = parse_list(models, str, "model")
     init_list = parse_list(inits, str, "init")
@@ -185,12 +256,13 @@ def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bi
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise LandscapeError(f"out-dir: {str(folder)!r} is not a folder")
-    if threads is None and not scheduler:
-        threads = max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
     tasks = expand_tasks(analysis, model_list, init_list, bias_list, seed_list, folder,
                          states=state_list, trained=trained, args=list(ctx.args), threads=threads)
+    plan = None if scheduler else local_plan(tasks, workers, threads)
+    for task in tasks if plan else ():
+        task.threads = plan[0].threads
     folder.mkdir(parents=True, exist_ok=True)
-    outcome = run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress_bar("task"))
+    outcome = run_tasks(tasks, scheduler=scheduler, progress=progress_bar("task"), plan=plan)
     done = outcome.succeeded
     errors = set(outcome.failures.values())
     if not done and len(errors) == 1:  # one cause (a bad option, say): one line

@@ -1,4 +1,4 @@
-"""The ``maxact`` and ``tsne`` commands: max-activation reliability and t-SNE
+"""The ``maxact``, ``tsne`` and ``sae`` commands: max-activation reliability and t-SNE
 activation heatmaps of single units (see :mod:`landscape.maxact` and
 :mod:`landscape.embedding`).
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from . import analyses_sae  # noqa: F401  (registers sae)
 from .analyses import ANALYSES, run_command, with_options
 
 
@@ -27,3 +28,11 @@ def maxact_command(**opts) -> None:
 def tsne_command(**opts) -> None:
     """t-SNE map of the whole dataset with each unit's activation as a heatmap."""
     run_command("tsne", opts)
+
+
+@click.command("sae")
+@with_options(ANALYSES["sae"].options)
+def sae_command(**opts) -> None:
+    """Sparse autoencoders on activations of trained and random variants of a
+    model: reconstruction, loss recovered, and interpretability proxies."""
+    run_command("sae", opts)

@@ -36,10 +36,26 @@ curve's range ``max f − min f`` so that they are invariant to ``a·f + b``, a 
 
 A curve *is* quasi-convex when ``qcvx_barrier ≤ tol``, quasi-concave when
 ``qccv_barrier ≤ tol``, convex when ``cvx_excess ≤ tol`` and concave when
-``ccv_excess ≤ tol``; ``tol`` defaults to 1e-3.  A flat curve is all four, with one
-minimum and one maximum; a curve counts as flat when its range is within rounding error
-of its values, ``max f − min f ≤ 16 · eps · max |f|`` (eps of the input's floating
-dtype), so that a constant computed in floating point is not scored by its noise.
+``ccv_excess ≤ tol``; ``tol`` defaults to 1e-3.
+
+**Flat curves.**  A curve is *constant* when its range is within the rounding noise of
+the precision it was evaluated in::
+
+    max f − min f ≤ NOISE_ULPS · eps · max |f|,    NOISE_ULPS = 16,
+
+eps the machine epsilon of that dtype (``dtype``; by default the values' own, but a
+float32 forward pass stored as float64 must say float32).  A constant curve (a dead ReLU
+unit, a saturated tanh) is every shape at once: its scores are 0, all four verdicts are
+true, it has one minimum and one maximum, and it is marked ``constant`` and left out of
+every fraction but ``frac_constant``.  The factor was measured: evaluating the same
+input-space slices (mlp with tanh and ReLU, cnn; bias scales 0, 1, 8) in float32 and
+float64, the float32 error ``max_j |f32_j − f64_j|`` reads 0.2–3 eps · max |f| at the
+median and 6–80 at the 99th percentile, the worst cases being units near a ReLU's kink,
+whose small value is the difference of large terms.  The verdicts of curves that are not
+constant keep the tolerance ``tol``: rounding to nearest is monotone and quasi-convexity is
+invariant under monotone maps, and on those curves the float32 and float64 quasi-convexity
+verdicts agree on all but 1 in 300 (tanh mlp at bias scale 8), whereas widening ``tol`` by
+the noise floor made them disagree on 5 %.
 
 The 1-D scores work along the last axis (or ``axis``) of an array, so many
 curves are scored at once, in O(n) per curve.  A curve holding a NaN or an
@@ -63,12 +79,15 @@ import xarray as xr
 from .errors import LandscapeError
 
 DEFAULT_TOL = 1e-3
-FLAT_ULPS = 16  # ranges below FLAT_ULPS · eps · max|f| count as flat
+# The rounding-noise floor of a curve evaluated in a dtype of machine epsilon eps is
+# NOISE_ULPS · eps · max|f| (see the module docstring for how it was measured).
+NOISE_ULPS = 16
 
 CONVEXITY_SCORES = ("qcvx_barrier", "qccv_barrier", "quasi_convex", "quasi_concave",
-                    "cvx_excess", "ccv_excess", "convex", "concave", "n_minima", "n_maxima")
+                    "cvx_excess", "ccv_excess", "convex", "concave", "n_minima", "n_maxima",
+                    "constant")
 FRACTIONS = ("frac_quasi_convex", "frac_quasi_concave", "frac_either", "frac_convex",
-             "frac_concave")
+             "frac_concave", "frac_constant")
 LINE_KINDS = ("row", "column", "diagonal", "antidiagonal")
 MIN_DIAGONAL_LENGTH = 3
 
@@ -89,6 +108,9 @@ _SCORE_ATTRS = {
                  "prominence >= tol * (max f - min f); -1 for curves with NaN"),
     "n_maxima": ("significant maxima", "local maxima (endpoints and plateaus included) with "
                  "prominence >= tol * (max f - min f); -1 for curves with NaN"),
+    "constant": ("constant", "max f - min f <= NOISE_ULPS * eps * max |f|, eps of the dtype the "
+                 "curve was evaluated in: flat within rounding noise; every verdict of a constant "
+                 "curve is true, and it is left out of every frac_* but frac_constant"),
 }
 
 
@@ -104,16 +126,42 @@ def _check_tol(tol) -> float:
     return value
 
 
+def _dtype_name(dtype, array: np.ndarray) -> str:
+    """The name of the floating dtype values were evaluated in: ``dtype`` (a numpy or torch
+    dtype, or its name), by default the values' own (float64 for other values)."""
+    if dtype is None:
+        return array.dtype.name if np.issubdtype(array.dtype, np.floating) else "float64"
+    text = str(dtype)
+    if text.startswith("torch.") or text == "bfloat16":  # torch dtypes without importing torch
+        name = text.removeprefix("torch.")
+        if name == "bfloat16" or name in ("float16", "float32", "float64", "half", "float", "double"):
+            return {"half": "float16", "float": "float32", "double": "float64"}.get(name, name)
+    else:
+        try:
+            resolved = np.dtype(dtype)
+        except TypeError:
+            resolved = None
+        if resolved is not None and np.issubdtype(resolved, np.floating):
+            return resolved.name
+    raise LandscapeError(f"dtype: expected a floating dtype such as float32, got {dtype!r}")
+
+
+def _eps(name: str) -> float:
+    """Machine epsilon of the floating dtype ``name``."""
+    return 2.0 ** -7 if name == "bfloat16" else float(np.finfo(np.dtype(name)).eps)
+
+
 class _Curves(NamedTuple):
     values: np.ndarray   # float64, one curve per position of the leading axes; bad ones zeroed
     invalid: np.ndarray  # the curve holds NaN or inf
     span: np.ndarray     # max f - min f, 0 for flat curves
+    flat: np.ndarray     # the range is within the rounding-noise floor (False for invalid ones)
 
 
-def _prepare(values, axis) -> _Curves:
-    """Curves moved to the last axis, with their validity and ranges."""
+def _prepare(values, axis, dtype=None) -> _Curves:
+    """Curves moved to the last axis, with their validity, ranges and noise floors."""
     array = np.asarray(values)
-    dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.dtype(float)
+    eps = _eps(_dtype_name(dtype, array))
     try:
         curves = array.astype(float)
     except (TypeError, ValueError):
@@ -136,8 +184,10 @@ def _prepare(values, axis) -> _Curves:
     span = curves.max(axis=-1) - curves.min(axis=-1)
     # A range within rounding error of the values is no variation at all: without this,
     # relative scores of a constant computed in floating point would read its rounding noise.
-    flat = span <= FLAT_ULPS * np.finfo(dtype).eps * np.abs(curves).max(axis=-1)
-    return _Curves(curves, invalid, np.where(flat, 0.0, span))
+    floor = NOISE_ULPS * eps * np.abs(curves).max(axis=-1)
+    flat = (span <= floor) & ~invalid
+    return _Curves(curves, invalid, np.where(flat, 0.0, span), flat)
+
 
 
 def _relative(excess: np.ndarray, curves: _Curves):
@@ -184,33 +234,35 @@ def _excess(f: np.ndarray, weight, curves: _Curves):
     return _relative(excess, curves)
 
 
-def qcvx_barrier(values, axis: int = -1):
+def qcvx_barrier(values, axis: int = -1, *, dtype=None):
     """Quasi-convexity barrier of every curve along ``axis`` (see the module docstring).
 
     ``max_j [f_j − max(min_{i<j} f_i, min_{k>j} f_k)]⁺ / (max f − min f)``, from prefix and
     suffix minima in O(n).  Returns an array of the shape of ``values`` without ``axis``
-    (a scalar for one curve); NaN where a curve holds NaN or inf, 0 for flat curves.
+    (a scalar for one curve); NaN where a curve holds NaN or inf, 0 for flat curves (a range
+    within the rounding noise of ``dtype``, the dtype the values were evaluated in; by
+    default their own).
 
     >>> float(qcvx_barrier([0.0, 2.0, 1.0, 3.0]))  # bump 2 above max(0, 1), range 3
     0.3333333333333333
     >>> float(qcvx_barrier([3.0, 1.0, 0.0, 2.0]))  # a valley
     0.0
     """
-    curves = _prepare(values, axis)
+    curves = _prepare(values, axis, dtype)
     return _barrier(curves.values, curves)
 
 
-def qccv_barrier(values, axis: int = -1):
+def qccv_barrier(values, axis: int = -1, *, dtype=None):
     """Quasi-concavity barrier: :func:`qcvx_barrier` of ``-values``.
 
     >>> float(qccv_barrier([0.0, 2.0, 1.0, 3.0]))  # dip 1 below min(2, 3), range 3
     0.3333333333333333
     """
-    curves = _prepare(values, axis)
+    curves = _prepare(values, axis, dtype)
     return _barrier(-curves.values, curves)
 
 
-def cvx_excess(values, x=None, axis: int = -1):
+def cvx_excess(values, x=None, axis: int = -1, *, dtype=None):
     """Convexity excess of every curve along ``axis`` (see the module docstring).
 
     ``max_j [f_j − chord_j]⁺ / (max f − min f)`` over interior samples, chord_j the
@@ -223,17 +275,17 @@ def cvx_excess(values, x=None, axis: int = -1):
     >>> float(cvx_excess([0.0, 2.0, 2.0], x=[0.0, 1.0, 4.0]))  # chord at 1: 0.5
     0.75
     """
-    curves = _prepare(values, axis)
+    curves = _prepare(values, axis, dtype)
     return _excess(curves.values, _chord_weights(x, curves.values.shape[-1]), curves)
 
 
-def ccv_excess(values, x=None, axis: int = -1):
+def ccv_excess(values, x=None, axis: int = -1, *, dtype=None):
     """Concavity excess: :func:`cvx_excess` of ``-values``.
 
     >>> float(ccv_excess([0.0, 0.0, 2.0]))  # 1 below the chord, range 2
     0.5
     """
-    curves = _prepare(values, axis)
+    curves = _prepare(values, axis, dtype)
     return _excess(-curves.values, _chord_weights(x, curves.values.shape[-1]), curves)
 
 
@@ -270,15 +322,17 @@ def _counts(curves: _Curves, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return n_minima[()], n_maxima[()]
 
 
-def count_extrema(values, tol: float = DEFAULT_TOL, axis: int = -1):
+def count_extrema(values, tol: float = DEFAULT_TOL, axis: int = -1, *, dtype=None):
     """Numbers of significant local minima and maxima of every curve along ``axis``.
 
     Endpoints and plateaus count; an extremum is significant when its topographic
     prominence is at least ``tol · (max f − min f)``, the domain's edges being lower than
     everything for maxima and higher than everything for minima (so the global minimum and
     maximum always count).  A curve is quasi-convex exactly when it has one significant
-    minimum.  Returns ``(n_minima, n_maxima)``, integer arrays of the shape of ``values``
-    without ``axis``; −1 for curves holding NaN or inf.  A flat curve has one of each.
+    minimum.  ``dtype``: the dtype the values were evaluated in (by default their own), which
+    decides which curves are flat.  Returns ``(n_minima, n_maxima)``, integer arrays of the
+    shape of ``values`` without ``axis``; −1 for curves holding NaN or inf.  A flat curve has
+    one of each.
 
     >>> [int(c) for c in count_extrema([1.0, 0.0, 1.0])]  # x²: one valley, two edge maxima
     [1, 2]
@@ -286,12 +340,12 @@ def count_extrema(values, tol: float = DEFAULT_TOL, axis: int = -1):
     [1, 1]
     """
     tol = _check_tol(tol)
-    return _counts(_prepare(values, axis), tol)
+    return _counts(_prepare(values, axis, dtype), tol)
 
 
-def _score_curves(values: np.ndarray, x, tol: float) -> dict[str, np.ndarray]:
+def _score_curves(values: np.ndarray, x, tol: float, dtype) -> dict[str, np.ndarray]:
     """Every score of CONVEXITY_SCORES for the curves along the last axis of ``values``."""
-    curves = _prepare(values, -1)
+    curves = _prepare(values, -1, dtype)
     f = curves.values
     weight = _chord_weights(x, f.shape[-1])
     qcvx, qccv = np.asarray(_barrier(f, curves)), np.asarray(_barrier(-f, curves))
@@ -300,7 +354,7 @@ def _score_curves(values: np.ndarray, x, tol: float) -> dict[str, np.ndarray]:
     return {"qcvx_barrier": qcvx, "qccv_barrier": qccv,
             "quasi_convex": qcvx <= tol, "quasi_concave": qccv <= tol,
             "cvx_excess": cvx, "ccv_excess": ccv, "convex": cvx <= tol, "concave": ccv <= tol,
-            "n_minima": n_minima, "n_maxima": n_maxima}
+            "n_minima": n_minima, "n_maxima": n_maxima, "constant": np.asarray(curves.flat)}
 
 
 # ----------------------------------------------------------------------------- 2-D lines
@@ -309,7 +363,7 @@ def _diagonal_length(n0: int, n1: int, offset: int) -> int:
     return max(0, min(n0, n1 - offset) if offset >= 0 else min(n0 + offset, n1))
 
 
-def _diagonal_scores(grid: np.ndarray, tol: float) -> tuple[list[int], list[int], dict]:
+def _diagonal_scores(grid: np.ndarray, tol: float, dtype) -> tuple[list[int], list[int], dict]:
     """Scores of the diagonals (j − i = offset) of length >= 3 of the last two axes.
 
     Diagonals differ in length, so they are scored in groups of equal length and put back
@@ -326,7 +380,7 @@ def _diagonal_scores(grid: np.ndarray, tol: float) -> tuple[list[int], list[int]
     order, groups = [], []
     for ks in by_length.values():
         curves = np.stack([np.diagonal(grid, k, axis1=-2, axis2=-1) for k in ks], axis=-2)
-        groups.append(_score_curves(curves, None, tol))
+        groups.append(_score_curves(curves, None, tol, dtype))
         order.extend(ks)
     permutation = np.argsort(order)
     scores = {name: np.concatenate([g[name] for g in groups], axis=-1)[..., permutation]
@@ -335,7 +389,7 @@ def _diagonal_scores(grid: np.ndarray, tol: float) -> tuple[list[int], list[int]
     return ordered, [_diagonal_length(n0, n1, k) for k in ordered], scores
 
 
-def _line_scores(grid: np.ndarray, x0, x1, tol: float):
+def _line_scores(grid: np.ndarray, x0, x1, tol: float, dtype):
     """Scores of rows, columns, diagonals and antidiagonals of the last two axes of ``grid``."""
     n0, n1 = grid.shape[-2:]
     kinds: list[str] = []
@@ -351,10 +405,11 @@ def _line_scores(grid: np.ndarray, x0, x1, tol: float):
             parts.append(scores)
 
     # A row runs along dim[0] at fixed index j of dim[1]; a column along dim[1] at fixed i.
-    add("row", list(range(n1)), [n0] * n1, _score_curves(np.swapaxes(grid, -1, -2), x0, tol))
-    add("column", list(range(n0)), [n1] * n0, _score_curves(grid, x1, tol))
-    add("diagonal", *_diagonal_scores(grid, tol))
-    add("antidiagonal", *_diagonal_scores(grid[..., ::-1], tol))
+    add("row", list(range(n1)), [n0] * n1,
+        _score_curves(np.swapaxes(grid, -1, -2), x0, tol, dtype))
+    add("column", list(range(n0)), [n1] * n0, _score_curves(grid, x1, tol, dtype))
+    add("diagonal", *_diagonal_scores(grid, tol, dtype))
+    add("antidiagonal", *_diagonal_scores(grid[..., ::-1], tol, dtype))
     scores = {name: np.concatenate([p[name] for p in parts], axis=-1) for name in CONVEXITY_SCORES}
     return kinds, offsets, lengths, scores
 
@@ -391,7 +446,7 @@ def _fraction(flags: np.ndarray, valid: np.ndarray) -> float:
 
 
 def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
-                    tol: float = DEFAULT_TOL) -> xr.Dataset:
+                    tol: float = DEFAULT_TOL, dtype=None) -> xr.Dataset:
     """Quasi-convexity and convexity scores of the curves of ``da``.
 
     ``dim`` one name: every 1-D curve of ``da`` along ``dim`` is scored, with the numeric
@@ -406,24 +461,31 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
     of the fixed coordinate, or the diagonal offset) and ``line_length`` (samples).  Other
     dimensions of ``da`` are kept.
 
-    Attributes: ``tol``, ``dim`` ("alpha" or "alpha,beta") and the fractions of curves that
-    are quasi-convex, quasi-concave, either, convex and concave (:data:`FRACTIONS`), over
-    the curves without NaN.
+    ``dtype``: the floating dtype the values were evaluated in (a numpy or torch dtype or
+    its name; by default ``da``'s own), which sets each curve's rounding-noise floor
+    ``NOISE_ULPS · eps · max|f|``: a curve whose range is within it is ``constant`` (see the
+    module docstring).
+
+    Attributes: ``tol``, ``dim`` ("alpha" or "alpha,beta"), ``dtype``, ``noise_ulps``,
+    ``frac_constant`` (constant curves among those without NaN) and the fractions of the
+    other curves (neither NaN nor constant) that are quasi-convex, quasi-concave, either,
+    convex and concave (:data:`FRACTIONS`); NaN when no curve is left.
     """
     if not isinstance(da, xr.DataArray):
         raise LandscapeError(f"da: expected an xarray.DataArray, got {type(da).__name__}")
     tol = _check_tol(tol)
+    dtype = _dtype_name(dtype, np.empty(0, da.dtype))
     dims = _parse_dims(da, dim)
     others = [d for d in da.dims if d not in dims]
     template = da.isel({d: 0 for d in dims}, drop=True)
     values = da.transpose(*others, *dims).values
     if len(dims) == 1:
-        scores = _score_curves(values, _coordinate_positions(da, dims[0]), tol)
+        scores = _score_curves(values, _coordinate_positions(da, dims[0]), tol, dtype)
         out_dims = tuple(others)
         line_coords = {}
     else:
         x0, x1 = (_coordinate_positions(da, d) for d in dims)
-        kinds, offsets, lengths, scores = _line_scores(values, x0, x1, tol)
+        kinds, offsets, lengths, scores = _line_scores(values, x0, x1, tol, dtype)
         out_dims = (*others, "line")
         line_coords = {"line_kind": ("line", np.array(kinds)),
                        "line_offset": ("line", np.array(offsets, dtype=np.int64)),
@@ -433,11 +495,15 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
                  for name in CONVEXITY_SCORES}
     ds = xr.Dataset(data_vars, coords=template.coords).assign_coords(line_coords)
 
-    valid = ~np.isnan(scores["qcvx_barrier"])
+    finite = ~np.isnan(scores["qcvx_barrier"])
+    valid = finite & ~scores["constant"]  # constant curves are every shape at once: left out
     quasi_convex, quasi_concave = scores["quasi_convex"], scores["quasi_concave"]
     ds.attrs.update({
         "tol": tol,
         "dim": ",".join(map(str, dims)),
+        "dtype": dtype,
+        "noise_ulps": NOISE_ULPS,
+        "frac_constant": _fraction(scores["constant"], finite),
         "frac_quasi_convex": _fraction(quasi_convex, valid),
         "frac_quasi_concave": _fraction(quasi_concave, valid),
         "frac_either": _fraction(quasi_convex | quasi_concave, valid),
@@ -448,20 +514,22 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
 
 
 def add_scores(ds: xr.Dataset, var: str, dim: str | Sequence[str] = "alpha",
-               tol: float = DEFAULT_TOL) -> xr.Dataset:
-    """``ds`` with the scores of ``quasi_convexity(ds[var], dim, tol)`` merged in.
+               tol: float = DEFAULT_TOL, dtype=None) -> xr.Dataset:
+    """``ds`` with the scores of ``quasi_convexity(ds[var], dim, tol, dtype)`` merged in.
 
-    Each score becomes the variable ``f"{var}_{score}"`` (``loss_qcvx_barrier``), each
-    fraction the attribute ``f"{var}_{fraction}"`` (``loss_frac_quasi_convex``); ``tol``
-    and ``dim`` go to ``f"{var}_convexity_tol"`` and ``f"{var}_convexity_dim"``.  ``ds``
-    itself is not modified.
+    Each score becomes the variable ``f"{var}_{score}"`` (``loss_qcvx_barrier``,
+    ``loss_constant``), each fraction the attribute ``f"{var}_{fraction}"``
+    (``loss_frac_quasi_convex``, ``loss_frac_constant``); ``tol``, ``dim``, ``dtype`` and
+    ``noise_ulps`` go to ``f"{var}_convexity_tol"`` ... ``f"{var}_convexity_noise_ulps"``.
+    ``dtype`` is the dtype ``ds[var]`` was evaluated in, when it was stored in a wider one.
+    ``ds`` itself is not modified.
     """
     if not isinstance(ds, xr.Dataset):
         raise LandscapeError(f"ds: expected an xarray.Dataset, got {type(ds).__name__}")
     if var not in ds.data_vars:
         raise LandscapeError(f"var: {var!r} is not a variable of the dataset; allowed "
                              f"{', '.join(map(str, ds.data_vars)) or '(none)'}")
-    scores = quasi_convexity(ds[var], dim=dim, tol=tol)
+    scores = quasi_convexity(ds[var], dim=dim, tol=tol, dtype=dtype)
     merged = {}
     for name in CONVEXITY_SCORES:
         score = scores[name].copy()
@@ -471,6 +539,6 @@ def add_scores(ds: xr.Dataset, var: str, dim: str | Sequence[str] = "alpha",
     out.attrs = dict(ds.attrs)
     for name in FRACTIONS:
         out.attrs[f"{var}_{name}"] = scores.attrs[name]
-    out.attrs[f"{var}_convexity_tol"] = scores.attrs["tol"]
-    out.attrs[f"{var}_convexity_dim"] = scores.attrs["dim"]
+    for name in ("tol", "dim", "dtype", "noise_ulps"):
+        out.attrs[f"{var}_convexity_{name}"] = scores.attrs[name]
     return out

@@ -2,7 +2,8 @@
 
 ``load_dataset(name, root, n, split, seed, in_shape)`` returns ``(x, y)``: float32
 images of shape ``(N, *in_shape)`` standardised with the dataset's own channel
-statistics, and int64 labels.
+statistics, and int64 labels; or, for byte sequences, token windows and their
+next tokens (below).
 
 * ``digits``         scikit-learn's 1 797 handwritten 8x8 digits, shipped with
                      scikit-learn: the default, needs no download;
@@ -29,6 +30,28 @@ Your own data, named ``KIND:PATH`` (see :data:`USER_DATASETS`):
 Images are converted to the model's input shape: greyscale is repeated to
 three channels (colour is averaged to one), and the spatial size is resized
 bilinearly.  ``n`` takes a deterministic subset chosen by ``seed``.
+
+Byte sequences, for the transformer (``in_shape = (T,)``, T the context):
+
+* ``pysource``       the ``.py`` files of the running Python's standard library
+                     (``sysconfig.get_paths()["stdlib"]``, ``site-packages`` and
+                     ``dist-packages`` left out), read as bytes: nothing is
+                     downloaded.  Python 3.11 here: 1 790 files, 31.5 MB.
+* ``text:PATH``      one text file, or every file under a folder (hidden ones
+                     left out), as bytes.
+
+The split is by file, so no file is in both: a file (its path relative to the
+corpus root, with ``/`` separators) is in the test split when the first eight
+bytes of the SHA-256 of that path, read as a big-endian integer, are 0 mod 10
+(about 10 % of the files), whatever order the file system lists them in.  When
+that leaves a split empty (a single file, a handful of files), each file's first
+90 % of bytes are train and the rest test instead.  A split's files are
+concatenated in the order of their relative paths into one byte stream ``s``;
+window i is ``s[iT : iT + T + 1]``, so consecutive windows share one byte and
+every next-byte transition of the stream is a target exactly once.  The
+convention for sequence data: ``x = window[:, :-1]`` (token ids in) and
+``y = window[:, 1:]`` (the next byte at every position), both int64 of shape
+``(N, T)``, views of one tensor.
 """
 
 from __future__ import annotations
@@ -41,7 +64,11 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 
-DATASETS = ("digits", "cifar10", "mnist", "fashion-mnist", "gaussian")
+DATASETS = ("digits", "cifar10", "mnist", "fashion-mnist", "gaussian", "pysource")
+TEXT_DATASETS = ("pysource",)  # and text:PATH
+DEFAULT_CONTEXT = 64
+TEST_MODULUS = 10  # one file in ten is held out
+_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 
 # Channel statistics of each training split (pixel values scaled to [0, 1]).
 _STATS = {
@@ -106,6 +133,106 @@ def _gaussian(split: str, in_shape, num_classes: int = 10) -> tuple[np.ndarray, 
     teacher = np.random.default_rng(7).standard_normal((d, num_classes))
     y = (x @ teacher).argmax(axis=1).astype(np.int64)
     return x.reshape(-1, *in_shape), y
+
+
+# ----------------------------------------------------------------------------- byte sequences
+
+def is_text(name: str) -> bool:
+    """Whether dataset ``name`` holds byte sequences (``pysource``, ``text:PATH``)."""
+    return name in TEXT_DATASETS or name.startswith("text:")
+
+
+def pysource_root() -> Path:
+    import sysconfig
+
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def corpus_files(name: str) -> list[tuple[str, Path]]:
+    """``(relative path, path)`` of every file of a text corpus, sorted by relative path."""
+    if name == "pysource":
+        root = pysource_root()
+        files = [p for p in root.rglob("*.py")
+                 if not _EXCLUDED_DIRS & set(p.relative_to(root).parts[:-1]) and p.is_file()]
+    else:
+        root = Path(name[len("text:"):]).expanduser()
+        if not str(root) or not root.exists():
+            raise LandscapeError(f"dataset {name!r}: no such file or folder {str(root)!r}")
+        if root.is_file():
+            return [(root.name, root)]
+        files = [p for p in root.rglob("*") if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    out = sorted((p.relative_to(root).as_posix(), p) for p in files)
+    if not out:
+        raise LandscapeError(f"dataset {name!r}: no files under {str(root)!r}")
+    return out
+
+
+def is_test_file(relative: str) -> bool:
+    """The split rule (module docstring): held out when sha256(path) is 0 mod 10."""
+    import hashlib
+
+    digest = hashlib.sha256(relative.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % TEST_MODULUS == 0
+
+
+def text_stream(name: str, split: str) -> np.ndarray:
+    """The byte stream (uint8) of one split of a text corpus (module docstring)."""
+    files = corpus_files(name)
+    held_out = [is_test_file(rel) for rel, _ in files]
+    by_file = any(held_out) and not all(held_out)
+    parts = []
+    for (_, path), test in zip(files, held_out):
+        if by_file and test != (split == "test"):
+            continue
+        data = path.read_bytes()
+        if not by_file:
+            cut = int(len(data) * (1 - 1 / TEST_MODULUS))
+            data = data[cut:] if split == "test" else data[:cut]
+        parts.append(np.frombuffer(data, dtype=np.uint8))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
+
+
+def byte_windows(stream: np.ndarray, context: int) -> np.ndarray:
+    """Windows ``stream[iT : iT + T + 1]`` (a read-only view), shape ``(N, T + 1)``."""
+    n = (len(stream) - 1) // context if len(stream) > 1 else 0
+    return np.lib.stride_tricks.as_strided(stream, shape=(n, context + 1),
+                                           strides=(context * stream.strides[0], stream.strides[0]),
+                                           writeable=False)
+
+
+def _text(name: str, split: str, in_shape, n: int | None, seed: int):
+    if in_shape is not None and len(in_shape) != 1:
+        raise LandscapeError(f"dataset {name!r} holds byte sequences, for a token model such as "
+                             f"--model transformer (input shape {tuple(in_shape)} is an image's)")
+    context = int(in_shape[0]) if in_shape is not None else DEFAULT_CONTEXT
+    windows = byte_windows(text_stream(name, split), context)
+    if len(windows) == 0:
+        raise LandscapeError(f"dataset {name!r}: the {split} split is shorter than one window "
+                             f"of {context + 1} bytes")
+    if n is not None:
+        if n > len(windows):
+            raise LandscapeError(f"samples: {name!r} {split} split has {len(windows)} windows of "
+                                 f"{context} bytes, asked for {n}")
+        windows = windows[subset_index(len(windows), n, seed)]
+    tokens = torch.from_numpy(np.ascontiguousarray(windows)).long()
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def unigram_bits(train_tokens: torch.Tensor, test_tokens: torch.Tensor, vocab: int = 256) -> float:
+    """Cross-entropy in bits per token of ``test_tokens`` under the unigram
+    distribution of ``train_tokens``, with add-one smoothing over ``vocab`` so a
+    token unseen in training costs finite bits: the baseline a sequence model
+    must beat."""
+    counts = torch.bincount(train_tokens.reshape(-1).cpu(), minlength=vocab).double() + 1.0
+    logp = torch.log2(counts / counts.sum())
+    test = torch.bincount(test_tokens.reshape(-1).cpu(), minlength=vocab).double()
+    return float(-(test * logp).sum() / test.sum())
+
+
+def subset_index(total: int, n: int, seed: int) -> np.ndarray:
+    """The deterministic subset of ``n`` of ``total`` samples chosen by ``seed``, in order."""
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
 
 
 def to_shape(x: torch.Tensor, in_shape) -> torch.Tensor:
@@ -222,13 +349,18 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
 
     kind, colon, path = name.partition(":") if isinstance(name, str) else ("", "", "")
     user = bool(colon) and kind in USER_DATASETS
-    if name not in DATASETS and not user:
+    if name not in DATASETS and not user and not is_text(name):
         raise LandscapeError(f"dataset: unknown value {name!r}; choose one of {', '.join(DATASETS)}, "
-                             f"or {', '.join(k + ':PATH' for k in USER_DATASETS)}")
+                             f"or {', '.join(k + ':PATH' for k in USER_DATASETS)}, text:PATH")
     if split not in ("train", "test"):
         raise LandscapeError(f"split: unknown value {split!r}; choose train or test")
     if n is not None and (int(n) != n or n < 1):
         raise LandscapeError(f"samples: must be a positive integer, got {n!r}")
+    if is_text(name):
+        return _text(name, split, None if in_shape is None else tuple(in_shape), n, seed)
+    if in_shape is not None and len(tuple(in_shape)) == 1:
+        raise LandscapeError(f"dataset {name!r} holds images; a token model such as the "
+                             "transformer reads --dataset pysource or text:PATH")
     shape = parse_shape(in_shape) if in_shape is not None else None
     if user:
         x, y = USER_DATASETS[kind](path, split, shape, n, seed)
@@ -243,7 +375,7 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
     if n is not None:
         if n > len(x):
             raise LandscapeError(f"samples: {name!r} {split} split has {len(x)} samples, asked for {n}")
-        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+        idx = subset_index(len(x), n, seed)
         x, y = x[idx], None if y is None else y[idx]
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if shape is not None and xt.is_floating_point() and xt.dim() == 4:

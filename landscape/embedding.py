@@ -43,6 +43,7 @@ from torch import nn
 
 from ._state import check_per_sample, model_view, untouched
 from .errors import LandscapeError, check_choice
+from .memory import memory_budget, require
 from .models import resolve_layer, select_units, unit_activations
 from .progress import start as start_progress
 from .results import atomic_write, provenance
@@ -183,6 +184,20 @@ def _features(model: nn.Module, x: torch.Tensor, features: str, batch_size: int)
     return torch.cat(parts).numpy()
 
 
+def _check_map_memory(model: nn.Module, x: torch.Tensor, features: str, perplexity: float,
+                      budget: int) -> None:
+    """Refuse a map whose features and affinities do not fit ``budget``."""
+    if features == "input":
+        width = x[0].numel()
+    else:
+        with torch.no_grad():
+            width = unit_activations(model, resolve_layer(model, features), x[:2]).shape[1]
+    n = len(x)
+    neighbours = min(n, int(3 * perplexity) + 1)
+    need = n * width * 8 * 2 + n * neighbours * 8 * 4  # features + PCA copy; kNN graph, P, P + Pᵀ
+    require(need, budget, f"t-SNE of {n:,} samples x {width:,} features")
+
+
 @untouched
 def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
                   x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
@@ -190,7 +205,7 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
                   seed: int = 0, n_iter: int = 500, n_jobs: int = 1, gradient: str = "auto",
                   cache_dir: str | os.PathLike | None = None, maxact: xr.Dataset | None = None,
                   batch_size: int = 512, bn: str = "auto",
-                  dataset: str | None = None, progress=None) -> xr.Dataset:
+                  dataset: str | None = None, progress=None, max_memory=None) -> xr.Dataset:
     """Each unit's activation over the t-SNE map of ``x`` (module docstring);
     ``progress``: see :func:`fit_map`.
 
@@ -200,6 +215,9 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
     placed at their map positions and its optimised maxima by ``transform``.
     ``bn``: BatchNorm statistics of the layer features and the heatmaps alike
     (``auto``, ``eval``, ``recompute`` on ``x``; ``batch`` is refused).
+    ``max_memory`` (default :func:`landscape.memory.memory_budget`): a map whose
+    features (float64, with PCA's working copy) and neighbour graph do not fit
+    is refused before any work.
 
     Returns a Dataset of kind ``tsne``: dims ``sample``, ``unit``; ``tsne_x``,
     ``tsne_y``, ``label`` ``(sample)`` (−1 without ``y``), ``activation(sample,
@@ -213,6 +231,7 @@ def tsne_heatmaps(model: nn.Module, layer: str | None = None, units=16,
     provenance_of = model
     model = model_view(model, bn, x, batch_size)
     unit_idx = select_units(model, layer, units, x)
+    _check_map_memory(model, x, features, perplexity, memory_budget(x.device, max_memory))
     feats = _features(model, x, features, batch_size)
     tmap = fit_map(feats, pca_dims=pca_dims, perplexity=perplexity, seed=seed, n_iter=n_iter,
                    n_jobs=n_jobs, gradient=gradient, cache_dir=cache_dir, progress=progress)

@@ -1,8 +1,8 @@
 """Weight initialisation schemes and the bias scale.
 
 ``initialize(model, init, bias_scale)`` re-draws the weight of every linear,
-convolutional and transposed-convolutional layer with ``init`` and then sets the
-biases:
+convolutional, transposed-convolutional and embedding layer with ``init`` and
+then sets the biases:
 
 * ``default``        PyTorch's (or torchvision's) own initialisation, untouched;
 * ``xavier``         Glorot & Bengio (2010), uniform, gain 1;
@@ -15,8 +15,20 @@ biases:
 Bias scale S: every bias, and the shift of every normalisation layer, is drawn
 from N(0, S²) after the weight init (S = 0: zero biases).  ``bias_scale=None``
 keeps what the init's reference does: zero biases for every named scheme,
-PyTorch's own biases for ``default``.  Normalisation layers' scales are reset to
-1 by every named scheme, as their references do.
+PyTorch's own biases for ``default``.  Normalisation layers' scales (LayerNorm
+included) are reset to 1 by every named scheme, as their references do.
+
+An embedding table ``(num, dim)`` is drawn as the linear map from one-hot
+inputs that it is, whose weight is its transpose: fan-in ``num``, fan-out
+``dim`` (xavier: U(±sqrt(6 / (num + dim))); kaiming: N(0, 2 / num); normal:
+N(0, weight_std²), GPT-2's 0.02 by default).  A tensor shared by two layers (a
+transformer's tied embedding and output head) is drawn once, by the first
+layer that holds it (the embedding).  Embeddings are weights, not biases: the
+bias scale leaves them alone.  For the transformer (:mod:`landscape.transformer`)
+``default`` is its own GPT-2 initialisation; each named scheme re-draws the
+token and position tables, the attention's ``qkv`` and ``proj`` and the MLP's
+``fc`` and ``proj`` (without GPT-2's 1/sqrt(2 depth) on the projections),
+zeroes the biases and sets LayerNorms to weight 1, shift 0.
 
 Randomness comes from the global generator, which :func:`landscape.build_model`
 seeds inside ``torch.random.fork_rng`` so the caller's state is untouched.
@@ -78,10 +90,15 @@ def initialize(model: nn.Module, init: str = "default", bias_scale: float | None
         raise LandscapeError(f"weight_std applies to init 'normal' only, not {init!r}")
     rule = _normal(weight_std) if init == "normal" else INITS[init]
     if rule is not None:
+        drawn: set[int] = set()  # a tensor shared by two layers (tied embeddings) is drawn once
         for m in model.modules():
-            if isinstance(m, WEIGHT_LAYERS):
-                rule(m.weight)
-                if m.bias is not None:
+            if isinstance(m, WEIGHT_LAYERS + (nn.Embedding,)):
+                if id(m.weight) not in drawn:
+                    drawn.add(id(m.weight))
+                    # An embedding table (num, dim) is the linear map from one-hot inputs
+                    # whose weight is its transpose: fan-in num, fan-out dim.
+                    rule(m.weight.t() if isinstance(m, nn.Embedding) else m.weight)
+                if getattr(m, "bias", None) is not None:
                     m.bias.zero_()
             elif isinstance(m, NORM_LAYERS):
                 if getattr(m, "weight", None) is not None:

@@ -92,6 +92,7 @@ from torch import nn
 from ._heap import reusing_freed_memory
 from ._state import check_per_sample, model_view, resolve_bn, untouched
 from .errors import LandscapeError
+from .memory import activation_bytes, memory_budget, require
 from .models import resolve_layer, select_units, unit_activations
 from .results import provenance
 
@@ -388,6 +389,8 @@ def null_model(model: nn.Module, seed: int) -> nn.Module:
         if seed == recipe.get("seed"):
             seed += 1
         null = build_model(**{**recipe, "seed": seed})
+        if hasattr(model, "view_of"):  # an input view (token embeddings): view the null alike
+            null = model.view_of(null)
     else:
         null = copy.deepcopy(model)
         resettable = [m for m in null.modules() if hasattr(m, "reset_parameters")]
@@ -403,6 +406,22 @@ def null_model(model: nn.Module, seed: int) -> nn.Module:
     return null
 
 
+def _ascent_batch(model: nn.Module, x: torch.Tensor, n_units: int, n_starts: int,
+                  batch_size: int, budget: int) -> int:
+    """The largest batch (at most ``batch_size``) of ascending points that fits the
+    budget beside every start and end point; refuses when one point does not.
+    ``model``: the view the ascent runs (eval mode, its BatchNorm statistics set)."""
+    _check_positive("batch_size", batch_size)
+    feature_bytes = x[0].numel() * x.element_size()
+    points = n_units * n_starts * feature_bytes * 2  # the starts and the ends
+    # Autograd keeps every activation and their gradients; the point, its
+    # gradient and Adam's two moments.
+    per_point = 2 * activation_bytes(model, x, retained=True) + 4 * feature_bytes
+    require(points + per_point, budget, f"maxact: {n_units} units x {n_starts} starts of "
+            f"gradient ascent")
+    return int(max(1, min(batch_size, (budget - points) // per_point)))
+
+
 @untouched
 @reusing_freed_memory
 def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor | None = None, *,
@@ -410,7 +429,8 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
            norm_ball: float | None = None, null_models: int = 0, k_neighbors: int = 10,
            eps: float = 0.05, merge_radius: float = 0.5, seed: int = 0, relation: bool = False,
            anchors: int = 4, batch_size: int = 512, bn: str = "auto",
-           progress: Progress | None = None, dataset: str | None = None) -> xr.Dataset:
+           progress: Progress | None = None, dataset: str | None = None,
+           max_memory=None) -> xr.Dataset:
     """Dataset top-k, gradient-ascent maxima and the reliability metrics (module
     docstring) of ``units`` of ``layer`` on the data ``x (N, *in_shape)``.
 
@@ -421,6 +441,10 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     :func:`relate` variables.  ``bn``: BatchNorm statistics (``auto``, ``eval``,
     ``recompute`` on ``x``; ``batch`` is refused), the same for every part of the
     result.  The model runs in eval mode and is not changed.
+    ``max_memory`` (default :func:`landscape.memory.memory_budget`) bounds the
+    ascent: its points (units x starts x features, with the optimiser's state) and
+    the batch that ascends at once (``batch_size`` at most), whose forward pass
+    autograd keeps; what cannot fit is refused before any work.
 
     Returns a Dataset of kind ``maxact``: dims ``unit``, ``rank`` (top-k),
     ``restart`` (the ``restarts`` random starts, then the top-k starts),
@@ -439,6 +463,8 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     unit_idx = select_units(net, layer, units, x)
     in_shape = tuple(x.shape[1:])
     flat = x.detach().flatten(1)
+    batch_size = _ascent_batch(net, x, len(unit_idx), restarts + top_k, batch_size,
+                               memory_budget(x.device, max_memory))
     options = dict(top_k=top_k, restarts=restarts, steps=steps, lr=lr, norm_ball=norm_ball,
                    k_neighbors=k_neighbors, eps=eps, merge_radius=merge_radius,
                    batch_size=batch_size)
@@ -473,9 +499,12 @@ def maxact(model: nn.Module, layer: str | None = None, units=16, x: torch.Tensor
     null_bn = "recompute" if net.bn_mode == "eval" and resolve_bn(model, "auto") == "eval" else net.bn_mode
     if null_models:
         pooled: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-        null_seeds = [10_000 + 7919 * (seed + 1) + i for i in range(null_models)]
-        for i, null_seed in enumerate(null_seeds):
-            other = model_view(null_model(model, seed=null_seed), null_bn, x, batch_size)
+        null_seeds = []
+        for i in range(null_models):
+            asked = 10_000 + 7919 * (seed + 1) + i
+            drawn = null_model(model, seed=asked)
+            null_seeds.append(int(getattr(drawn, "recipe", {}).get("seed", asked)))
+            other = model_view(drawn, null_bn, x, batch_size)
             nres = reliability_metrics(layer_function(other, layer, unit_idx, in_shape), flat,
                                        seed=seed + 1 + i, **options)
             for name in METRICS:

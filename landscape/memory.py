@@ -1,4 +1,5 @@
-"""Memory budgets: every analysis sizes its buffers against one number.
+"""Memory budgets and CPU threads: every analysis sizes its buffers against one
+number, and takes as many threads as it has cores.
 
 The budget is the memory an analysis may fill with its own working buffers
 (slice chunks, Krylov bases, activation caches).  By default it is half of the
@@ -10,6 +11,12 @@ environment variable ``LANDSCAPE_MAX_MEMORY``.
 
 Work whose smallest unit does not fit is refused before anything is
 allocated, with the size it would need (:func:`require`).
+
+Threads: torch's intra-op pool spins while it waits, so a pool larger than the
+cores a process really gets (its affinity mask, shared among the workers of a
+sweep) slows it down by orders of magnitude as soon as another process is busy.
+:func:`use_threads` sets the pool to :func:`usable_cores` divided by the
+processes sharing them, or to an explicit count.
 """
 
 from __future__ import annotations
@@ -91,6 +98,23 @@ def available_memory(device=None) -> int:
     return int(room if cgroup is None else min(room, cgroup))
 
 
+def total_memory() -> int:
+    """Bytes of physical memory (the cgroup's limit where that is lower)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit != "max" and int(limit) < total:
+            total = int(limit)
+        break
+    return int(total)
+
+
 def memory_budget(device=None, max_memory=None) -> int:
     """Bytes an analysis may use for its buffers on ``device``.
 
@@ -105,9 +129,58 @@ def memory_budget(device=None, max_memory=None) -> int:
     return int(DEFAULT_FRACTION * available_memory(device))
 
 
+def activation_bytes(model, x, retained: bool = False) -> int:
+    """Memory one sample of ``x`` takes in a forward pass of ``model``, probed on
+    two samples without gradients (put the model in the mode you will run it in:
+    a probe in train mode would update BatchNorm statistics).
+
+    Peak-ish: three times the largest output of any leaf module (its input, its
+    output and a shortcut alive at once).  ``retained``: the sum of every leaf's
+    output, what autograd keeps for a backward pass.
+    """
+    import torch
+
+    probe = x[:2]  # two samples: batch statistics need more than one
+    sizes: list[int] = [probe[:1].numel() * probe.element_size()]
+
+    def hook(_m, _i, out):
+        if isinstance(out, torch.Tensor) and out.dim() > 0:
+            sizes.append(out.numel() // out.shape[0] * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for h in handles:
+            h.remove()
+    return int(sum(sizes)) if retained else 3 * max(sizes)
+
+
 def require(nbytes: float, budget: float, what: str, hint: str = "") -> None:
     """Refuse work whose smallest unit (``nbytes``) exceeds ``budget``."""
     if nbytes > budget:
         message = (f"{what} needs {format_bytes(nbytes)} of memory, more than the budget of "
                    f"{format_bytes(budget)}")
         raise LandscapeError(message + (f"; {hint}" if hint else " (raise it with --max-memory)"))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def use_threads(threads: int | None = None, share: int = 1) -> int:
+    """Set torch's intra-op threads to ``threads``, or to the usable cores divided
+    among ``share`` processes (at least 1); returns the count set."""
+    import torch
+
+    if threads is not None and threads < 1:
+        raise LandscapeError(f"threads: must be >= 1, got {threads}")
+    count = int(threads or max(1, usable_cores() // max(1, share)))
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count

@@ -4,11 +4,15 @@ Every model built here carries attributes that serve as defaults (any
 ``nn.Module`` works with every analysis: shapes come from the data given):
 
 ``model.name``           the registry name (``"resnet18"``, ``"mlp"``, ...)
-``model.in_shape``       the shape of one input, ``(C, H, W)``
-``model.task``           ``"classify"`` (cross-entropy on labels) or ``"reconstruct"``
-                         (mean squared error against the input)
+``model.in_shape``       the shape of one input, ``(C, H, W)``; ``(T,)`` token ids for
+                         the transformer
+``model.task``           ``"classify"`` (cross-entropy on labels; for a sequence model
+                         every position is classified, its label being the next token)
+                         or ``"reconstruct"`` (mean squared error against the input)
 ``model.default_layer``  the module whose output feeds the head; the default
                          layer of every unit-level analysis
+
+``transformer`` is the byte-level decoder of :mod:`landscape.transformer`.
 
 ``resnet18-noskip`` is torchvision's ResNet-18 with the identity/downsample
 shortcut of every block removed, the "no skip connections" network of
@@ -28,6 +32,8 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+
+DEFAULT_CONTEXT = 64  # landscape.transformer.DEFAULTS["context"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -144,13 +150,22 @@ def _autoencoder(num_classes: int, in_shape, width: int = 16, code: int = 32,
     return model
 
 
+def _transformer(num_classes: int, in_shape, **options) -> nn.Module:
+    from .transformer import build_transformer
+
+    return build_transformer(num_classes, in_shape, **options)
+
+
 # name -> (builder, default input shape, task, options the builder accepts)
-MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int], str, tuple[str, ...]]] = {
+MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...], str, tuple[str, ...]]] = {
     "resnet18": (lambda k, s: _resnet18(k, s, skip=True), (3, 32, 32), "classify", ()),
     "resnet18-noskip": (lambda k, s: _resnet18(k, s, skip=False), (3, 32, 32), "classify", ()),
     "mlp": (_mlp, (1, 8, 8), "classify", ("width", "depth", "activation")),
     "cnn": (_cnn, (3, 32, 32), "classify", ("width", "activation")),
     "autoencoder": (_autoencoder, (3, 32, 32), "reconstruct", ("width", "code", "activation")),
+    # Token windows: the input shape is (context,), set by the model itself.
+    "transformer": (_transformer, (DEFAULT_CONTEXT,), "classify",
+                    ("width", "depth", "heads", "context", "tied", "position")),
 }
 
 
@@ -201,7 +216,13 @@ def build_model(name: str, init: str = "default", bias_scale: float | None = Non
     if unknown:
         allowed = ", ".join(accepted) or "none"
         raise LandscapeError(f"model {name!r} takes no option {', '.join(unknown)} (its options: {allowed})")
-    shape = parse_shape(in_shape) if in_shape is not None else default_shape
+    if len(default_shape) != 3:  # a token model: its input shape is its own
+        if in_shape is not None:
+            raise LandscapeError(f"model {name!r} takes no in_shape; its input is a window of "
+                                 "token ids (see its --context)")
+        shape = None
+    else:
+        shape = parse_shape(in_shape) if in_shape is not None else default_shape
     if num_classes < 1:
         raise LandscapeError(f"num_classes: must be >= 1, got {num_classes}")
     with torch.random.fork_rng(devices=[]):
@@ -209,15 +230,16 @@ def build_model(name: str, init: str = "default", bias_scale: float | None = Non
         model = builder(num_classes, shape, **options)
         initialize(model, init, bias_scale=bias_scale, weight_std=weight_std)
     model.name = name
-    model.in_shape = tuple(shape)
+    model.in_shape = tuple(getattr(model, "in_shape", None) or shape)
     model.task = task
-    model.num_classes = num_classes
+    model.num_classes = getattr(model, "num_classes", num_classes)
     model.init = init
     model.bias_scale = None if bias_scale is None else float(bias_scale)
     # How to draw another network of this kind (null models): every argument.
     model.recipe = dict(name=name, init=init, bias_scale=model.bias_scale,
                         weight_std=None if weight_std is None else float(weight_std), seed=seed,
-                        num_classes=num_classes, in_shape=list(shape), **options)
+                        num_classes=num_classes, in_shape=None if shape is None else list(shape),
+                        **options)
     return model
 
 
@@ -434,8 +456,10 @@ def unit_activations(model: nn.Module, layer: str | None, x: torch.Tensor,
     """Activations of a layer's units, shape ``(N, U)``.
 
     A unit of a convolutional layer (output ``N, C, H, W``) is its channel's
-    spatial mean; of a token layer (``N, L, F``) the mean over tokens; of a dense
-    layer (``N, F``) one feature.  The forward pass stops at ``layer``.
+    spatial mean; of a token layer (``N, L, F``) the mean over tokens, or one
+    feature at position ``model.unit_position`` when the model names one (the
+    transformer); of a dense layer (``N, F``) one feature.  The forward pass
+    stops at ``layer``.
     Differentiable in ``x`` and in the parameters, and usable under ``torch.func``.
     """
     name = resolve_layer(model, layer)
@@ -458,6 +482,9 @@ def unit_activations(model: nn.Module, layer: str | None, x: torch.Tensor,
     out = captured[0]
     if isinstance(out, tuple):
         out = out[0]
+    position = getattr(model, "unit_position", None)
+    if position is not None and out.dim() == 3:
+        out = out[:, position]
     feats = units_of(out)
     if units is not None:
         idx = torch.as_tensor(list(units), dtype=torch.long, device=feats.device)
@@ -513,6 +540,16 @@ def select_units(model: nn.Module, layer: str | None, units,
     return chosen
 
 
+def input_view(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """The model and data that input-space analyses move through: ``(model, x)``
+    itself, or for a model of discrete tokens (one with an ``input_view`` method,
+    the transformer) a view of it taking continuous token embeddings and the
+    embedded data."""
+    if hasattr(model, "input_view"):
+        return model.input_view(x)
+    return model, x
+
+
 class eval_mode:
     """Context manager: put ``model`` in eval mode and restore every module's
     own training flag afterwards."""
@@ -535,7 +572,9 @@ def per_sample_loss(model: nn.Module, output: torch.Tensor, x: torch.Tensor,
                     y: torch.Tensor | None) -> torch.Tensor:
     """The model's training loss for each sample, shape ``output.shape[:-k]``.
 
-    ``classify``: cross-entropy of the logits (last dim) against ``y``;
+    ``classify``: cross-entropy of the logits (last dim) against ``y``; with
+    sequence targets (``y`` of shape ``(N, T)``, logits ``(N, T, V)``: the next
+    token at every position) the mean over positions, the next-token loss;
     ``reconstruct``: mean squared error of the output against the input ``x``.
     Leading batch dimensions of ``output`` (e.g. grid points under ``vmap``)
     broadcast against ``x``/``y``.
@@ -544,4 +583,12 @@ def per_sample_loss(model: nn.Module, output: torch.Tensor, x: torch.Tensor,
         err = (output - x) ** 2
         return err.flatten(err.dim() - x.dim() + 1).mean(-1)
     logp = torch.log_softmax(output, dim=-1)
-    return -logp.gather(-1, y.expand(logp.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    loss = -logp.gather(-1, y.expand(logp.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    return loss.flatten(loss.dim() - y.dim() + 1).mean(-1) if y.dim() > 1 else loss
+
+
+def per_sample_correct(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Accuracy of each sample's logits (the fraction of positions right for
+    sequence targets), shape ``output.shape[:-k]`` as :func:`per_sample_loss`."""
+    hit = (output.argmax(-1) == y).to(output.dtype)
+    return hit.flatten(hit.dim() - y.dim() + 1).mean(-1) if y.dim() > 1 else hit

@@ -32,6 +32,7 @@ from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
 from .losses import LossFn, Objective
+from .memory import activation_bytes, format_bytes, memory_budget, require
 from .models import select_units, unit_activations
 from .progress import Progress
 from .progress import start as start_progress
@@ -39,8 +40,9 @@ from .results import provenance
 
 DEFAULT_GRID = "-1:1:21"
 ENGINES = ("auto", "vmap", "loop")
-# Memory a chunk of grid points may take (parameters plus live activations).
-CPU_MEMORY_BUDGET = 1.5 * 2**30
+# Copies of each result value alive at once (the working array, the Dataset's
+# reshaped copy, the quasi-convexity scoring's lines), for the grid's own memory.
+RESULT_COPIES = 4
 # Most grid points per batched call: beyond this the batched call's overhead is
 # already amortised and larger chunks only cost memory.
 MAX_CHUNK = 64
@@ -90,31 +92,17 @@ def _coefficients(alpha: np.ndarray, beta: np.ndarray | None) -> np.ndarray:
     return np.stack([a.ravel(), b.ravel()], axis=1)
 
 
-def _activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Peak-ish memory of one sample's forward pass: three times the largest
-    output of any leaf module (input, output and a shortcut alive at once)."""
-    probe = x[:2]  # two samples: batch statistics need more than one
-    sizes: list[int] = [probe[:1].numel() * probe.element_size()]
-
-    def hook(_m, _i, out):
-        if isinstance(out, torch.Tensor) and out.dim() > 0:
-            sizes.append(out.numel() // out.shape[0] * out.element_size())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for h in handles:
-            h.remove()
-    return 3 * max(sizes)
-
-
-def _memory_budget(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.5 * free
-    return CPU_MEMORY_BUDGET
+def _grid_room(n_points: int, values_per_point: int, dims: int, budget: int, what: str) -> int:
+    """The budget left for evaluation chunks once the grid's own arrays (its
+    coefficients and every result value) are set aside; refuses a grid whose
+    results alone do not fit, naming its points and the memory they need."""
+    need = n_points * (2 * 8 * dims + RESULT_COPIES * 8 * values_per_point)
+    if need > budget:
+        raise LandscapeError(
+            f"{what}: a grid of {n_points:,} points needs {format_bytes(need)} of memory for its "
+            f"results alone, more than the budget of {format_bytes(budget)} (use a coarser "
+            f"--grid or raise --max-memory)")
+    return budget - need
 
 
 def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
@@ -129,7 +117,7 @@ def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
 
 
 def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
-                   batch_size: int | None, chunk_size: int | None, engine: str,
+                   batch_size: int, chunk_size: int, engine: str,
                    progress, objective: Objective) -> tuple[np.ndarray, np.ndarray, str]:
     """Mean loss and accuracy at ``θ + Σ_j coeffs[:, j] d_j`` for every row of
     ``coeffs``, and the engine that computed them.
@@ -144,13 +132,6 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     base = {k: params[k] for k in moving}
     dirs = [{k: d[k].to(params[k]) for k in moving} for d in directions]
     n = x.shape[0]
-
-    if batch_size is None:
-        batch_size = int(min(n, 512))
-    if chunk_size is None:
-        point_bytes = sum(v.numel() * v.element_size() for v in base.values())
-        per_point = point_bytes + batch_size * _activation_bytes(model, x)
-        chunk_size = int(max(1, min(MAX_CHUNK, _memory_budget(x.device) // per_point)))
 
     # The objective is a batch mean: times the batch size it sums over samples.
     def scores(out, xb, yb):
@@ -237,6 +218,15 @@ def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
     return loss_sum / n, accuracy, how
 
 
+def _evaluation_dtype(model: torch.nn.Module, x: torch.Tensor) -> torch.dtype:
+    """The least precise floating dtype among the model's parameters and the inputs: the
+    precision a forward pass rounds to, which sets the noise floor of the scores."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if x.is_floating_point():
+        dtypes.add(x.dtype)
+    return max(dtypes or {torch.float64}, key=lambda t: torch.finfo(t).eps)
+
+
 def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_bias, orthogonal,
                                   hessian_options) -> tuple[str, list[Direction]]:
     if isinstance(directions, str):
@@ -261,7 +251,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
                tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
                hessian_options: dict | None = None,
-               loss_fn: str | LossFn | None = None) -> xr.Dataset:
+               loss_fn: str | LossFn | None = None, max_memory=None) -> xr.Dataset:
     """Loss and accuracy of ``model`` on ``(x, y)`` over a 1-D or 2-D slice of
     parameter space, ``L(θ + α d₁ + β d₂)``.
 
@@ -275,19 +265,35 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     models, ``loop`` for convolutional models on a CPU).  ``loss_fn``: a name of
     :mod:`landscape.losses` or ``loss_fn(output, target) -> scalar mean``
     (default: cross-entropy, or MSE for an autoencoder); the mean over all
-    samples is exact whatever ``batch_size``.  Returns a Dataset of kind
-    ``slice`` with ``loss`` and ``accuracy`` (NaN unless the outputs score the
-    labels ``y``; per token for sequences) over ``alpha`` (and ``beta``) and
-    their quasi-convexity scores (``loss_qcvx_barrier`` ...; along every row,
-    column and diagonal for a surface).
+    samples is exact whatever ``batch_size``.  ``max_memory`` (bytes or
+    ``"6GB"``; default :func:`landscape.memory.memory_budget`) bounds the grid's
+    results plus the chunk of points evaluated at once: chunks are sized to it, and
+    a grid whose results or single point do not fit is refused before any work.
+    Returns a Dataset of kind ``slice`` with ``loss`` and ``accuracy`` (NaN unless
+    the outputs score the labels ``y``; per token for sequences) over ``alpha``
+    (and ``beta``) and their quasi-convexity scores (``loss_qcvx_barrier`` ...;
+    along every row, column and diagonal for a surface).
     """
     check_choice("bn", bn, BN_MODES)
     check_choice("engine", engine, ENGINES)
     alpha, beta = _grid(grid, beta_grid, dims)
     if x.shape[0] < 1:
         raise LandscapeError("x: no samples to take the loss over")
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if value is not None and value < 1:
+            raise LandscapeError(f"{name}: must be >= 1, got {value}")
     objective = Objective(model, loss_fn)
+    n_points = len(alpha) * (1 if beta is None else len(beta))
+    room = _grid_room(n_points, 2, dims, memory_budget(x.device, max_memory), "loss slice")
     net = model_view(model, bn, x, batch_size)
+    batch_size = int(min(x.shape[0], 512)) if batch_size is None else int(batch_size)
+    with torch.inference_mode():
+        per_point = (sum(p.numel() * p.element_size() for p in net.parameters())
+                     + batch_size * activation_bytes(net, x))
+    require(per_point, room, f"loss slice: one grid point (the parameters and the activations "
+            f"of a batch of {batch_size})", "lower --batch-size or raise --max-memory")
+    if chunk_size is None:
+        chunk_size = int(max(1, min(MAX_CHUNK, room // per_point)))
     # The directions' Hessian sees the same statistics and loss as the slice: the view's.
     if hessian_options is not None or directions == "hessian":
         hessian_options = {**(hessian_options or {}), "bn": "eval"}
@@ -312,7 +318,8 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
         },
         coords={**coords, "direction": np.arange(len(dirs))},
     )
-    ds = add_scores(ds, "loss", dims_names if beta is not None else "alpha", tol=tol)
+    ds = add_scores(ds, "loss", dims_names if beta is not None else "alpha", tol=tol,
+                    dtype=_evaluation_dtype(model, x))
     config = {"space": "loss", "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "include_bias": include_bias,
               "orthogonal": orthogonal, "bn": net.bn_mode, "batch_size": batch_size,
@@ -334,7 +341,7 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
                 orthogonal: bool = True, bn: str = "auto", batch_size: int | None = None,
                 seed: int = 0,
                 tol: float = 1e-3, dataset: str | None = None,
-                progress: Progress | None = None) -> xr.Dataset:
+                progress: Progress | None = None, max_memory=None) -> xr.Dataset:
     """Activations of ``units`` of ``layer`` at ``x_a + α d₁ (+ β d₂)`` around each
     anchor ``x_a``.
 
@@ -344,7 +351,9 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     ``recompute`` on ``data``, else on the anchors; ``batch`` is refused, since it
     would make a point's activation depend on the other points of its batch).
     ``batch_size``: grid points per forward pass (and data per batch of
-    ``recompute``; default: as many as the memory budget allows).  Returns a Dataset of
+    ``recompute``; default: as many as the memory budget allows).  ``max_memory``
+    bounds the activations kept (anchors x points x units) plus the batch of points
+    evaluated at once, as in :func:`loss_slice`.  Returns a Dataset of
     kind ``slice`` with ``activation(unit, anchor, alpha[, beta])`` and its
     quasi-convexity scores (``activation_qcvx_barrier`` ...).
     """
@@ -359,6 +368,14 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     layer = resolve_layer(model, layer)
     net = model_view(model, bn, data if data is not None else anchors, batch_size)
     unit_idx = select_units(net, layer, units, anchors)
+    n_anchor = anchors.shape[0]
+    room = _grid_room(len(alpha) * (1 if beta is None else len(beta)), n_anchor * len(unit_idx),
+                      dims, memory_budget(anchors.device, max_memory),
+                      f"input slice ({n_anchor} anchors x {len(unit_idx)} units)")
+    per_sample = activation_bytes(net, anchors) + 2 * anchors[0].numel() * anchors.element_size()
+    require(per_sample, room, "input slice: the forward pass of one point")
+    if batch_size is None:
+        batch_size = int(max(1, min(4096, room // per_sample)))
     if isinstance(directions, str):
         kind = directions
         d = input_directions(anchors, kind, n=dims, seed=seed, data=data, orthogonal=orthogonal)
@@ -372,10 +389,6 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
             )
     coeffs = torch.as_tensor(_coefficients(alpha, beta), dtype=anchors.dtype, device=anchors.device)
     n_points = coeffs.shape[0]
-    n_anchor = anchors.shape[0]
-    if batch_size is None:
-        per_sample = _activation_bytes(net, anchors)
-        batch_size = int(max(1, min(4096, _memory_budget(anchors.device) // per_sample)))
     out = torch.empty((n_anchor, n_points, len(unit_idx)), dtype=torch.float64)
     total = n_anchor * n_points
     bar = start_progress(progress, total, "input slice")
@@ -407,7 +420,8 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     if anchor_labels is not None:
         ds["anchor_label"] = ("anchor", np.asarray(anchor_labels.cpu()))
     ds["anchor_norm"] = ("anchor", anchors.flatten(1).norm(dim=1).double().cpu().numpy())
-    ds = add_scores(ds, "activation", grid_dims if beta is not None else "alpha", tol=tol)
+    ds = add_scores(ds, "activation", grid_dims if beta is not None else "alpha", tol=tol,
+                    dtype=_evaluation_dtype(model, anchors))
     config = {"space": "input", "layer": layer, "units": unit_idx, "anchors": n_anchor,
               "directions": kind, "dims": dims, "grid": alpha.tolist(),
               "beta_grid": None if beta is None else beta.tolist(), "orthogonal": orthogonal,

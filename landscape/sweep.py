@@ -17,6 +17,12 @@ others.  :func:`combine` then stacks the parts along the sweep dimensions into
 one Dataset of kind ``sweep``; per-part headline numbers kept in attrs
 (``loss_frac_quasi_convex``, ...) become data variables over those dimensions.
 
+A local cluster is laid out by :func:`plan_workers`: one worker per visible GPU,
+pinned with ``CUDA_VISIBLE_DEVICES``, when the tasks run on CUDA, else one per
+core this process may use; each worker starts with its share of the memory
+budget (``LANDSCAPE_MAX_MEMORY``), and each task sets torch's threads to the
+cores per worker and records them in its result's ``threads`` attribute.
+
 This module reads the analysis registry of :mod:`landscape.analyses` (lazily,
 inside the functions that need it) and never the command line.
 """
@@ -35,6 +41,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import LandscapeError
+from .memory import usable_cores, use_threads
 from .results import PROVENANCE, load, to_json
 
 SWEEP_DIMS = ("model", "init", "bias_scale", "seed", "state")
@@ -193,6 +200,7 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
     Every value is checked before this returns: a bad one (``--init xavier,nosuch``)
     is a LandscapeError and no task runs.
     """
+    from . import analyses_sae  # noqa: F401  (registers sae)
     from .analyses import ANALYSES
 
     if analysis not in ANALYSES:
@@ -258,6 +266,16 @@ def _is_done(task: Task) -> bool:
     return ds.attrs.get("sweep_task") == task.identity()
 
 
+def _concurrent_tasks() -> int:
+    """Tasks the Dask worker running this one runs at once (1 outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
 def run_task(task: Task | dict) -> dict:
     """Run one task in this process (a Dask worker); never raises for a task's own
     failure: returns ``{"label", "path", "error"}`` with ``error`` None on success."""
@@ -266,13 +284,14 @@ def run_task(task: Task | dict) -> dict:
     try:
         import torch
 
+        from . import analyses_sae  # noqa: F401  (registers sae)
         from .analyses import ANALYSES
 
-        if task.threads:
-            torch.set_num_threads(int(task.threads))
+        use_threads(task.threads, _concurrent_tasks())
         Path(task.path).parent.mkdir(parents=True, exist_ok=True)
         ds, setup = ANALYSES[task.analysis].run(dict(task.opts))
         ds.attrs["sweep_task"] = task.identity()
+        ds.attrs["threads"] = torch.get_num_threads()
         setup.finish(ds)
         return {"label": task.label, "path": task.path, "error": None}
     except Exception as exc:  # recorded, never fatal to the sweep
@@ -291,10 +310,98 @@ def quiet_dask() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def start_client(workers: int | None = None, scheduler: str | None = None):
+@dataclass
+class WorkerPlan:
+    """One worker process of a local cluster: the environment it starts with
+    (``CUDA_VISIBLE_DEVICES`` pinning its GPU, ``OMP_NUM_THREADS``, its memory
+    budget as ``LANDSCAPE_MAX_MEMORY``), its torch threads and its budget in bytes."""
+
+    name: str
+    threads: int
+    budget: int
+    device: str
+    env: dict = field(default_factory=dict)
+
+
+def plan_workers(cores: int, gpus: Sequence[str] = (), budgets: Sequence[int] = (),
+                 workers: int | None = None, threads: int | None = None,
+                 pin: bool = True) -> list[WorkerPlan]:
+    """How a local cluster shares this machine: a pure function of what it has.
+
+    ``cores``: CPU cores this process may run on.  ``gpus``: the GPUs tasks run on,
+    by the ids ``CUDA_VISIBLE_DEVICES`` takes (empty: tasks run on the CPU).
+    ``budgets``: memory in bytes to share, one per GPU (their free memory's share),
+    or one for the CPU.  ``workers``: default one per GPU, else one per core; on
+    GPUs worker ``i`` is pinned to ``gpus[i % len(gpus)]`` (``pin=False`` leaves every
+    GPU visible, for tasks that name their device ``cuda:N``), and the workers on
+    one GPU split its budget.  ``threads``: torch threads per worker, default
+    ``cores // workers`` (at least 1).
+    """
+    if cores < 1:
+        raise LandscapeError(f"cores: must be >= 1, got {cores}")
+    n = workers if workers is not None else (len(gpus) or cores)
+    if n < 1:
+        raise LandscapeError(f"workers: must be >= 1, got {n}")
+    if threads is not None and threads < 1:
+        raise LandscapeError(f"threads: must be >= 1, got {threads}")
+    if len(budgets) != max(1, len(gpus)):
+        raise LandscapeError(f"budgets: need one per GPU (or one for the CPU), got {len(budgets)}")
+    per = threads or max(1, cores // n)
+    slots = [i % len(gpus) for i in range(n)] if gpus else [0] * n
+    plans = []
+    for i, slot in enumerate(slots):
+        budget = int(budgets[slot] // slots.count(slot))
+        env = {"OMP_NUM_THREADS": str(per), "MKL_NUM_THREADS": str(per),
+               "LANDSCAPE_MAX_MEMORY": str(budget)}
+        if gpus and pin:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpus[slot])
+        device = f"cuda (GPU {gpus[slot]})" if gpus else "cpu"
+        plans.append(WorkerPlan(f"worker-{i}", per, budget, device, env))
+    return plans
+
+
+def _task_gpus(tasks: Sequence[Task]) -> tuple[list[str], list[int], bool]:
+    """The GPUs the tasks will use, their budgets, and whether workers are pinned."""
+    devices = {str(t.opts.get("device", "auto")) for t in tasks}
+    if not devices or devices & {"cpu"} or not any(d.startswith(("cuda", "auto")) for d in devices):
+        return [], [], True
+    import torch
+
+    if not torch.cuda.is_available():
+        return [], [], True
+    from .memory import memory_budget
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    count = torch.cuda.device_count()
+    ids = (ids or [str(i) for i in range(count)])[:count]
+    explicit = sorted({int(d.split(":")[1]) for d in devices if re.fullmatch(r"cuda:\d+", d)})
+    if explicit:  # a named device index only means something with every GPU visible
+        return ([ids[i] for i in explicit if i < len(ids)],
+                [memory_budget(torch.device("cuda", i)) for i in explicit if i < len(ids)], False)
+    return ids, [memory_budget(torch.device("cuda", i)) for i in range(len(ids))], True
+
+
+def local_plan(tasks: Sequence[Task], workers: int | None = None,
+               threads: int | None = None) -> list[WorkerPlan]:
+    """:func:`plan_workers` for this machine and these tasks: one worker per visible
+    GPU when the tasks run on CUDA, else one per usable core; budgets from
+    :func:`landscape.memory.memory_budget` (``LANDSCAPE_MAX_MEMORY`` is the total)."""
+    from .memory import memory_budget
+
+    gpus, budgets, pin = _task_gpus(tasks)
+    if not gpus:
+        budgets = [memory_budget("cpu")]
+    return plan_workers(usable_cores(), gpus, budgets, workers, threads, pin)
+
+
+def start_client(workers: int | None = None, scheduler: str | None = None,
+                 plan: Sequence[WorkerPlan] | None = None):
     """A ``dask.distributed.Client``: to ``scheduler`` when given, else to a new local
-    cluster of ``workers`` single-threaded worker processes (no dashboard)."""
-    from dask.distributed import Client, LocalCluster
+    cluster of single-threaded worker processes, one per entry of ``plan`` (default:
+    :func:`plan_workers` for ``workers`` on this machine's CPU), each started with
+    its plan's environment (no dashboard)."""
+    from dask.distributed import Client, Nanny, Scheduler, SpecCluster
 
     quiet_dask()
     if scheduler:
@@ -302,12 +409,19 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
             return Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise LandscapeError(f"scheduler: cannot reach {scheduler!r} ({exc})") from None
-    n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise LandscapeError(f"workers: must be >= 1, got {n}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.CRITICAL,
-                           scheduler_kwargs=QUIET_SCHEDULER)
+    if plan is None:
+        from .memory import memory_budget
+
+        plan = plan_workers(usable_cores(), budgets=[memory_budget("cpu")], workers=workers)
+    from .memory import total_memory
+
+    host_share = total_memory() // len(plan)
+    specs = {p.name: {"cls": Nanny, "options": {
+        "nthreads": 1, "env": dict(p.env), "memory_limit": host_share,
+        "silence_logs": logging.CRITICAL}} for p in plan}
+    cluster = SpecCluster(workers=specs, silence_logs=logging.CRITICAL, scheduler={
+        "cls": Scheduler, "options": {"host": "127.0.0.1", "port": 0, "protocol": "tcp://",
+                                      **QUIET_SCHEDULER}})
     return Client(cluster)
 
 
@@ -334,13 +448,15 @@ class SweepOutcome:
 
 def run_tasks(tasks: Sequence[Task], client=None, workers: int | None = None,
               scheduler: str | None = None,
-              progress: Callable[[int, str], object] | None = None) -> SweepOutcome:
+              progress: Callable[[int, str], object] | None = None,
+              plan: Sequence[WorkerPlan] | None = None) -> SweepOutcome:
     """Run every task whose file is not already there (see :func:`_is_done`).
 
     ``client``: an existing ``dask.distributed.Client``; otherwise one is started
-    (``scheduler`` address, or a local cluster of ``workers`` processes) and closed
-    at the end.  A task that raises, or whose worker dies more often than the
-    scheduler allows, is recorded in ``failures``; the others go on.
+    (``scheduler`` address, or a local cluster laid out by ``plan``, by default
+    :func:`local_plan` of ``workers``) and closed at the end.  A task that raises,
+    or whose worker dies more often than the scheduler allows, is recorded in
+    ``failures``; the others go on.
     """
     labels = [t.label for t in tasks]
     if len(set(labels)) != len(labels):
@@ -353,7 +469,9 @@ def run_tasks(tasks: Sequence[Task], client=None, workers: int | None = None,
 
         own = client is None
         if own:
-            client = start_client(workers, scheduler)
+            if plan is None and not scheduler:
+                plan = local_plan(todo, workers)
+            client = start_client(workers, scheduler, plan)
         bar = progress(len(todo), f"sweep ({len(skipped)} done before)") if progress else None
         try:
             futures = {}
@@ -486,20 +604,28 @@ def failures_of(ds: xr.Dataset) -> list[dict]:
 
 # ----------------------------------------------------------------------------- headline numbers
 
-# Preferred order of the headline numbers; any other "*_frac_quasi_con*"/"*_frac_either"
-# variable follows them.
-HEADLINES = ("loss_frac_quasi_convex", "loss_frac_quasi_concave", "activation_frac_quasi_convex",
-             "activation_frac_quasi_concave", "activation_frac_either", "negative_mass",
+# Preferred order of the headline numbers; any other "*_frac_quasi_con*"/"*_frac_either"/
+# "*_frac_constant" variable follows them.  The shape fractions count only curves that are
+# not constant; the fraction of constant curves stands beside them.
+HEADLINES = ("loss_frac_quasi_convex", "loss_frac_quasi_concave", "loss_frac_constant",
+             "activation_frac_quasi_convex", "activation_frac_quasi_concave",
+             "activation_frac_either", "activation_frac_constant", "negative_mass",
              "top_eigenvalue")
 
 MAXACT_HEADLINES = ("rho", "p_hit", "n_maxima")
+# SAE results: one headline per variant (trained, init, ...), the mean over layers and latents.
+SAE_HEADLINES = ("fvu", "dead_frac", "loss_recovered_mean", "kl", "interp_auroc", "token_entropy",
+                 "label_entropy")
 
 
 def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     """The headline numbers of a sweep, each over the sweep dims only: the
-    convexity fractions, ``negative_mass`` (mean over any other dim), the top
+    convexity fractions (of the curves that are not constant) and the fraction of
+    constant curves, ``negative_mass`` (mean over any other dim), the top
     eigenvalue (``eigenvalue`` maximised over its other dims) and the unit means
-    of the max-activation ``rho``, ``p_hit``, ``n_maxima``, whichever are present."""
+    of the max-activation ``rho``, ``p_hit``, ``n_maxima``, and for SAE results each
+    variant's mean ``fvu``, ``dead_frac``, ``loss_recovered_mean``, ``kl``,
+    ``interp_auroc``, ``token_entropy``, ``label_entropy``, whichever are present."""
     out: dict[str, xr.DataArray] = {}
 
     def over_sweep(da: xr.DataArray, how: str) -> xr.DataArray:
@@ -508,7 +634,7 @@ def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
 
     names = [n for n in HEADLINES if n in ds.data_vars]
     names += sorted(n for n in ds.data_vars if n not in names and re.search(
-        r"frac_(quasi_convex|quasi_concave|either)$", str(n)))
+        r"frac_(quasi_convex|quasi_concave|either|constant)$", str(n)))
     for name in names:
         out[name] = over_sweep(ds[name], "mean")
     if "top_eigenvalue" not in out and "eigenvalue" in ds.data_vars:
@@ -516,6 +642,11 @@ def headline_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     for name in MAXACT_HEADLINES:  # max-activation reliability, averaged over units
         if name in ds.data_vars and np.issubdtype(ds[name].dtype, np.number):
             out[f"mean_{name}"] = over_sweep(ds[name], "mean")
+    if "variant" in ds.dims:
+        for name in SAE_HEADLINES:
+            if name in ds.data_vars:
+                for variant in ds.variant.values:
+                    out[f"{name}[{variant}]"] = over_sweep(ds[name].sel(variant=variant), "mean")
     return out
 
 

@@ -81,7 +81,9 @@ def trajectory_directions(model: torch.nn.Module, checkpoints, n: int = 2
     if n < 1 or n > rank:
         raise LandscapeError(f"dims: a trajectory of {len(states)} checkpoints has {rank} principal "
                              f"direction(s); cannot take {n}")
-    flat = torch.stack([torch.cat([s[k].detach().double().flatten() for k in params]) for s in states])
+    # On the CPU in float64, wherever the checkpoints' tensors live (CUDA state dicts too).
+    flat = torch.stack([torch.cat([s[k].detach().cpu().double().flatten() for k in params])
+                        for s in states])
     diffs = flat - flat[-1]
     u, sv, vh = torch.linalg.svd(diffs, full_matrices=False)
     if float(sv[n - 1]) <= 1e-12 * max(float(sv[0]), 1e-300):
@@ -106,7 +108,8 @@ def explained_variance(projections: np.ndarray, checkpoints, model: torch.nn.Mod
     params = [k for k, _ in model.named_parameters()]
     states = [_state_dict(c) for c in checkpoints]
     last = states[-1]
-    total = sum(float(sum(((s[k].double() - last[k].double()) ** 2).sum() for k in params))
+    total = sum(float(sum(((s[k].detach().cpu().double() - last[k].detach().cpu().double()) ** 2
+                           ).sum() for k in params))
                 for s in states)
     return (np.asarray(projections) ** 2).sum(0) / max(total, 1e-300)
 
@@ -129,7 +132,8 @@ def trajectory_dataset(model: torch.nn.Module, states, steps, directions: list[D
     params = dict(model.named_parameters())
     final = states[-1]
     offset = np.array([
-        float(sum(((final[k].to(p.device).double() - p.detach().double()) * d[k].double()).sum()
+        float(sum(((final[k].detach().to(p.device).double() - p.detach().double())
+                   * d[k].to(p.device).double()).sum()
                   for k, p in params.items()))
         for d in directions
     ])

@@ -189,7 +189,13 @@ def test_hessian_loss_and_input_end_to_end():
     ds = landscape.load("h.nc", kind="hessian")
     assert list(ds.which.values) == ["top", "top", "bottom"]
     assert (ds.eigenvalue.diff("eig") <= 0).all()
-    assert 0 <= float(ds.negative_mass) <= 1 and float(ds.trace_stderr) > 0
+    assert float(ds.trace_stderr) > 0
+    # The negative mass is the returned density's mass below -zero_eps.
+    lam, dens, eps = ds.lam.values, ds.density.values, ds.attrs["zero_eps"]
+    below = lam < -eps
+    assert float(ds.negative_mass) == pytest.approx(
+        float(((dens[below][1:] + dens[below][:-1]) * np.diff(lam[below])).sum() / 2), abs=0.01)
+    assert float(ds.negative_mass + ds.zero_mass + ds.positive_mass) == pytest.approx(1.0)
     res, _ = run([*HESSIAN, "--space", "input", "--units", "3", "--anchors", "2",
                   "--activation", "tanh", "--out", "hi.nc"])
     assert res.exit_code == 0, res.output

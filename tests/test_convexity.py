@@ -406,7 +406,12 @@ def test_saddle_rows_convex_columns_concave():
     assert ds.sizes["line"] == 2 * n + 2 * (2 * n - 5)
     assert ds.attrs["dim"] == "alpha,beta"
     n_lines = ds.sizes["line"]
-    assert ds.attrs["frac_quasi_convex"] == pytest.approx((n + 2 * (2 * n - 5)) / n_lines)
+    # The main diagonal and antidiagonal are α² − α² = 0: constant, so out of the fractions.
+    constant = ds.sel(line=ds.constant)
+    assert sorted(constant.line_kind.values.tolist()) == ["antidiagonal", "diagonal"]
+    assert constant.line_offset.values.tolist() == [0, 0]
+    assert ds.attrs["frac_constant"] == pytest.approx(2 / n_lines)
+    assert ds.attrs["frac_quasi_convex"] == pytest.approx((n + 2 * (2 * n - 5) - 2) / (n_lines - 2))
     assert ds.attrs["frac_either"] == 1.0
 
 
@@ -492,3 +497,89 @@ def test_add_scores_1d_activation():
     assert out.attrs["activation_frac_either"] == 0.75
     with pytest.raises(LandscapeError, match="var: 'loss'"):
         add_scores(ds, "loss", "alpha")
+
+
+# ----------------------------------------------------------------------------- flat curves
+
+def test_constant_curves_are_marked_and_left_out_of_fractions():
+    x = np.linspace(-1, 1, 21)
+    rows = [np.zeros(21),                  # a dead ReLU unit
+            np.full(21, np.float32(1.0)),  # a saturated tanh
+            x**2,                          # quasi-convex, convex
+            x**4 - x**2,                   # double well: neither quasi-convex nor -concave
+            -x**2]                         # quasi-concave, concave
+    da = xr.DataArray(np.array(rows), dims=("unit", "alpha"), coords={"alpha": x})
+    out = add_scores(xr.Dataset({"activation": da}), "activation", "alpha")
+    assert out.activation_constant.values.tolist() == [True, True, False, False, False]
+    # Constant curves are every shape at once, and nothing else is counted from them.
+    assert out.activation_quasi_convex.values[:2].all() and out.activation_convex.values[:2].all()
+    assert out.attrs["activation_frac_constant"] == 2 / 5
+    assert out.attrs["activation_frac_quasi_convex"] == 1 / 3
+    assert out.attrs["activation_frac_quasi_concave"] == 1 / 3
+    assert out.attrs["activation_frac_either"] == 2 / 3
+    assert out.attrs["activation_frac_convex"] == 1 / 3
+    assert out.attrs["activation_frac_concave"] == 1 / 3
+    # Only constant curves: no fraction of shapes to report.
+    flat = quasi_convexity(da[:2])
+    assert flat.attrs["frac_constant"] == 1.0 and np.isnan(flat.attrs["frac_quasi_convex"])
+    # NaN curves are neither constant nor counted.
+    with_nan = da.copy()
+    with_nan[2, 3] = np.nan
+    ds = quasi_convexity(with_nan)
+    assert ds.constant.values.tolist() == [True, True, False, False, False]
+    assert ds.attrs["frac_constant"] == 2 / 4 and ds.attrs["frac_quasi_convex"] == 0.0
+
+
+def test_flatness_follows_the_dtype_the_curve_was_evaluated_in():
+    # A float32 evaluation of a constant 1 that wobbles by a few float32 ulps, stored as float64.
+    wobble = np.array([0, 3, -2, 5, 0, -4, 1], dtype=np.float64) * np.finfo(np.float32).eps
+    f = 1.0 + wobble
+    ds = quasi_convexity(xr.DataArray(f, dims="alpha"), dtype="float32")
+    assert bool(ds.constant) and bool(ds.quasi_convex) and ds.attrs["dtype"] == "float32"
+    assert ds.attrs["noise_ulps"] == convexity.NOISE_ULPS
+    # Read as float64 values the same wobble is shape, and the verdict reads it.
+    ds64 = quasi_convexity(xr.DataArray(f, dims="alpha"))
+    assert not bool(ds64.constant) and not bool(ds64.quasi_convex) and ds64.attrs["dtype"] == "float64"
+    # The floor scales with the magnitude: NOISE_ULPS float32 eps of max |f|, just in and out.
+    eps32 = float(np.finfo(np.float32).eps)
+    for scale in (1.0, 1e-3, 1e4):
+        inside = scale * (1 + np.array([0.0, 0.9, 0.0]) * convexity.NOISE_ULPS * eps32)
+        outside = scale * (1 + np.array([0.0, 1.1, 0.0]) * convexity.NOISE_ULPS * eps32)
+        assert qcvx_barrier(inside, dtype=np.float32) == 0.0
+        assert qcvx_barrier(outside, dtype=np.float32) == pytest.approx(1.0)
+        assert count_extrema(outside, dtype="float32") == (2, 1)
+    import torch
+
+    assert bool(quasi_convexity(xr.DataArray(f, dims="alpha"), dtype=torch.float32).constant)
+    assert qcvx_barrier(f, dtype="torch.float64") == pytest.approx(7 / 9)  # 5 above -2, range 9
+    for bad in ("int32", "cheese", object):
+        with pytest.raises(LandscapeError, match="dtype: expected a floating dtype"):
+            quasi_convexity(xr.DataArray(f, dims="alpha"), dtype=bad)
+
+
+def test_float32_and_float64_verdicts_agree_on_a_saturated_tanh_mlp():
+    """The same curves evaluated in float32 and float64 (a tanh mlp at bias scale 8, half
+    of whose units saturate) get the same verdicts wherever both precisions resolve them;
+    without the float32 noise floor 14 % of the verdicts differed."""
+    import torch
+
+    import landscape
+
+    x = landscape.load_dataset("digits", n=16, in_shape=(1, 8, 8))[0]
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        model = landscape.build_model("mlp", init="xavier", bias_scale=8.0, seed=0,
+                                      activation="tanh").to(dtype)
+        results[dtype] = landscape.input_slice(model, units=64, anchors=x[:8].to(dtype),
+                                               grid="-1:1:41", seed=0)
+    f32, f64 = results[torch.float32], results[torch.float64]
+    constant32, constant64 = f32.activation_constant.values, f64.activation_constant.values
+    assert 0.3 < constant32.mean() < 0.7  # saturated units, unresolved in float32
+    assert (constant64 <= constant32).all()  # what float32 resolves, float64 resolves
+    resolved = ~constant32 & ~constant64
+    for verdict in ("quasi_convex", "quasi_concave"):
+        a = f32[f"activation_{verdict}"].values[resolved]
+        b = f64[f"activation_{verdict}"].values[resolved]
+        assert (a != b).mean() <= 0.01, verdict
+    assert f32.attrs["activation_convexity_dtype"] == "float32"
+    assert f64.attrs["activation_convexity_dtype"] == "float64"

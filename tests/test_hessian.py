@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+import pyhessian
 import pytest
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ import landscape
 from landscape.errors import LandscapeError
 from landscape.hessian import (
     DenseOperator,
+    HessianOperator,
     InputHessian,
     LossHessian,
     hessian_spectrum,
@@ -27,8 +29,12 @@ from landscape.hessian import (
     negative_mass,
     slq,
     spectral_density,
+    spectral_masses,
     top_eigenvectors,
 )
+from landscape.hessian.reductions import gram, row_dots, row_norms
+from landscape.hessian.slq import trapezoid
+from landscape.memory import format_bytes
 from landscape.models import per_sample_loss, unit_activations
 from landscape.results import load, save
 
@@ -224,7 +230,8 @@ def test_lanczos_residual_estimate_is_the_true_residual(mlp_problem):
     op = LossHessian(model, x, y)
     res = lanczos(op, top_k=3, bottom_k=2, tol=1e-3, seed=1)
     explicit = (res.eigenvectors @ H - torch.as_tensor(res.eigenvalues)[:, None] * res.eigenvectors)
-    np.testing.assert_allclose(res.residuals, explicit.norm(dim=1).numpy(), rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(res.residuals, explicit.norm(dim=1).numpy(), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(res.estimates, explicit.norm(dim=1).numpy(), rtol=1e-4, atol=1e-12)
     assert res.converged.all()
     # Loose tol: the eigenvalues are still within the residual bound of true ones.
     exact = torch.linalg.eigvalsh(H).numpy()
@@ -244,6 +251,130 @@ def test_lanczos_keeps_its_basis_orthogonal_over_many_steps():
     np.testing.assert_allclose(res.eigenvalues, [100.0, 50.0, 49.0], rtol=1e-10)
     gram = res.eigenvectors @ res.eigenvectors.T
     np.testing.assert_allclose(gram.numpy(), np.eye(3), atol=1e-8)
+
+
+def _synthetic(spectrum, dtype=F64, seed: int = 0) -> tuple[DenseOperator, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((len(spectrum), len(spectrum))))
+    H = torch.as_tensor(basis @ np.diag(spectrum) @ basis.T)
+    return DenseOperator(H.to(dtype)), H
+
+
+REPEATED = np.concatenate([[5.0, 5.0, 5.0, 4.0, 3.0],
+                           np.random.default_rng(1).uniform(-1, 1, 195)])
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_block_lanczos_finds_repeated_eigenvalues(dtype):
+    # A single-vector Krylov space holds one direction of the triple eigenvalue 5:
+    # it returns 5, 4, 3 and calls them converged.  The block space (block 3) finds 5, 5, 5.
+    op, H = _synthetic(REPEATED, dtype)
+    tol = 1e-8 if dtype == F64 else 1e-5
+    res = lanczos(op, top_k=3, tol=tol)
+    assert res.block_size == 3 and res.steps < 100  # far from a breakdown at dimension 200
+    np.testing.assert_allclose(res.eigenvalues, [5.0, 5.0, 5.0], rtol=10 * tol)
+    assert res.converged.all()
+    Y = res.eigenvectors.double()
+    explicit = (Y @ H - torch.as_tensor(res.eigenvalues)[:, None] * Y).norm(dim=1).numpy()
+    assert np.all(explicit <= tol * 5.0)
+    np.testing.assert_allclose((Y @ Y.T).numpy(), np.eye(3), atol=1e-5)
+    single = lanczos(DenseOperator(H), top_k=3, tol=1e-8, block_size=1)
+    np.testing.assert_allclose(single.eigenvalues, [5.0, 4.0, 3.0], rtol=1e-6)
+    # Both ends at once: block 5 resolves the triple and the next two.
+    both = lanczos(op, top_k=5, bottom_k=2, tol=tol)
+    np.testing.assert_allclose(both.eigenvalues[:5], [5, 5, 5, 4, 3], rtol=10 * tol)
+    np.testing.assert_allclose(both.eigenvalues[5:], np.sort(REPEATED)[:2][::-1], rtol=1e-4)
+
+
+def test_converged_rests_on_the_explicit_residual():
+    # float32 products cannot reach a residual of 1e-9 ||H||: the explicit check says so.
+    op, _ = _synthetic(REPEATED, torch.float32)
+    res = lanczos(op, top_k=2, tol=1e-9, max_steps=120)
+    assert not res.converged.any()
+    assert np.all(res.residuals > 1e-9 * 5.0)
+    np.testing.assert_allclose(res.eigenvalues, [5.0, 5.0], rtol=1e-6)
+
+
+def _symmetric_net(copies: int = 4, din: int = 12, seed: int = 1):
+    """A tanh network whose hidden units are ``copies`` identical copies of one:
+    permuting them fixes the point, so the Hessian commutes with the permutation
+    group and eigenvalues on its (copies − 1)-dimensional representation repeat."""
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Linear(din, copies), nn.Tanh(), nn.Linear(copies, 3)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.randn(1, din, generator=g, dtype=F64).expand(copies, din)
+                            / din ** 0.5)
+        net[0].bias.copy_(torch.randn(1, generator=g, dtype=F64).expand(copies))
+        net[2].weight.copy_(torch.randn(3, 1, generator=g, dtype=F64).expand(3, copies))
+    net.task = "classify"
+    x = torch.randn(32, din, generator=g, dtype=F64)
+    y = torch.randint(0, 3, (32,), generator=g)
+    return net, x, y
+
+
+def test_block_lanczos_on_a_network_with_duplicated_units():
+    net, x, y = _symmetric_net()
+    exact = torch.linalg.eigvalsh(dense_loss_hessian(net, x, y)).numpy()
+    assert np.ptp(exact[:3]) < 1e-10 and exact[3] - exact[0] > 0.1  # a triple at the bottom
+    ds = hessian_spectrum(net, x, y, top_k=2, bottom_k=3, tol=1e-9)
+    np.testing.assert_allclose(ds.eigenvalue.values,
+                               np.concatenate([exact[::-1][:2], exact[:3][::-1]]), rtol=1e-7)
+    assert ds.converged.values.all() and ds.attrs["block_size"] == 3
+    single = lanczos(LossHessian(net, x, y), top_k=2, bottom_k=3, tol=1e-9, block_size=1)
+    assert not np.allclose(np.sort(single.eigenvalues)[:3], exact[:3], rtol=1e-3)
+
+
+def test_top_eigenvectors_span_a_repeated_top_eigenvalue():
+    # Linear map under MSE: H = 2/(N d) I_d ⊗ XᵀX, every eigenvalue repeated d times.
+    d, n = 12, 40
+    g = torch.Generator().manual_seed(0)
+    model = nn.Linear(d, d, bias=False).double()
+    model.task = "reconstruct"
+    x = torch.randn(n, d, generator=g, dtype=F64) * torch.logspace(0, -1.5, d, dtype=F64)
+    H = 2 / (n * d) * torch.kron(torch.eye(d, dtype=F64), x.T @ x)
+    top = float(torch.linalg.eigvalsh(x.T @ x)[-1]) * 2 / (n * d)
+    values, directions = top_eigenvectors(model, x, None, k=3, tol=1e-9)
+    np.testing.assert_allclose(values.numpy(), [top] * 3, rtol=1e-8)
+    V = torch.stack([d_["weight"].reshape(-1) for d_ in directions])
+    np.testing.assert_allclose((V @ V.T).numpy(), np.eye(3), atol=1e-8)
+    assert float((V @ H - top * V).norm()) <= 1e-8 * top
+    _, single = top_eigenvectors(model, x, None, k=3, tol=1e-6, block_size=1)
+    W = torch.stack([d_["weight"].reshape(-1) for d_ in single])
+    assert float((W @ H - top * W).norm()) > 1e-3 * top
+
+
+class _Diagonal(HessianOperator):
+    """``diag(d)`` in float32 without a dense matrix."""
+
+    def __init__(self, d: torch.Tensor):
+        super().__init__(chunk_size=None)
+        self.d, self.dim, self.dtype, self.device = d, len(d), d.dtype, d.device
+
+    def _matmat(self, V):
+        return V * self.d
+
+
+def test_reductions_over_long_float32_vectors_are_float64_accurate():
+    # torch's float32 norm of a 1e7-element Gaussian vector is off by ~4e-4 on this
+    # kind of CPU build; every reduction of the estimators goes through these.
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(2, 10_000_000, generator=g)
+    ref = v.double()
+    np.testing.assert_allclose(row_norms(v).numpy(), ref.norm(dim=1).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(row_dots(v, v.flip(0)).numpy(), (ref * ref.flip(0)).sum(1).numpy(),
+                               rtol=1e-10)
+    np.testing.assert_allclose(gram(v).numpy(), (ref @ ref.T).numpy(), rtol=1e-10)
+
+
+def test_lanczos_on_a_long_float32_operator_is_unbiased():
+    # Half of 4M coordinates carry the top eigenvalue 5: its eigenvectors are spread
+    # over 2M entries, so float32 sums would bias the Ritz value by ~1e-4.
+    n = 2**21
+    d = torch.cat([torch.full((n,), 5.0), torch.rand(n, generator=torch.Generator().manual_seed(0))
+                   * 2 - 1])
+    res = lanczos(_Diagonal(d), top_k=1, tol=1e-5, eigenvectors=False)
+    assert abs(res.eigenvalues[0] - 5.0) <= 1e-6 * 5
+    assert res.converged.all() and res.residuals[0] <= 1e-5 * 5
 
 
 def test_lanczos_handles_invariant_subspaces_and_zero_operator():
@@ -300,25 +431,80 @@ def _wasserstein1(lam: np.ndarray, density: np.ndarray, eigenvalues: np.ndarray)
     """W1 between a density on a grid and the empirical law of ``eigenvalues``."""
     cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(lam))])
     exact_cdf = np.searchsorted(np.sort(eigenvalues), lam, side="right") / len(eigenvalues)
-    return float(np.trapezoid(np.abs(cdf - exact_cdf), lam))
+    return trapezoid(np.abs(cdf - exact_cdf), lam)
 
 
-def test_slq_density_and_negative_mass(mlp_problem):
+def _mass_of(lam, dens, lo, hi) -> float:
+    """The trapezoid integral of a density on a grid over [lo, hi]."""
+    fine = np.linspace(max(lo, lam[0]), min(hi, lam[-1]), 20001)
+    return trapezoid(np.interp(fine, lam, dens), fine)
+
+
+def test_slq_density_and_masses(mlp_problem):
     model, x, y, _, exact = mlp_problem
-    # The sign of the cluster of eigenvalues around 0 (41 of 179 lie within 1e-3)
-    # is resolved only by many quadrature nodes: 90 steps for this check.
+    # The cluster of eigenvalues around 0 (41 of 179 lie within 1e-3) is resolved
+    # only by many quadrature nodes: 90 steps for this check.
     ds = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=16, density_steps=90,
                           seed=0)
     lam, dens = ds.lam.values, ds.density.values
-    assert np.trapezoid(dens, lam) == pytest.approx(1.0, abs=1e-10)
+    sigma, eps = ds.attrs["sigma"], ds.attrs["zero_eps"]
+    assert trapezoid(dens, lam) == pytest.approx(1.0, abs=1e-10)
     assert np.all(dens >= 0)
     spread = exact.max() - exact.min()
-    assert _wasserstein1(lam, dens, exact) <= 0.05 * spread
-    assert float(ds.negative_mass) == pytest.approx(negative_mass(exact), abs=0.06)
-    assert 0.3 < negative_mass(exact) < 0.7  # the check can fail: the spectrum is indefinite
-    # The broadened exact spectrum on the same grid is close to the SLQ one.
-    reference = spectral_density(exact, None, lam, ds.attrs["sigma"])
-    assert np.trapezoid(np.abs(reference - dens), lam) < 0.5
+    assert eps == pytest.approx(0.03 * spread, rel=0.02)  # zero_tol of the SLQ range
+    assert _wasserstein1(lam, dens, exact) <= 0.02 * spread
+    # The broadened exact spectrum at the same σ on the same grid is close to the SLQ one.
+    reference = spectral_density(exact, None, lam, sigma)
+    assert trapezoid(np.abs(reference - dens), lam) < 0.15
+    masses = [float(ds[n]) for n in ("negative_mass", "zero_mass", "positive_mass")]
+    assert sum(masses) == pytest.approx(1.0, abs=1e-12)
+    # Each mass is the mass of the returned density over its range.
+    for mass, (lo, hi) in zip(masses, [(-np.inf, -eps), (-eps, eps), (eps, np.inf)], strict=True):
+        assert mass == pytest.approx(_mass_of(lam, dens, lo, hi), abs=2e-3)
+    # Against the exact eigenvalues: the same broadened masses, and the plain fractions.
+    np.testing.assert_allclose(masses, spectral_masses(exact, None, sigma, eps), atol=0.03)
+    fractions = [np.mean(exact < -eps), np.mean(np.abs(exact) <= eps), np.mean(exact > eps)]
+    assert min(fractions) > 0.05  # three non-trivial parts: a zero cluster, both signs
+    np.testing.assert_allclose(masses, fractions, atol=0.05)
+
+
+def test_masses_follow_the_sigma_and_zero_tol_asked_for(mlp_problem):
+    model, x, y, _, exact = mlp_problem
+    common = dict(top_k=0, density=True, density_runs=6, density_steps=50, seed=1)
+    wide = hessian_spectrum(model, x, y, sigma=0.2, zero_tol=0.0, **common)
+    assert wide.attrs["sigma"] == 0.2 and wide.attrs["zero_eps"] == 0.0
+    lam, dens = wide.lam.values, wide.density.values
+    assert float(wide.negative_mass) == pytest.approx(_mass_of(lam, dens, -np.inf, 0), abs=2e-3)
+    assert float(wide.zero_mass) == 0.0
+    assert float(wide.negative_mass) == pytest.approx(negative_mass(exact, None, 0.2), abs=0.03)
+    narrow = hessian_spectrum(model, x, y, sigma=0.005, zero_tol=0.05, **common)
+    eps = narrow.attrs["zero_eps"]
+    lam, dens = narrow.lam.values, narrow.density.values
+    assert float(narrow.negative_mass) == pytest.approx(_mass_of(lam, dens, -np.inf, -eps),
+                                                        abs=2e-3)
+    assert float(narrow.zero_mass) == pytest.approx(np.mean(np.abs(exact) <= eps), abs=0.05)
+    assert float(narrow.zero_mass) > float(wide.zero_mass) + 0.2
+
+
+def test_masses_of_a_network_with_a_zero_cluster():
+    # ReLU units that never fire contribute exact zero eigenvalues: 10 of 24 hidden units dead.
+    g = torch.Generator().manual_seed(2)
+    net = nn.Sequential(nn.Linear(6, 24), nn.ReLU(), nn.Linear(24, 4)).double()
+    with torch.no_grad():
+        net[0].bias[:10] = -50.0
+    net.task = "classify"
+    x = torch.randn(40, 6, generator=g, dtype=F64)
+    y = torch.randint(0, 4, (40,), generator=g)
+    exact = torch.linalg.eigvalsh(dense_loss_hessian(net, x, y)).numpy()
+    ds = hessian_spectrum(net, x, y, top_k=1, bottom_k=1, density=True, density_runs=10,
+                          density_steps=50, seed=0)
+    eps = ds.attrs["zero_eps"]
+    fractions = [np.mean(exact < -eps), np.mean(np.abs(exact) <= eps), np.mean(exact > eps)]
+    assert fractions[1] > 0.5 and fractions[0] > 0.02 and fractions[2] > 0.05
+    masses = [float(ds[n]) for n in ("negative_mass", "zero_mass", "positive_mass")]
+    np.testing.assert_allclose(masses, fractions, atol=0.03)
+    # Below zero without the split, half the zero cluster would count as negative.
+    assert negative_mass(exact, None, ds.attrs["sigma"]) > fractions[0] + 0.2
 
 
 def test_slq_quadrature_is_exact_for_small_operators():
@@ -384,7 +570,12 @@ def test_input_hessian_spectrum_dims_and_values():
                                        atol=1e-12)
             # dim 9: a sketch of 27 // 3 = 9 probes spans everything, so Hutch++ is exact.
             assert float(ds.trace[i, a]) == pytest.approx(exact.sum(), abs=1e-10)
-            assert 0 <= float(ds.negative_mass[i, a]) <= 1
+            # The masses of this unit's quadrature at the shared σ and ε of the result
+            # (not at each unit's own).
+            quad = slq(InputHessian(model, "act2", unit, x[a]), n_runs=4, steps=9, seed=1)
+            expected = spectral_masses(*quad.all(), ds.attrs["sigma"], ds.attrs["zero_eps"])
+            got = [float(ds[n][i, a]) for n in ("negative_mass", "zero_mass", "positive_mass")]
+            np.testing.assert_allclose(got, expected, atol=1e-8)
     # Default layer and an int number of units; one anchor given without batch dimension.
     one = input_hessian_spectrum(model, units=2, anchors=x[0], top_k=1)
     assert one.sizes["unit"] == 2 and one.sizes["anchor"] == 1
@@ -423,7 +614,8 @@ def test_results_round_trip(tmp_path, mlp_problem):
     ds = hessian_spectrum(model, x, y, top_k=2, bottom_k=1, density=True, trace=True,
                           density_runs=2, density_steps=5, trace_probes=6, dataset="digits")
     back = load(save(ds, tmp_path / "h.nc"), kind="hessian")
-    for name in ("eigenvalue", "residual", "converged", "density", "trace", "negative_mass"):
+    for name in ("eigenvalue", "residual", "converged", "density", "trace", "negative_mass",
+                 "zero_mass", "positive_mass"):
         np.testing.assert_array_equal(back[name].values, ds[name].values)
     assert back.converged.dtype == bool
     assert list(back.which.values) == list(ds.which.values)
@@ -442,6 +634,7 @@ def test_no_density_no_trace_are_nan(mlp_problem):
     ds = hessian_spectrum(model, x, y, top_k=1)
     assert "density" not in ds and "lam" not in ds.dims
     assert np.isnan(ds.trace) and np.isnan(ds.trace_stderr) and np.isnan(ds.negative_mass)
+    assert np.isnan(ds.zero_mass) and np.isnan(ds.positive_mass)
     assert np.isnan(ds.ratio_min_max)
 
 
@@ -464,7 +657,6 @@ def test_bad_arguments_raise_one_clear_error(mlp_problem):
 # ----------------------------------------------------------------------------- PyHessian
 
 def test_agrees_with_pyhessian(mlp_problem):
-    pyhessian = pytest.importorskip("pyhessian")
     model, x, y, _, exact = mlp_problem
     ours = hessian_spectrum(model, x, y, top_k=2, tol=1e-10).eigenvalue.values
     twin = _mlp()  # PyHessian writes .grad and switches to eval mode: give it its own copy
@@ -497,3 +689,67 @@ def test_plots_are_drawn_from_saved_results(tmp_path, mlp_problem):
     names = sorted(p.name for p in plot_hessian(ids, tmp_path, "i"))
     assert names == ["i_eigenvalues.png", "i_negative_mass.png", "i_spectrum.png"]
     assert all((tmp_path / n).stat().st_size > 0 for n in names)
+
+
+# ----------------------------------------------------------------------------- memory
+
+def test_slq_in_groups_gives_the_density_of_one_group(mlp_problem):
+    model, x, y, _, _ = mlp_problem
+    op = LossHessian(model, x, y)
+    per_run = (20 + 4) * op.dim * 8  # basis and working rows of one run, float64
+    one = slq(op, n_runs=5, steps=20, seed=3)
+    assert one.n_groups == 1
+    grouped = slq(op, n_runs=5, steps=20, seed=3, max_memory=int(2.5 * per_run))
+    assert grouped.n_groups == 3 and grouped.n_products == one.n_products
+    for a, b in zip(one.nodes + one.weights, grouped.nodes + grouped.weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    ds1 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=3, density_steps=20)
+    ds3 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=3, density_steps=20,
+                           max_memory=int(1.5 * per_run))
+    assert ds3.attrs["density_groups"] == 3
+    np.testing.assert_allclose(ds3.density.values, ds1.density.values, rtol=1e-8, atol=1e-10)
+    assert float(ds3.negative_mass) == pytest.approx(float(ds1.negative_mass), abs=1e-10)
+
+
+def test_work_too_big_for_the_budget_is_refused_with_its_size(mlp_problem):
+    model, x, y, _, _ = mlp_problem
+    op = LossHessian(model, x, y)
+    vector = op.dim * 8
+    needed = format_bytes((20 + 4) * vector)
+    with pytest.raises(LandscapeError, match=rf"density \(SLQ\).* needs {needed} of memory"):
+        slq(op, n_runs=4, steps=20, max_memory=10 * vector)
+    with pytest.raises(LandscapeError, match=r"Lanczos with a basis of 100 .* needs \d+\.?\d* kB"):
+        lanczos(op, top_k=2, max_steps=100, max_memory=50 * vector)
+    with pytest.raises(LandscapeError, match=r"trace \(Hutch\+\+\).* needs"):
+        hutchpp(op, n_probes=99, max_memory=20 * vector)
+    assert op.n_products == 0  # refused before any work
+    # Without max_steps the basis is fitted to the budget.
+    res = lanczos(op, top_k=2, tol=1e-12, max_memory=(30 + 6 + 4) * vector)
+    assert res.steps == 30 and op.n_products > 0
+    with pytest.raises(LandscapeError, match="needs"):
+        hessian_spectrum(model, x, y, top_k=2, density=True, max_memory="20kB")
+
+
+def test_cli_hessian_masses_zero_tol_and_max_memory(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from landscape.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    args = ["hessian", "--model", "mlp", "--init", "xavier", "--width", "8", "--in-shape",
+            "1x3x3", "--samples", "64", "--top-k", "1", "--density", "--density-runs", "4",
+            "--density-steps", "30"]
+    res = CliRunner().invoke(cli, [*args, "--zero-tol", "0.1", "--out", "h.nc"])
+    assert res.exit_code == 0, res.output
+    ds = landscape.load("h.nc", kind="hessian")
+    assert ds.attrs["zero_tol"] == 0.1
+    nodes = ds.lam.values  # ε is 0.1 of the spectral range, inside the grid's span
+    assert 0.08 * np.ptp(nodes) < ds.attrs["zero_eps"] < 0.1 * np.ptp(nodes)
+    eps, lam, dens = ds.attrs["zero_eps"], ds.lam.values, ds.density.values
+    assert float(ds.zero_mass) == pytest.approx(_mass_of(lam, dens, -eps, eps), abs=2e-3)
+    assert "mass below/within/above" in res.output
+    res = CliRunner().invoke(cli, [*args, "--max-memory", "2kB", "--out", "small.nc"])
+    assert res.exit_code != 0
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith("landscape: error: ") and "needs" in line and "2 kB" in line
+    assert not (tmp_path / "small.nc").exists()

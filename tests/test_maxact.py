@@ -294,3 +294,18 @@ def test_cli_maxact_writes_a_loadable_file_and_plots(tmp_path, monkeypatch):
     assert names == ["m_examples.png", "m_metrics.png"]
     res = CliRunner().invoke(cli, ["maxact", "--model", "mlp", "--top-k", "0", "--out", "x.nc"])
     assert res.exit_code != 0 and not Path("x.nc").exists()
+
+
+def test_null_model_without_a_recipe_redraws_pytorchs_own_init():
+    from landscape.maxact import null_model
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(16, 300))
+    null = null_model(plain, seed=4)
+    w = null[0].weight.detach().double()
+    assert not torch.equal(null[0].weight, plain[0].weight)
+    assert torch.equal(w, null_model(plain, seed=4)[0].weight.double())
+    std = 1 / np.sqrt(3 * 16)  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert abs(float(w.std()) - std) < 4 * std / np.sqrt(2 * w.numel())
+    with pytest.raises(LandscapeError, match="no recipe"):
+        null_model(torch.nn.Sequential(torch.nn.ReLU()), seed=1)

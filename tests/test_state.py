@@ -150,6 +150,12 @@ def test_recompute_is_each_layers_population_statistics_in_closed_form():
     with torch.no_grad():
         train = copy.deepcopy(model).train()(x)
         torch.testing.assert_close(view(x), train, rtol=1e-10, atol=1e-12)
+    # All the data in one batch (one pass in training mode) gives the same statistics.
+    whole = model_view(model, "recompute", x)
+    for name in ("bn1", "bn2"):
+        for stat in ("running_mean", "running_var"):
+            torch.testing.assert_close(getattr(getattr(whole, name), stat),
+                                       getattr(getattr(view, name), stat), rtol=1e-12, atol=1e-12)
     # The model's own statistics are still the fresh 0/1.
     assert torch.equal(model.bn1.running_mean, torch.zeros(4, dtype=torch.float64))
     assert view.bn_mode == "recompute" and not view.training

@@ -220,3 +220,27 @@ def test_retraining_into_the_same_path_makes_a_new_task(tmp_path):
     save_checkpoint(ckpt, landscape.build_model("mlp", init="xavier", seed=1), meta)
     assert file_fingerprint(ckpt) != first and not _is_done(task)
     assert file_fingerprint(tmp_path / "absent.pt") == "missing"
+
+
+def test_constant_fractions_follow_into_sweeps_and_compare(tmp_path):
+    from landscape.convexity import add_scores
+    from landscape.sweep import compare_table, headline_variables
+
+    alpha = np.linspace(-1, 1, 5)
+    shapes = {"dead": np.zeros(5), "bowl": alpha ** 2, "hill": -alpha ** 2, "wave": np.sin(6 * alpha)}
+    paths = []
+    # bias 0: 2 of 4 curves constant; bias 1: 1 of 4; the rest one bowl, one hill, one wave.
+    for bias, names in ((0.0, ["dead", "dead", "bowl", "hill"]), (1.0, ["dead", "bowl", "hill", "wave"])):
+        act = xr.DataArray(np.array([shapes[n] for n in names]), dims=("unit", "alpha"),
+                           coords={"alpha": alpha})
+        ds = add_scores(xr.Dataset({"activation": act}), "activation", "alpha")
+        ds.attrs.update(kind="slice", model="mlp", init="xavier", bias_scale=bias, seed=0)
+        paths.append(landscape.save(ds, tmp_path / f"b{bias}.nc"))
+    sweep = combine(paths)
+    assert sweep.activation_frac_constant.squeeze().values.tolist() == [0.5, 0.25]
+    assert sweep.activation_frac_quasi_convex.squeeze().values.tolist() == [0.5, 1 / 3]
+    names = list(headline_variables(sweep))
+    assert names.index("activation_frac_constant") == names.index("activation_frac_either") + 1
+    lines = compare_table(sweep, "bias_scale")
+    row = lines[lines.index(next(x for x in lines if x.startswith("activation_frac_constant"))) + 2]
+    assert row.split()[-2:] == ["0.5", "0.25"]

@@ -3,8 +3,8 @@
 One algorithm per module, each citing its source:
 
 ``hvp``      exact Hessian-vector products (:class:`LossHessian`, :class:`InputHessian`)
-``lanczos``  top-/bottom-k eigenpairs by Lanczos with full reorthogonalisation
-``slq``      spectral density and negative mass by stochastic Lanczos quadrature
+``lanczos``  top-/bottom-k eigenpairs by block Lanczos with full reorthogonalisation
+``slq``      spectral density and its masses by stochastic Lanczos quadrature
 ``hutchpp``  trace by Hutch++
 
 The public functions assemble them into results (``xarray.Dataset``):
@@ -16,11 +16,18 @@ The public functions assemble them into results (``xarray.Dataset``):
   ``landscape slice --directions hessian``.
 
 Variables: ``eigenvalue(eig)`` sorted descending, with the coordinate
-``which(eig)`` (``"top"``/``"bottom"``); ``residual(eig)`` (``‖Hy − θy‖``);
-``converged(eig)``; ``density(lam)`` when asked; ``trace``, ``trace_stderr``,
-``negative_mass`` (NaN when not asked); ``ratio_min_max = |λmin / λmax|``
-(Li et al. 2018; NaN unless both ends were asked); ``n_hvp`` (products with
-the Hessian, also an attribute).
+``which(eig)`` (``"top"``/``"bottom"``); ``residual(eig)`` (``‖Hy − θy‖`` of
+the returned vector, from fresh products); ``converged(eig)``; ``density(lam)``
+when asked; ``trace``, ``trace_stderr``, ``negative_mass``, ``zero_mass``,
+``positive_mass`` (the density's mass below ``−ε``, within ``±ε`` and above
+``ε``, ``ε = zero_tol ×`` the spectral range; NaN when not asked);
+``ratio_min_max = |λmin / λmax|`` (Li et al. 2018; NaN unless both ends were
+asked); ``n_hvp`` (products with the Hessian, also an attribute).
+
+Every buffer is sized against the memory budget ``max_memory`` (see
+:mod:`landscape.memory`): the Lanczos basis is allocated once, SLQ runs go in
+as many sequential groups as needed, and work whose smallest unit does not fit
+is refused before it starts, with the size it needs.
 """
 
 from __future__ import annotations
@@ -39,36 +46,54 @@ from ..results import provenance
 from .hutchpp import TraceEstimate, hutchpp
 from .hvp import DenseOperator, HessianOperator, InputHessian, LossHessian
 from .lanczos import LanczosResult, lanczos
-from .slq import Quadrature, default_grid, default_sigma, negative_mass, slq, spectral_density
+from .slq import (
+    Quadrature,
+    default_grid,
+    default_sigma,
+    negative_mass,
+    slq,
+    spectral_density,
+    spectral_masses,
+    spectral_range,
+)
+
+ZERO_TOL = 0.03  # ε of the zero mass, as a fraction of the spectral range
+MASSES = ("negative_mass", "zero_mass", "positive_mass")
 
 __all__ = [
     "hessian_spectrum", "input_hessian_spectrum", "top_eigenvectors",
     "LossHessian", "InputHessian", "DenseOperator", "HessianOperator",
-    "lanczos", "slq", "hutchpp", "spectral_density", "negative_mass",
+    "lanczos", "slq", "hutchpp", "spectral_density", "spectral_masses", "negative_mass",
 ]
 
 
-def _check(top_k: int, bottom_k: int, density: bool, trace: bool) -> None:
+def _check(top_k: int, bottom_k: int, density: bool, trace: bool,
+           zero_tol: float = ZERO_TOL) -> None:
     if top_k < 0 or bottom_k < 0:
         raise LandscapeError(
             f"top_k, bottom_k: must be >= 0, got top_k={top_k}, bottom_k={bottom_k}")
     if top_k + bottom_k == 0 and not density and not trace:
         raise LandscapeError("nothing to compute: ask for top_k/bottom_k > 0, density or trace")
+    if not 0 <= zero_tol < 0.5:
+        raise LandscapeError(f"zero_tol: must be in [0, 0.5), got {zero_tol}")
 
 
 def _analyse(op: HessianOperator, top_k: int, bottom_k: int, density: bool, trace: bool,
              tol: float, max_steps: int | None, density_runs: int, density_steps: int,
-             trace_probes: int, seed: int, explicit_residuals: bool):
-    """Run the requested estimators on one operator."""
+             trace_probes: int, seed: int, block_size: int | None, max_memory):
+    """Run the requested estimators on one operator, one after the other (each
+    frees its buffers before the next starts)."""
     eig = lanczos(op, top_k, bottom_k, tol=tol, max_steps=max_steps, seed=seed,
-                  eigenvectors=False, explicit_residuals=explicit_residuals) \
+                  eigenvectors=False, block_size=block_size, max_memory=max_memory) \
         if top_k + bottom_k else None
-    quad = slq(op, n_runs=density_runs, steps=density_steps, seed=seed + 1) if density else None
-    tr = hutchpp(op, n_probes=trace_probes, seed=seed + 2) if trace else None
+    quad = slq(op, n_runs=density_runs, steps=density_steps, seed=seed + 1,
+               max_memory=max_memory) if density else None
+    tr = hutchpp(op, n_probes=trace_probes, seed=seed + 2, max_memory=max_memory) \
+        if trace else None
     return eig, quad, tr
 
 
-def _scalars(eig: LanczosResult | None, quad: Quadrature | None, tr: TraceEstimate | None,
+def _scalars(eig: LanczosResult | None, tr: TraceEstimate | None,
              top_k: int, bottom_k: int) -> dict[str, float]:
     ratio = np.nan
     if eig is not None and top_k and bottom_k:
@@ -77,20 +102,23 @@ def _scalars(eig: LanczosResult | None, quad: Quadrature | None, tr: TraceEstima
     return {
         "trace": tr.trace if tr else np.nan,
         "trace_stderr": tr.stderr if tr else np.nan,
-        "negative_mass": negative_mass(*quad.all()) if quad else np.nan,
         "ratio_min_max": ratio,
     }
 
 
-def _grid_and_sigma(quads: list[Quadrature], lam, sigma: float | None):
+def _resolution(quads: list[Quadrature], lam, sigma: float | None, zero_tol: float):
+    """The grid, the broadening σ and the zero tolerance ε shared by every
+    density of one result (from the Ritz values of all its quadratures)."""
     nodes = np.concatenate([q.all()[0] for q in quads])
     if sigma is None:
         sigma = default_sigma(nodes)
+    if not sigma > 0:
+        raise LandscapeError(f"sigma: must be > 0, got {sigma}")
     if lam is None:
         lam = default_grid(nodes, sigma)
     elif isinstance(lam, int):
         lam = default_grid(nodes, sigma, num=lam)
-    return np.asarray(lam, dtype=float), float(sigma)
+    return np.asarray(lam, dtype=float), float(sigma), zero_tol * spectral_range(nodes)
 
 
 def _eig_coords(top_k: int, bottom_k: int) -> dict:
@@ -109,8 +137,9 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                      trace: bool = False, tol: float = 1e-4, *, max_steps: int | None = None,
                      batch_size: int | None = None, engine: str = "auto", bn: str = "auto",
                      density_runs: int = 8, density_steps: int = 80, lam=None,
-                     sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
-                     chunk_size: int | None = 8, explicit_residuals: bool = False,
+                     sigma: float | None = None, zero_tol: float = ZERO_TOL,
+                     trace_probes: int = 99, seed: int = 0, chunk_size: int | None = 8,
+                     block_size: int | None = None, max_memory=None,
                      dataset: str | None = None, loss_fn=None, progress=None) -> xr.Dataset:
     """The spectrum of ``H = ∇²_θ L`` of the mean loss over ``(x, y)``.
 
@@ -118,23 +147,27 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     residual ``tol``, at most ``max_steps`` products); ``density``: SLQ with
     ``density_runs`` × ``density_steps`` on the grid ``lam`` (an array, a point
     count, or ``None`` for 501 points around the Ritz values), broadened by
-    ``sigma`` (default 1 % of the spectral range); ``trace``: Hutch++ with
-    ``trace_probes`` products.  ``batch_size``, ``engine``, ``bn``, ``chunk_size``
-    and ``loss_fn`` (a name of :mod:`landscape.losses` or ``loss_fn(output,
-    target) -> scalar mean``; default cross-entropy, MSE for an autoencoder) are
-    passed to :class:`LossHessian`.  ``progress``: a factory ``(total,
-    description) -> bar`` (tqdm fits), advanced by every Hessian-vector product.  Returns a Dataset of kind
-    ``"hessian"`` (see the module docstring).
+    ``sigma`` (default 1 % of the spectral range), with its negative, zero and
+    positive masses split at ``±zero_tol ×`` the spectral range; ``trace``:
+    Hutch++ with ``trace_probes`` products.  ``block_size``: Lanczos block (the
+    largest multiplicity resolved; default ``max(2, top_k, bottom_k)``).
+    ``max_memory``: the memory budget (bytes or ``"6GB"``; default
+    :func:`landscape.memory.memory_budget`).  ``batch_size``, ``engine``, ``bn``,
+    ``chunk_size`` and ``loss_fn`` (a name of :mod:`landscape.losses` or
+    ``loss_fn(output, target) -> scalar mean``; default cross-entropy, MSE for an
+    autoencoder) are passed to :class:`LossHessian`.  ``progress``: a factory
+    ``(total, description) -> bar`` (tqdm fits), advanced by every Hessian-vector
+    product.  Returns a Dataset of kind ``"hessian"`` (see the module docstring).
     """
-    _check(top_k, bottom_k, density, trace)
+    _check(top_k, bottom_k, density, trace, zero_tol)
     op = LossHessian(model, x, y, batch_size=batch_size, engine=engine, bn=bn,
                      chunk_size=chunk_size, loss_fn=loss_fn)
     bar = start_progress(progress, None, "hessian (products)")
     op.on_products = bar.update
     try:
         eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
-                                 density_runs, density_steps, trace_probes, seed,
-                                 explicit_residuals)
+                                 density_runs, density_steps, trace_probes, seed, block_size,
+                                 max_memory)
     finally:
         bar.close()
     op.release()
@@ -143,25 +176,30 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
         "residual": ("eig", eig.residuals if eig else np.zeros(0)),
         "converged": ("eig", eig.converged.astype(bool) if eig else np.zeros(0, bool)),
     }
-    for name, value in _scalars(eig, quad, tr, top_k, bottom_k).items():
+    for name, value in _scalars(eig, tr, top_k, bottom_k).items():
         data[name] = ((), value)
+    for name in MASSES:
+        data[name] = ((), np.nan)
     data["n_hvp"] = ((), op.n_products)
     coords = _eig_coords(top_k, bottom_k)
     config = dict(top_k=top_k, bottom_k=bottom_k, density=density, trace=trace, tol=tol,
                   max_steps=max_steps, batch_size=batch_size, engine=op.engine, bn=op.bn_mode,
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
-                  seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals,
-                  n_samples=len(x), loss=op.objective.name)
+                  seed=seed, chunk_size=chunk_size, zero_tol=zero_tol, block_size=block_size,
+                  max_memory=max_memory, n_samples=len(x), loss=op.objective.name)
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
     attrs.update(kind="hessian", n_hvp=int(op.n_products), n_params=int(op.dim), bn=op.bn_mode,
                  loss_function=op.objective.name,
-                 lanczos_steps=int(eig.steps) if eig else 0, tol=float(tol))
+                 lanczos_steps=int(eig.steps) if eig else 0, tol=float(tol),
+                 block_size=int(eig.block_size) if eig else 0, zero_tol=float(zero_tol))
     if quad is not None:
-        grid, s = _grid_and_sigma([quad], lam, sigma)
+        grid, s, eps = _resolution([quad], lam, sigma, zero_tol)
         data["density"] = ("lam", spectral_density(*quad.all(), grid, s))
+        for name, value in zip(MASSES, spectral_masses(*quad.all(), s, eps), strict=True):
+            data[name] = ((), value)
         coords["lam"] = grid
-        attrs["sigma"] = s
+        attrs.update(sigma=s, zero_eps=eps, density_groups=int(quad.n_groups))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     _describe(ds)
     return ds
@@ -174,8 +212,9 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                            density: bool = False, trace: bool = False, tol: float = 1e-4, *,
                            max_steps: int | None = None, engine: str = "auto",
                            density_runs: int = 8, density_steps: int = 80, lam=None,
-                           sigma: float | None = None, trace_probes: int = 99, seed: int = 0,
-                           chunk_size: int | None = 8, explicit_residuals: bool = False,
+                           sigma: float | None = None, zero_tol: float = ZERO_TOL,
+                           trace_probes: int = 99, seed: int = 0, chunk_size: int | None = 8,
+                           block_size: int | None = None, max_memory=None,
                            bn: str = "auto", data: torch.Tensor | None = None,
                            batch_size: int | None = None,
                            dataset: str | None = None, progress=None) -> xr.Dataset:
@@ -185,12 +224,13 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
     int N (the first N units) or a list of indices; ``anchors``: inputs of shape
     ``(A, *input shape)`` (a single input is taken as ``A = 1`` when the model
     has an ``in_shape``).  The other
-    options are those of :func:`hessian_spectrum`; the density of every unit and
-    anchor shares one grid ``lam`` and one broadening ``sigma``.  Returns a
+    options are those of :func:`hessian_spectrum`; the density and the masses of
+    every unit and anchor share one grid ``lam``, one broadening ``sigma`` and one
+    ``ε`` (from the Ritz values of all of them).  Returns a
     Dataset of kind ``"input_hessian"`` with leading dimensions ``unit``
     (coordinate: unit index) and ``anchor`` (``0..A−1``).
     """
-    _check(top_k, bottom_k, density, trace)
+    _check(top_k, bottom_k, density, trace, zero_tol)
     if anchors is None:
         raise LandscapeError("anchors: give the input points (A, C, H, W) to take the Hessian at")
     check_per_sample(bn, "input Hessians")
@@ -209,7 +249,7 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
     residuals = np.full((U, A, k), np.nan)
     converged = np.zeros((U, A, k), dtype=bool)
     scalars = {name: np.full((U, A), np.nan)
-               for name in ("trace", "trace_stderr", "negative_mass", "ratio_min_max")}
+               for name in ("trace", "trace_stderr", "ratio_min_max") + MASSES}
     n_hvp = np.zeros((U, A), dtype=np.int64)
     quads: dict[tuple[int, int], Quadrature] = {}
     engine_used = engine
@@ -221,13 +261,13 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
             engine_used = op.engine
             eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
                                      density_runs, density_steps, trace_probes, seed,
-                                     explicit_residuals)
+                                     block_size, max_memory)
             op.release()
             if eig is not None:
                 values[i, a] = eig.eigenvalues
                 residuals[i, a] = eig.residuals
                 converged[i, a] = eig.converged
-            for name, value in _scalars(eig, quad, tr, top_k, bottom_k).items():
+            for name, value in _scalars(eig, tr, top_k, bottom_k).items():
                 scalars[name][i, a] = value
             if quad is not None:
                 quads[i, a] = quad
@@ -246,19 +286,21 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                   density=density, trace=trace, tol=tol, max_steps=max_steps, engine=engine_used,
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
-                  seed=seed, chunk_size=chunk_size, explicit_residuals=explicit_residuals,
-                  bn=model.bn_mode, batch_size=batch_size)
+                  seed=seed, chunk_size=chunk_size, zero_tol=zero_tol, block_size=block_size,
+                  max_memory=max_memory, bn=model.bn_mode, batch_size=batch_size)
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
     attrs.update(kind="input_hessian", layer=layer, bn=model.bn_mode, n_hvp=int(n_hvp.sum()),
-                 n_inputs=int(np.prod(shape)), tol=float(tol))
+                 n_inputs=int(np.prod(shape)), tol=float(tol), zero_tol=float(zero_tol))
     if quads:
-        grid, s = _grid_and_sigma(list(quads.values()), lam, sigma)
+        grid, s, eps = _resolution(list(quads.values()), lam, sigma, zero_tol)
         dens = np.zeros((U, A, len(grid)))
         for (i, a), quad in quads.items():
             dens[i, a] = spectral_density(*quad.all(), grid, s)
+            for name, value in zip(MASSES, spectral_masses(*quad.all(), s, eps), strict=True):
+                scalars[name][i, a] = value
         data["density"] = (dims + ("lam",), dens)
         coords["lam"] = grid
-        attrs["sigma"] = s
+        attrs.update(sigma=s, zero_eps=eps)
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     _describe(ds)
     return ds
@@ -268,12 +310,14 @@ def _describe(ds: xr.Dataset) -> None:
     """Units and meanings as variable attributes (they travel into the netCDF file)."""
     text = {
         "eigenvalue": "Ritz values of the Hessian, descending",
-        "residual": "Ritz residual norm ||H y - theta y||",
-        "converged": "residual <= tol * max|theta|",
+        "residual": "explicit residual norm ||H y - theta y|| of the Ritz vector",
+        "converged": "Krylov estimate and explicit residual both <= tol * max|theta|",
         "density": "spectral density (SLQ, Gaussian-broadened), integrates to 1 over lam",
         "trace": "Hutch++ trace estimate",
         "trace_stderr": "standard error of the trace (Hutchinson part)",
-        "negative_mass": "fraction of the spectral density below 0 (SLQ, broadened by sigma)",
+        "negative_mass": "mass of the spectral density below -zero_eps (SLQ, broadened by sigma)",
+        "zero_mass": "mass of the spectral density within +-zero_eps",
+        "positive_mass": "mass of the spectral density above +zero_eps",
         "ratio_min_max": "|lambda_min / lambda_max|",
         "n_hvp": "Hessian-vector products used",
     }
@@ -292,10 +336,14 @@ def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     ``(k,)`` (descending) and ``directions`` a list of ``k`` dicts mapping every
     name of ``model.named_parameters()`` to a tensor of that parameter's shape
     (zero for frozen parameters); each direction has norm 1 over all parameters.
-    ``kw``: ``max_steps``, ``seed`` (for :func:`lanczos`) and ``batch_size``,
-    ``engine``, ``bn``, ``chunk_size``, ``loss_fn`` (for :class:`LossHessian`).
+    Eigenvalues repeated among the ``k`` come out as often as they are repeated
+    (block Lanczos, block size ``max(2, k)`` unless ``block_size`` says
+    otherwise).  ``kw``: ``max_steps``, ``seed``, ``block_size``, ``max_memory``
+    (for :func:`lanczos`) and ``batch_size``, ``engine``, ``bn``, ``chunk_size``,
+    ``loss_fn`` (for :class:`LossHessian`).
     """
-    lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "seed") if key in kw}
+    lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "seed", "block_size", "max_memory")
+                  if key in kw}
     kw.setdefault("bn", "auto")
     op = LossHessian(model, x, y, **kw)
     res = lanczos(op, top_k=k, bottom_k=0, tol=tol, **lanczos_kw)

@@ -17,6 +17,12 @@ error ``std(z) / √g`` is reported as the standard error of the whole estimate
 (``Q`` is held fixed).  The relative error is ``O(1/m)`` for positive
 semi-definite ``H`` against ``O(1/√m)`` for plain Hutchinson.
 
+``Q`` comes from the float64 Gram matrix of ``H S`` (twice, CholeskyQR2
+style; directions of ``H S`` at rounding level are dropped), and every dot
+product is accumulated in float64.  Memory: the sketch needs ``2s`` vectors at
+once; the remaining products stream in groups that fit the memory budget of
+:mod:`landscape.memory`.
+
 Example — the trace of ``diag(1, …, 10)`` is 55::
 
     >>> import torch
@@ -34,7 +40,10 @@ import numpy as np
 import torch
 
 from ..errors import LandscapeError
+from ..memory import memory_budget, require
 from .hvp import HessianOperator
+from .lanczos import BREAKDOWN
+from .reductions import orthonormal_factor, project_out, row_dots, row_norms
 
 
 @dataclass
@@ -51,20 +60,37 @@ def rademacher(n: int, dim: int, generator: torch.Generator, dtype, device) -> t
     return bits.mul_(2).sub_(1).to(device=device)
 
 
-def hutchpp(op: HessianOperator, n_probes: int = 99, seed: int = 0) -> TraceEstimate:
-    """The Hutch++ trace estimate of ``op`` with ``n_probes`` products (≥ 5)."""
+def hutchpp(op: HessianOperator, n_probes: int = 99, seed: int = 0, max_memory=None,
+            group_size: int | None = None) -> TraceEstimate:
+    """The Hutch++ trace estimate of ``op`` with at most ``n_probes`` products
+    (≥ 5; fewer when ``H S`` has lower rank than the sketch).  The products
+    after the sketch go ``group_size`` at a time (default: as many as fit the
+    budget ``max_memory``)."""
     if n_probes < 5:
         raise LandscapeError(f"trace probes: Hutch++ needs at least 5, got {n_probes}")
-    generator = torch.Generator().manual_seed(seed)
     s = n_probes // 3
     g = n_probes - 2 * s
-    S = rademacher(s, op.dim, generator, op.dtype, op.device)
-    G = rademacher(g, op.dim, generator, op.dtype, op.device)
-    # Q: orthonormal rows spanning the rows of H S (a reduced QR of (H S)ᵀ).
-    Q = torch.linalg.qr(op.matmat(S).T, mode="reduced").Q.T
-    low_rank = float(torch.einsum("id,id->", Q, op.matmat(Q)))
-    G = G - (G @ Q.T) @ Q
-    z = torch.einsum("id,id->i", G, op.matmat(G)).double().cpu().numpy()
+    vector = op.dim * torch.empty((), dtype=op.dtype).element_size()
+    budget = memory_budget(op.device, max_memory)
+    require((2 * s + 2) * vector, budget,
+            f"trace (Hutch++): a sketch of {s} probes on dimension {op.dim}",
+            "lower --trace-probes or raise --max-memory")
+    if group_size is None:
+        group_size = int(max(1, (budget - (2 * s) * vector) // (2 * vector)))
+    generator = torch.Generator().manual_seed(seed)
+    HS = op.matmat(rademacher(s, op.dim, generator, op.dtype, op.device))
+    Q, _, _ = orthonormal_factor(HS, BREAKDOWN * float(row_norms(HS).max()))
+    del HS
+    Q, _, _ = orthonormal_factor(Q, 0.5)  # a second pass: orthonormal to working precision
+    low_rank = torch.zeros((), dtype=torch.float64, device=op.device)
+    for i in range(0, len(Q), group_size):
+        low_rank += row_dots(Q[i:i + group_size], op.matmat(Q[i:i + group_size])).sum()
+    z = []
+    for i in range(0, g, group_size):
+        G = project_out(rademacher(min(group_size, g - i), op.dim, generator, op.dtype,
+                                   op.device), Q)
+        z.append(row_dots(G, op.matmat(G)))
+    z = torch.cat(z).cpu().numpy()
     stderr = float(np.std(z, ddof=1) / np.sqrt(g))
-    return TraceEstimate(trace=low_rank + float(z.mean()), stderr=stderr,
-                         n_products=2 * s + g)
+    return TraceEstimate(trace=float(low_rank) + float(z.mean()), stderr=stderr,
+                         n_products=len(Q) + s + g)

@@ -58,7 +58,7 @@ from ..losses import LossFn, Objective
 from ..models import eval_mode, unit_activations
 
 ENGINES = ("auto", "double-backward", "forward-over-reverse")
-BN_MODES = ("eval", "train")
+BN_MODES = ("eval", "batch")
 
 
 class HessianOperator:
@@ -179,7 +179,7 @@ def _batched_grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
 @contextlib.contextmanager
 def hessian_mode(model: nn.Module, bn: str = "eval") -> Iterator[nn.Module]:
     """Evaluate ``model`` with every module in eval mode, or with BatchNorm layers
-    on batch statistics (``bn="train"``) without updating their running
+    on batch statistics (``bn="batch"``) without updating their running
     statistics; every flag is restored on exit."""
     check_choice("bn", bn, BN_MODES)
     with eval_mode(model):

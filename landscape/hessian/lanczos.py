@@ -1,43 +1,60 @@
-"""Lanczos iteration with full reorthogonalisation: extreme eigenpairs of a
-symmetric operator.
+"""Block Lanczos with full reorthogonalisation: extreme eigenpairs of a
+symmetric operator, multiplicities included.
 
 Lanczos (1950), *An iteration method for the solution of the eigenvalue problem
 of linear differential and integral operators*, J. Res. Nat. Bur. Standards 45;
-the convergence test and the residual estimate follow Parlett, *The Symmetric
+the block form follows Golub & Underwood (1977), *The block Lanczos method for
+computing eigenvalues*, and the convergence test Parlett, *The Symmetric
 Eigenvalue Problem* (1998), ch. 13.
 
-From a unit start vector ``q_1`` the iteration builds an orthonormal basis
-``Q_m = [q_1 … q_m]`` of the Krylov space ``span{q_1, H q_1, …, H^{m−1} q_1}`` with
+A single-vector Krylov space holds one direction of every eigenspace: an
+eigenvalue of multiplicity 3 shows up once, and the next eigenvalues take the
+places of its copies.  From a block of ``p`` orthonormal start rows ``X_1`` the
+iteration builds an orthonormal basis ``Q = [X_1; …; X_j]`` of the block Krylov
+space ``span{X_1, X_1 H, …, X_1 H^{j−1}}`` with
 
-    H Q_m = Q_m T_m + β_m q_{m+1} e_mᵀ,
+    X_j H = B_{j−1} X_{j−1} + A_j X_j + B_jᵀ X_{j+1},
 
-``T_m`` tridiagonal (diagonal ``α_j = q_jᵀ H q_j``, off-diagonal ``β_j``).  Every
-new vector is orthogonalised against the whole basis twice (classical
-Gram–Schmidt, "twice is enough"), so no spurious copies of converged
-eigenvalues appear.  ``T_m`` is kept in float64 and diagonalised with
-:func:`scipy.linalg.eigh_tridiagonal`: ``T_m = S Θ Sᵀ``.  The Ritz pairs
-``(θ_i, y_i = Q_m s_i)`` approximate eigenpairs of ``H`` with residual
+so ``Q H Qᵀ = T`` is block tridiagonal (symmetric ``p × p`` blocks ``A_j`` on
+the diagonal, ``B_j`` beside it).  Such a space holds up to ``p`` directions of
+each eigenspace, so multiplicities up to ``p`` are resolved.  The ``p`` products
+of one step go to the operator together (one batched backward pass where the
+operator batches its probes).  Every new block is orthogonalised against the
+whole basis (classical Gram–Schmidt, a second pass when the first removed most
+of a row: "twice is enough") and split as ``R = B_jᵀ X_{j+1}`` through the
+eigen-decomposition of its Gram matrix; rank-deficient directions (an invariant
+subspace, e.g. a low-rank or zero operator) are replaced by random rows
+orthogonal to the basis, with zero coupling.  All coefficients, norms and dot
+products are accumulated in float64 (:mod:`.reductions`), whatever the dtype of
+the vectors, and ``T`` is diagonalised in float64: ``T = S Θ Sᵀ``.
 
-    ‖H y_i − θ_i y_i‖ = β_m |e_mᵀ s_i|,
+A Ritz pair ``(θ_i, y_i = s_iᵀ Q)`` has the residual estimate
+``‖y_i H − θ_i y_i‖ = ‖s_iᵀ R‖`` (``R`` the last orthogonalised block), which
+costs no product.  Once the estimates of the wanted ``top_k`` largest and
+``bottom_k`` smallest pairs are at most ``tol · max_i |θ_i|`` the Ritz vectors
+are formed and their residuals ``‖H y − θ y‖`` recomputed explicitly with
+``top_k + bottom_k`` products: a pair is *converged* only when both the
+estimate and the explicit residual are within the tolerance.  (Rounding in the
+products bounds what the explicit residual can reach, about ``eps · ‖H‖`` for
+the vectors' dtype; a tolerance below that is reported as not converged rather
+than trusted.)  When the explicit check fails the iteration continues with a
+ten times tighter target for the estimates.  Then some eigenvalue of ``H`` lies
+within the residual of ``θ_i`` (and within residual²/gap when it is isolated).
 
-which costs nothing to evaluate.  A Ritz pair is *converged* when that residual
-is at most ``tol · max_i |θ_i|`` (relative to the estimated spectral norm, so
-eigenvalues near zero converge too); then some eigenvalue of ``H`` lies within
-the residual of ``θ_i`` (and within residual²/gap when it is isolated).  The
-iteration stops as soon as the wanted ``top_k`` largest and ``bottom_k``
-smallest Ritz pairs are converged, or after ``max_steps``.  When the Krylov
-space becomes invariant (``β_j ≈ 0``) the iteration restarts from a random
-vector orthogonal to the basis, so low-rank operators (and the zero operator)
-are handled.
+The block size ``p`` defaults to the larger of ``top_k``, ``bottom_k`` and 2, so
+that an eigenvalue repeated among the wanted ones is found as often as it is
+wanted.  The basis is allocated once, ``max_steps`` rows (products) of the
+operator's dimension, and the memory for it is checked against the budget of
+:mod:`landscape.memory` before anything is computed.
 
-Example — ``diag(1, …, 10)`` has top eigenvalue 10::
+Example — ``diag(1, …, 10)`` with 10 twice has top eigenvalues 10, 10::
 
     >>> import torch
     >>> from landscape.hessian.hvp import DenseOperator
-    >>> op = DenseOperator(torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64)))
-    >>> res = lanczos(op, top_k=1)
-    >>> round(float(res.eigenvalues[0]), 8)
-    10.0
+    >>> d = torch.tensor([1.0, 2, 3, 4, 5, 6, 7, 8, 10, 10], dtype=torch.float64)
+    >>> res = lanczos(DenseOperator(torch.diag(d)), top_k=2, tol=1e-8)
+    >>> [round(float(v), 8) for v in res.eigenvalues]
+    [10.0, 10.0]
 """
 
 from __future__ import annotations
@@ -46,13 +63,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.linalg import eigh_tridiagonal
+from scipy.linalg import eigh
 
 from ..errors import LandscapeError
+from ..memory import memory_budget, require
 from .hvp import HessianOperator
+from .reductions import REORTH_RATIO, gram, orthogonalize, orthonormal_factor, row_norms
 
-BREAKDOWN = 1e-10  # β below this (relative to the largest |α|, β seen) means an invariant subspace
-REORTH_RATIO = 0.5 ** 0.5  # a second Gram–Schmidt pass when a pass keeps less of the norm
+BREAKDOWN = 1e-10  # a norm below this (relative to ‖T‖ so far) means an invariant subspace
+DEFAULT_MAX_STEPS = 300
 
 
 @dataclass
@@ -61,155 +80,171 @@ class LanczosResult:
 
     eigenvalues: np.ndarray          # (k,) float64, descending
     which: list[str]                 # "top" / "bottom" for each eigenvalue
-    residuals: np.ndarray            # (k,) ‖H y − θ y‖ (estimate, or explicit when asked)
-    converged: np.ndarray            # (k,) bool
+    residuals: np.ndarray            # (k,) explicit ‖H y − θ y‖ of the returned vectors
+    estimates: np.ndarray            # (k,) the Krylov estimate ‖sᵀ R‖ of the same residuals
+    converged: np.ndarray            # (k,) bool: estimate and explicit residual within tol
     eigenvectors: torch.Tensor | None  # (k, dim) unit rows, or None
-    steps: int                       # Lanczos steps taken (= products with H)
-    alpha: np.ndarray                # the tridiagonal's diagonal
-    beta: np.ndarray                 # and off-diagonal (length steps − 1)
+    steps: int                       # basis size (products with H in the Krylov space)
+    block_size: int
+    T: np.ndarray                    # the projected matrix Q H Qᵀ (block tridiagonal)
 
 
-class _Basis:
-    """A growing stack of orthonormal rows, stored as one tensor (amortised doubling)."""
-
-    def __init__(self, dim: int, dtype: torch.dtype, device: torch.device, capacity: int):
-        self.data = torch.empty(max(capacity, 1), dim, dtype=dtype, device=device)
-        self.size = 0
-
-    def append(self, q: torch.Tensor) -> None:
-        if self.size == len(self.data):
-            grown = torch.empty(2 * len(self.data), self.data.shape[1], dtype=self.data.dtype,
-                                device=self.data.device)
-            grown[:self.size] = self.data
-            self.data = grown
-        self.data[self.size] = q
-        self.size += 1
-
-    @property
-    def rows(self) -> torch.Tensor:
-        return self.data[:self.size]
-
-    def orthogonalize(self, w: torch.Tensor) -> torch.Tensor:
-        """``w`` (updated in place) minus its projection on the basis (classical Gram–Schmidt), repeated
-        when the first pass removed most of ``w`` and so left it inaccurate (the
-        Daniel–Gragg–Kaufman–Stewart test).  Each pass reads the whole basis, the
-        main cost besides the products with the operator when the dimension is large."""
-        Q = self.rows
-        before = w.norm()
-        w.addmv_(Q.T, Q @ w, alpha=-1)
-        if w.norm() < REORTH_RATIO * before:
-            w.addmv_(Q.T, Q @ w, alpha=-1)
-        return w
+def _random_rows(n: int, dim: int, dtype, device, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(n, dim, generator=generator, dtype=dtype, device="cpu").to(device)
 
 
-def _dot(u: torch.Tensor, v: torch.Tensor, block: int = 2**16) -> float:
-    """``u · v`` accumulated in float64, without float64 copies of long vectors."""
-    if u.dtype == torch.float64 or u.numel() <= block:
-        return float(torch.dot(u.double(), v.double()))
-    return sum(float(torch.dot(a.double(), b.double()))
-               for a, b in zip(u.split(block), v.split(block), strict=True))
+def _next_block(R: torch.Tensor, Q: torch.Tensor, scale: float,
+                generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """``R = Bᵀ X`` with ``X`` orthonormal and orthogonal to ``Q``; deficient
+    directions become random rows orthogonal to everything, with zero coupling."""
+    X, B, kept = orthonormal_factor(R, BREAKDOWN * scale)
+    norms = np.sqrt(np.clip(np.diag(B.T @ B), 0, None))
+    if kept.any() and np.sqrt((B ** 2).sum(axis=1))[kept].min() < REORTH_RATIO * norms.max():
+        # Cancellation within the block: the small directions carry the rounding
+        # of the large ones; orthogonalise once more and fold the correction into B.
+        X2, B2, _ = orthonormal_factor(orthogonalize(X[kept], Q), 0.0)
+        X[kept] = X2
+        B[kept] = B2 @ B[kept]
+    for i in np.flatnonzero(~kept):
+        row = _random_rows(1, X.shape[1], X.dtype, X.device, generator)
+        before = float(row_norms(row)[0])
+        for _ in range(2):
+            row = orthogonalize(orthogonalize(row, Q), X[kept])
+        norm = float(row_norms(row)[0])
+        if norm > torch.finfo(X.dtype).eps ** 0.5 * before:  # else the basis spans everything
+            X[i] = row[0] / norm
+            kept[i] = True
+    return X[kept], B[kept]
 
 
-def _random_unit(dim: int, dtype, device, generator: torch.Generator) -> torch.Tensor:
-    v = torch.randn(dim, generator=generator, dtype=dtype, device="cpu").to(device)
-    return v / v.norm()
+def _budgeted_steps(op: HessianOperator, max_steps: int | None, k: int, p: int,
+                    max_memory) -> int:
+    """``max_steps`` checked against (or, by default, fitted to) the memory budget."""
+    vector = op.dim * torch.empty((), dtype=op.dtype).element_size()
+    extra = 3 * p + 2 * k  # the current block, its products and the next; Ritz vectors and products
+    budget = memory_budget(op.device, max_memory)
+    hint = "lower --max-steps or raise --max-memory"
+    if max_steps is not None:
+        require((max_steps + extra) * vector, budget,
+                f"Lanczos with a basis of {max_steps} vectors of {op.dim}", hint)
+        return max_steps
+    wanted = min(max(DEFAULT_MAX_STEPS, 4 * k), op.dim)
+    least = min(k + 2 * p, op.dim)
+    require((least + extra) * vector, budget,
+            f"Lanczos with its smallest basis ({least} vectors of {op.dim})", hint)
+    return int(min(wanted, budget // vector - extra))
+
+
 
 
 def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float = 1e-4,
             max_steps: int | None = None, seed: int = 0, start: torch.Tensor | None = None,
-            eigenvectors: bool = True, explicit_residuals: bool = False,
-            min_steps: int | None = None) -> LanczosResult:
+            eigenvectors: bool = True, min_steps: int | None = None,
+            block_size: int | None = None, max_memory=None) -> LanczosResult:
     """The ``top_k`` largest and ``bottom_k`` smallest eigenpairs of ``op``.
 
-    ``max_steps`` (default ``min(dim, max(300, 4 (top_k + bottom_k)))``) caps the
-    number of products with ``op``; ``explicit_residuals`` recomputes
-    ``‖H y − θ y‖`` with ``top_k + bottom_k`` extra products instead of the
-    estimate ``β_m |e_mᵀ s|``.  ``eigenvectors=False`` skips forming ``Q_m S``.
+    ``block_size`` (default ``max(2, top_k, bottom_k)``) is the number of rows
+    per block, the largest multiplicity resolved.  ``max_steps`` caps the basis
+    size, i.e. the products with ``op`` in the Krylov space (default
+    ``max(300, 4 (top_k + bottom_k))``, less if the basis would not fit the
+    memory budget ``max_memory``, see :func:`landscape.memory.memory_budget`);
+    ``min_steps`` forces at least that many.  ``start`` seeds the first row of
+    the first block.  ``eigenvectors=False`` returns no vectors (they are
+    formed anyway, for the explicit residuals).
     """
     k = top_k + bottom_k
     if top_k < 0 or bottom_k < 0 or k < 1:
         raise LandscapeError(f"top_k, bottom_k: need top_k + bottom_k >= 1 and both >= 0, "
                              f"got top_k={top_k}, bottom_k={bottom_k}")
-    if k > op.dim:
-        raise LandscapeError(f"top_k + bottom_k: at most the dimension {op.dim}, got {k}")
+    dim = op.dim
+    if k > dim:
+        raise LandscapeError(f"top_k + bottom_k: at most the dimension {dim}, got {k}")
     if not tol > 0:
         raise LandscapeError(f"tol: must be > 0, got {tol}")
-    dim = op.dim
-    if max_steps is None:
-        max_steps = max(300, 4 * k)
-    if max_steps < k:
+    if block_size is not None and block_size < 1:
+        raise LandscapeError(f"block_size: must be >= 1, got {block_size}")
+    p = min(max(2, top_k, bottom_k) if block_size is None else block_size, dim)
+    if max_steps is not None and max_steps < k:
         raise LandscapeError(f"max_steps: must be >= top_k + bottom_k = {k}, got {max_steps}")
-    max_steps = min(max_steps, dim)
-    min_steps = k if min_steps is None else max(min_steps, k)
+    max_steps = min(_budgeted_steps(op, max_steps, k, p, max_memory), dim)
+    min_steps = k if min_steps is None else min(max(min_steps, k), max_steps)
     generator = torch.Generator().manual_seed(seed)
-    if start is None:
-        q = _random_unit(dim, op.dtype, op.device, generator)
-    else:
-        q = start.detach().reshape(-1).to(device=op.device, dtype=op.dtype)
-        q = q / q.norm()
-    basis = _Basis(dim, op.dtype, op.device, capacity=min(max_steps, 64))
-    alpha: list[float] = []
-    beta: list[float] = []
+    basis = torch.empty(max_steps, dim, dtype=op.dtype, device=op.device)
+    X = _random_rows(p, dim, op.dtype, op.device, generator)
+    if start is not None:
+        X[0] = start.detach().reshape(-1).to(device=op.device, dtype=op.dtype)
+    X, _ = _next_block(X, basis[:0], 1.0, generator)
+    T = np.zeros((max_steps, max_steps))
+    m = 0                   # rows of the basis filled
+    previous = None         # (rows of the previous block, B coupling it to the current one)
     scale = 0.0
-    theta = S = None
-    for step in range(1, max_steps + 1):
-        basis.append(q)
-        w = op.matvec(q)  # a fresh tensor: updated in place below
-        a = _dot(q, w)
-        # The three-term recurrence first, so that what full reorthogonalisation
+    target = tol            # the estimates must reach target · max|θ| before a check
+    checked = None          # (m, vectors, values, explicit residuals) of the last explicit check
+    while True:
+        X = X[:max_steps - m]
+        rows = slice(m, m + len(X))
+        basis[rows] = X
+        W = op.matmat(X)  # fresh memory, updated in place below
+        A = gram(X, W).cpu().numpy()
+        A = (A + A.T) / 2
+        T[rows, rows] = A
+        # The block three-term recurrence first, so that what full reorthogonalisation
         # removes is rounding error and one pass over the basis usually suffices.
-        w.sub_(q, alpha=a)
-        if beta:
-            w.sub_(basis.rows[-2], alpha=beta[-1])
-        w = basis.orthogonalize(w)
-        b = float(w.norm())
-        alpha.append(a)
-        scale = max(scale, abs(a), b)
-        done = step == max_steps
-        if step >= min_steps or done:
-            theta, S = eigh_tridiagonal(np.array(alpha), np.array(beta), lapack_driver="stev")
-            wanted = _wanted(len(theta), top_k, bottom_k)
-            if len(wanted) == k:
-                res = np.abs(b * S[-1, wanted])
-                if np.all(res <= tol * max(np.abs(theta).max(), np.finfo(float).tiny)):
-                    done = True
-        if done:
-            break
-        if b <= BREAKDOWN * scale:
-            # Invariant subspace: continue from a fresh direction, T gets a zero off-diagonal.
-            q = basis.orthogonalize(_random_unit(dim, op.dtype, op.device, generator))
-            q = basis.orthogonalize(q)
-            q = q / q.norm()
-            beta.append(0.0)
-        else:
-            q = w.div_(b)
-            beta.append(b)
-    steps = len(alpha)
-    wanted = _wanted(len(theta), top_k, bottom_k)
-    res = np.abs(b * S[-1, wanted])
-    values = theta[wanted]
+        W.sub_(torch.as_tensor(A, dtype=op.dtype, device=op.device) @ X)
+        if previous is not None:
+            prev_rows, B = previous
+            W.sub_(torch.as_tensor(B, dtype=op.dtype, device=op.device) @ basis[prev_rows])
+        m += len(X)
+        R = orthogonalize(W, basis[:m])
+        G = gram(R).cpu().numpy()
+        scale = max(scale, np.abs(A).max(), float(np.sqrt(max(np.trace(G), 0.0))))
+        X = B = None
+        if m < max_steps and m < dim:
+            X, B = _next_block(R, basis[:m], scale, generator)
+        done = X is None or not len(X)
+        if m >= min_steps or done:
+            theta, S = eigh(T[:m, :m])
+            wanted = _wanted(m, top_k, bottom_k)
+            last = S[rows][:, wanted]
+            estimates = np.sqrt(np.clip(np.einsum("iw,ij,jw->w", last, G, last), 0, None))
+            bound = max(np.abs(theta).max(), np.finfo(float).tiny)
+            if np.all(estimates <= target * bound) or done:
+                checked = _explicit(op, basis[:m], theta[wanted], S[:, wanted])
+                failing = checked[2] > tol * bound
+                if done or not failing.any() or np.any(checked[2] > 100 * estimates):
+                    break  # converged, out of steps, or at the precision of the products
+                target /= 10
+        B = B[:max_steps - m]
+        T[m:m + len(B), rows] = B
+        T[rows, m:m + len(B)] = B.T
+        previous = (rows, B)
+    vectors, values, residuals = checked
+    converged = (residuals <= tol * bound) & (estimates <= tol * bound)
     which = ["top"] * top_k + ["bottom"] * bottom_k
-    vectors = None
-    if eigenvectors or explicit_residuals:
-        coeff = torch.as_tensor(S[:, wanted].T.copy(), dtype=op.dtype, device=op.device)
-        vectors = coeff @ basis.rows
-        vectors = vectors / vectors.norm(dim=1, keepdim=True)
-    if explicit_residuals:
-        HY = op.matmat(vectors)
-        lam = torch.as_tensor(values, dtype=op.dtype, device=op.device)
-        res = (HY - lam[:, None] * vectors).norm(dim=1).double().cpu().numpy()
-    converged = res <= tol * max(np.abs(theta).max(), np.finfo(float).tiny)
     order = np.argsort(-values, kind="stable")
     return LanczosResult(
         eigenvalues=values[order],
         which=[which[i] for i in order],
-        residuals=res[order],
+        residuals=residuals[order],
+        estimates=estimates[order],
         converged=converged[order],
-        eigenvectors=None if not eigenvectors else vectors[torch.as_tensor(order.copy())],
-        steps=steps,
-        alpha=np.array(alpha),
-        beta=np.array(beta[:steps - 1]),
+        eigenvectors=vectors[torch.as_tensor(order.copy(), device=vectors.device)]
+        if eigenvectors else None,
+        steps=m,
+        block_size=p,
+        T=T[:m, :m].copy(),
     )
+
+
+def _explicit(op: HessianOperator, Q: torch.Tensor, values: np.ndarray,
+              S: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Unit Ritz vectors ``Sᵀ Q`` and their residuals ``‖H y − θ y‖`` from fresh
+    products (float64 norms)."""
+    Y = torch.as_tensor(S.T.copy(), dtype=op.dtype, device=op.device) @ Q
+    Y.div_(row_norms(Y).to(Y.dtype)[:, None])
+    HY = op.matmat(Y)
+    HY.sub_(torch.as_tensor(values, dtype=op.dtype, device=op.device)[:, None] * Y)
+    return Y, values, row_norms(HY).cpu().numpy()
 
 
 def _wanted(m: int, top_k: int, bottom_k: int) -> np.ndarray:

@@ -35,4 +35,8 @@ def plot_file(path, out_dir=None) -> list[Path]:
         from .units import plot_maxact, plot_tsne
 
         return (plot_maxact if kind == "maxact" else plot_tsne)(ds, out, stem)
+    if kind == "sae":
+        from .sae import plot_sae
+
+        return plot_sae(ds, out, stem)
     raise LandscapeError(f"plot: results of kind {kind!r} have no figures yet")

@@ -1,5 +1,6 @@
 """Figures of slice results: loss curves and contour maps, units' input-response
-curves with each curve's verdict, and histograms of the barrier scores."""
+curves with each curve's verdict (constant curves apart), and histograms of the
+barrier scores of the curves that are not constant."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 from .common import plt, save_figure, title
 
 MAX_UNITS = 16
-# Colour of each verdict on a 1-D curve.
+# Colour of each verdict on a 1-D curve; a constant curve (flat within rounding noise) is
+# every shape at once and drawn apart.
+CONSTANT = ("constant", "tab:green")
 VERDICTS = {
     (True, True): ("monotone (both)", "0.55"),
     (True, False): ("quasi-convex", "tab:blue"),
@@ -20,9 +23,19 @@ VERDICTS = {
 
 
 def _verdict(ds, var: str, **index) -> tuple[str, str]:
-    qcvx = bool(ds[f"{var}_quasi_convex"].isel(**index)) if index else bool(ds[f"{var}_quasi_convex"])
-    qccv = bool(ds[f"{var}_quasi_concave"].isel(**index)) if index else bool(ds[f"{var}_quasi_concave"])
-    return VERDICTS[(qcvx, qccv)]
+    def flag(name: str) -> bool:
+        da = ds[f"{var}_{name}"]
+        return bool(da.isel(**index) if index else da)
+
+    if f"{var}_constant" in ds and flag("constant"):
+        return CONSTANT
+    return VERDICTS[(flag("quasi_convex"), flag("quasi_concave"))]
+
+
+def _constant_note(ds, var: str) -> str:
+    """", n% constant" when the result marks constant curves and some are."""
+    frac = ds.attrs.get(f"{var}_frac_constant", np.nan)
+    return f", {100 * frac:.0f}% constant" if np.isfinite(frac) and frac > 0 else ""
 
 
 def _loss_figure(ds, path: Path) -> Path:
@@ -53,7 +66,8 @@ def _loss_figure(ds, path: Path) -> Path:
             fig.colorbar(im, ax=axes[1], label="loss")
             axes[1].set(xlabel="alpha", ylabel="beta", title="loss")
         frac = ds.attrs.get("loss_frac_quasi_convex", np.nan)
-        fig.suptitle(title(ds, f"loss surface ({100 * frac:.0f}% of lines quasi-convex)"), fontsize=10)
+        fig.suptitle(title(ds, f"loss surface ({100 * frac:.0f}% of lines quasi-convex"
+                               f"{_constant_note(ds, 'loss')})"), fontsize=10)
     else:
         fig, ax = plt.subplots(figsize=(6.5, 4.4), layout="constrained")
         label, colour = _verdict(ds, "loss")
@@ -102,12 +116,12 @@ def _activation_figure(ds, path: Path) -> Path:
             ax.axvline(0, color="0.8", lw=0.6, zorder=0)
             ax.set_title(f"unit {u}", fontsize=8)
             ax.tick_params(labelsize=7)
-        fig.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+        fig.legend(loc="outside lower center", ncol=5, fontsize=8, frameon=False)
         what = "input-response curves"
     layer = ds.attrs.get("layer", "")
     either = ds.attrs.get("activation_frac_either", np.nan)
-    fig.suptitle(title(ds, f"{layer} {what}, {100 * either:.0f}% quasi-convex or -concave"),
-                 fontsize=10)
+    fig.suptitle(title(ds, f"{layer} {what}, {100 * either:.0f}% quasi-convex or -concave"
+                           f"{_constant_note(ds, 'activation')}"), fontsize=10)
     return save_figure(fig, path)
 
 
@@ -118,13 +132,18 @@ def _barrier_figure(ds, path: Path) -> Path:
     for ax, var in zip(axes[0], present):
         qcvx = ds[f"{var}_qcvx_barrier"].values.ravel()
         qccv = ds[f"{var}_qccv_barrier"].values.ravel()
+        total = qcvx.size
+        if f"{var}_constant" in ds:  # constant curves score 0 by definition: not shapes
+            shaped = ~ds[f"{var}_constant"].values.ravel().astype(bool)
+            qcvx, qccv = qcvx[shaped], qccv[shaped]
         bins = np.linspace(0, max(1e-6, np.nanmax(np.r_[qcvx, qccv, 0])), 25)
         ax.hist(qcvx[np.isfinite(qcvx)], bins=bins, alpha=0.6, color="tab:blue",
                 label="quasi-convexity barrier")
         ax.hist(qccv[np.isfinite(qccv)], bins=bins, alpha=0.6, color="tab:red",
                 label="quasi-concavity barrier")
+        constant = f", {total - qcvx.size} constant left out" if qcvx.size < total else ""
         ax.set(xlabel="barrier (fraction of the curve's range)", ylabel="curves",
-               title=f"{var}: {qcvx.size} curves")
+               title=f"{var}: {total} curves{constant}")
         ax.legend(fontsize=8)
     fig.suptitle(title(ds, "barrier scores"), fontsize=10)
     return save_figure(fig, path)

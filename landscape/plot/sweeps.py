@@ -2,7 +2,8 @@
 by default), a line per init, mean ± std over seeds, random beside trained.
 
 * ``<stem>_convexity.png``: fractions of quasi-convex loss lines and of
-  quasi-convex / quasi-concave input-response curves;
+  quasi-convex / quasi-concave input-response curves (among the curves that are not
+  constant), and the fractions of constant curves (dead or saturated units);
 * ``<stem>_hessian.png``: negative spectral mass and top eigenvalue of the Hessian,
   when the sweep holds them;
 * ``<stem>_maxact.png``: unit means of the max-activation reliability numbers
@@ -20,16 +21,18 @@ from ..errors import LandscapeError
 from ..sweep import SWEEP_DIMS, headline_variables
 from .common import plt, save_figure
 
-CONVEXITY = ("loss_frac_quasi_convex", "activation_frac_quasi_convex",
-             "activation_frac_quasi_concave", "activation_frac_either")
+CONVEXITY = ("loss_frac_quasi_convex", "loss_frac_constant", "activation_frac_quasi_convex",
+             "activation_frac_quasi_concave", "activation_frac_either", "activation_frac_constant")
 HESSIAN = ("negative_mass", "top_eigenvalue")
 MAXACT = ("mean_rho", "mean_p_hit", "mean_n_maxima")
 LABELS = {
-    "loss_frac_quasi_convex": "loss lines quasi-convex",
-    "loss_frac_quasi_concave": "loss lines quasi-concave",
-    "activation_frac_quasi_convex": "unit curves quasi-convex",
-    "activation_frac_quasi_concave": "unit curves quasi-concave",
-    "activation_frac_either": "unit curves quasi-convex or -concave",
+    "loss_frac_quasi_convex": "loss lines quasi-convex\n(of the non-constant)",
+    "loss_frac_quasi_concave": "loss lines quasi-concave\n(of the non-constant)",
+    "loss_frac_constant": "loss lines constant",
+    "activation_frac_quasi_convex": "unit curves quasi-convex\n(of the non-constant)",
+    "activation_frac_quasi_concave": "unit curves quasi-concave\n(of the non-constant)",
+    "activation_frac_either": "unit curves quasi-convex\nor -concave (of the non-constant)",
+    "activation_frac_constant": "unit curves constant\n(dead or saturated units)",
     "negative_mass": "Hessian negative mass",
     "top_eigenvalue": "Hessian top eigenvalue",
     "mean_rho": "max-activation rho (unit mean)",

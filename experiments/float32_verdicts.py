@@ -1,0 +1,55 @@
+"""Do float32 and float64 give the same convexity verdicts on the same curves?
+
+A tanh mlp at bias scale 8 (xavier, seed 0) is evaluated in float32 and in float64 on the
+same input-space lines (8 digits anchors, random directions of seed 0, 64 units of the
+default layer, 41 points on [-1, 1]).  Prints, for each verdict, the share of curves whose
+verdict differs among the curves both precisions resolve (neither is constant), the share
+of constant curves in each precision, and the float32 error in units of eps · max |f|.
+
+    python experiments/float32_verdicts.py [--bias-scale 8] [--activation tanh]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+import landscape
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bias-scale", type=float, default=8.0)
+    parser.add_argument("--activation", default="tanh")
+    parser.add_argument("--init", default="xavier")
+    ns = parser.parse_args()
+    x = landscape.load_dataset("digits", n=256, in_shape=(1, 8, 8))[0]
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        model = landscape.build_model("mlp", init=ns.init, bias_scale=ns.bias_scale, seed=0,
+                                      activation=ns.activation).to(dtype)
+        results[dtype] = landscape.input_slice(model, units=64, anchors=x[:8].to(dtype),
+                                               grid="-1:1:41", seed=0)
+    f32, f64 = results[torch.float32], results[torch.float64]
+    c32, c64 = f32.activation_constant.values, f64.activation_constant.values
+    resolved = ~c32 & ~c64
+    print(f"curves {c32.size}: constant in float32 {c32.mean():.3f}, in float64 {c64.mean():.3f}, "
+          f"resolved by both {resolved.mean():.3f}")
+    for verdict in ("quasi_convex", "quasi_concave", "convex", "concave"):
+        a, b = f32[f"activation_{verdict}"].values, f64[f"activation_{verdict}"].values
+        print(f"{verdict:14s} differs on {(a != b)[resolved].mean():.4f} of the resolved curves "
+              f"({(a != b)[resolved].sum()} of {resolved.sum()})")
+    a32 = f32.activation.values.reshape(-1, 41)
+    a64 = f64.activation.values.reshape(-1, 41)
+    magnitude = np.abs(a64).max(1)
+    error = np.abs(a32 - a64).max(1) / (np.finfo(np.float32).eps * np.where(magnitude > 0, magnitude, 1))
+    print("float32 error / (eps * max|f|): median {:.2f}, 99th percentile {:.2f}, max {:.2f}".format(
+        *np.quantile(error, [0.5, 0.99, 1.0])))
+    for name in ("activation_frac_quasi_convex", "activation_frac_either", "activation_frac_constant"):
+        print(f"{name}: float32 {f32.attrs[name]:.3f}, float64 {f64.attrs[name]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
