@@ -83,38 +83,52 @@ def test_a_refused_restore_is_reported(fake):
     assert not _heap.active() and fake.calls[-1] == ("trim", 0)
 
 
-class _MallInfo2(ctypes.Structure):
+_REAL_GLIBC = """
+import ctypes, sys
+import torch
+from landscape import _heap
+
+class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
         "fordblks", "keepcost")]
 
+libc = ctypes.CDLL(None)
+if not hasattr(libc, "mallinfo2"):
+    sys.exit(3)  # glibc older than 2.33 has no mallinfo2
+libc.mallinfo2.restype = MallInfo2
 
-def _mmapped_bytes() -> int:
-    """glibc's count of bytes in mmapped blocks (mallinfo2, glibc >= 2.33)."""
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
+def mmapped():
     return libc.mallinfo2().hblkhd
+
+assert _heap._glibc() is not None, "glibc present but not detected"
+size = 64 * 2**20  # above glibc's largest mmap threshold
+before = mmapped()
+outside = torch.empty(size // 4).fill_(1)
+assert mmapped() - before >= size, "glibc's default: a fresh mmap"
+del outside
+with _heap.reuse_freed_memory():
+    assert _heap.active(), "glibc accepted both settings"
+    before = mmapped()
+    inside = torch.empty(size // 4).fill_(1)
+    assert mmapped() - before < size, "from the heap"
+    del inside
+assert not _heap.active() and _heap._depth == 0
+"""
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_real_glibc_serves_large_blocks_from_the_heap_inside_the_block_only(monkeypatch):
-    import torch
+def test_real_glibc_serves_large_blocks_from_the_heap_inside_the_block_only():
+    # A fresh interpreter: earlier tests leave free chunks in malloc's arenas that
+    # glibc may (rightly) reuse for the block that should be a fresh mmap.
+    import os
+    import subprocess
+    import sys
 
-    for name in ("LANDSCAPE_HEAP_REUSE",) + _heap._USER_TUNING:
-        monkeypatch.delenv(name, raising=False)
-
-    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LANDSCAPE_HEAP_REUSE",) + _heap._USER_TUNING}
+    done = subprocess.run([sys.executable, "-c", _REAL_GLIBC], env=env, capture_output=True,
+                          text=True, timeout=300)
+    if done.returncode == 3:
         pytest.skip("glibc older than 2.33 has no mallinfo2")
-    assert _heap._glibc() is not None, "glibc present but not detected"
-    size = 64 * 2**20  # above glibc's largest mmap threshold
-    before = _mmapped_bytes()
-    outside = torch.empty(size // 4).fill_(1)
-    assert _mmapped_bytes() - before >= size  # glibc's default: a fresh mmap
-    del outside
-    with _heap.reuse_freed_memory():
-        assert _heap.active()  # glibc accepted both settings
-        before = _mmapped_bytes()
-        inside = torch.empty(size // 4).fill_(1)
-        assert _mmapped_bytes() - before < size  # from the heap
-        del inside
-    assert not _heap.active() and _heap._depth == 0
+    assert done.returncode == 0, done.stderr[-2000:]
