@@ -1,6 +1,5 @@
 """The heap setting around long evaluation loops: set once, restored once, opt-out."""
 
-import ctypes
 import platform
 
 import pytest
