@@ -391,3 +391,128 @@ def test_token_model_end_to_end():
     centre = ds.top_context.sel(offset=0).values
     tokens = eval_x.numpy()[ds.top_sequence.values[top], ds.top_position.values[top]]
     np.testing.assert_array_equal(centre[top], tokens)
+
+
+# ----------------------------------------------------------------------------- transformer CLI
+
+TINY_TRANSFORMER = dict(width=16, depth=1, heads=2, context=16)
+
+
+def _tiny_transformer_checkpoint(path):
+    """A "trained" tiny transformer: recipe default init, seed 3, every weight then
+    moved off its draw (so trained, init and the re-drawn variants all differ)."""
+    from landscape import build_model
+    from landscape.train import save_checkpoint
+
+    model = build_model("transformer", seed=3, **TINY_TRANSFORMER)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    save_checkpoint(path, model, {"model": "transformer", "init": "default", "bias_scale": None,
+                                  "weight_std": None, "seed": 3})
+    return model
+
+
+def _corpus(tmp_path) -> str:
+    """A small byte corpus (one standard-library file): ``text:PATH``."""
+    import textwrap
+
+    path = tmp_path / "corpus.py"
+    path.write_bytes(open(textwrap.__file__, "rb").read())
+    return f"text:{path}"
+
+
+def _rms_scale(model, layer, x) -> float:
+    """The SAE's normalising scale for ``layer``: sqrt(mean |v|^2 / d) over its vectors."""
+    vectors, _ = layer_vectors(model, layer, x)
+    return float(vectors.double().pow(2).sum(1).mean().div(vectors.shape[1]).sqrt())
+
+
+def test_cli_transformer_variants(tmp_path):
+    """`landscape sae` on a tiny transformer checkpoint, every variant: each SAE's
+    normalising scale (measured on that variant's own training activations) tells
+    which weights the variant ran with; where two variants share the embedded
+    vectors, they share the SAE."""
+    import landscape
+    from landscape import build_model
+    from landscape.cli_sae import load_weights
+
+    ckpt = tmp_path / "t.pt"
+    trained = _tiny_transformer_checkpoint(ckpt)
+    variants = ["trained", "init", "rerandomised", "rerandomised-except-embeddings", "control"]
+    out = tmp_path / "r.nc"
+    arch = [f"--{k}={v}" for k, v in TINY_TRANSFORMER.items()]
+    data = _corpus(tmp_path)
+    code, text = _run(["sae", "--model", "transformer", *arch, "--checkpoint", str(ckpt),
+                       "--dataset", data, "--samples", "48", "--variant", ",".join(variants),
+                       "--layer", "embed,blocks.0", "--expansion", "2", "--k", "4",
+                       "--batch-size", "256", "--out", str(out)])
+    assert code == 0, text
+    ds = landscape.load(out, kind="sae")
+    assert sorted(ds.variant.values) == sorted(variants)
+    assert sorted(ds.layer.values) == ["blocks.0", "embed"]
+    assert np.isfinite(ds.fvu.values).all() and (ds.fvu.values < 1).all()
+
+    # The checkpoint's seed (3) is the recipe's, and draws the samples too.
+    x, _ = landscape.load_dataset(data, n=48, seed=3, in_shape=(16,))
+    train_x = x[:36]
+    scale = {key: float(sae.scale) for key, sae in load_weights(tmp_path / "r.sae.pt").items()}
+    step0 = build_model("transformer", seed=3, **TINY_TRANSFORMER)
+    for variant, model in (("trained", trained), ("init", step0)):
+        for layer in ("embed", "blocks.0"):
+            assert scale[f"{variant}/{layer}"] == pytest.approx(_rms_scale(model, layer, train_x),
+                                                                 rel=1e-5)
+    # Embeddings kept: the same embedded vectors; re-drawn or replaced: other ones.
+    assert scale["rerandomised-except-embeddings/embed"] == pytest.approx(scale["trained/embed"],
+                                                                          rel=1e-6)
+    for variant in ("rerandomised", "control", "init"):
+        assert abs(scale[f"{variant}/embed"] / scale["trained/embed"] - 1) > 1e-3, variant
+    # The control keeps every weight after the embedding; its blocks see noise tokens.
+    assert scale["control/blocks.0"] != pytest.approx(scale["trained/blocks.0"], rel=1e-3)
+
+    # Identical embedded vectors and seed: the same SAE, so the same numbers.
+    kept = ds.sel(layer="embed", variant="rerandomised-except-embeddings")
+    for name in ("fvu", "l0", "dead_frac", "frequency"):
+        np.testing.assert_array_equal(kept[name].values,
+                                      ds[name].sel(layer="embed", variant="trained").values)
+
+
+def test_cli_transformer_closed_forms(tmp_path):
+    """`--sae` with constructed SAEs on the transformer's residual stream: an exact
+    reconstruction recovers all the loss (1, KL 0, FVU 0) for every variant; the
+    layer's mean recovers none of it against mean ablation."""
+    import landscape
+    from landscape.sae import sae_state
+    from landscape.variants import make_variant
+
+    ckpt = tmp_path / "t.pt"
+    trained = _tiny_transformer_checkpoint(ckpt)
+    data = _corpus(tmp_path)
+    x, _ = landscape.load_dataset(data, n=48, seed=3, in_shape=(16,))
+    d = TINY_TRANSFORMER["width"]
+    # Mean ablation uses the evaluation inputs' mean (the last quarter).
+    control = make_variant(trained, "control", seed=3)
+    mean = layer_vectors(control, "blocks.0", x[36:])[0].double().mean(0).float()
+    weights = tmp_path / "c.sae.pt"
+    torch.save({"saes": {"trained/blocks.0": sae_state(exact_sae(d)),
+                         "rerandomised/blocks.0": sae_state(exact_sae(d)),
+                         "control/blocks.0": sae_state(mean_sae(d, mean))}}, weights)
+    out = tmp_path / "c.nc"
+    arch = [f"--{k}={v}" for k, v in TINY_TRANSFORMER.items()]
+    code, text = _run(["sae", "--model", "transformer", *arch, "--checkpoint", str(ckpt),
+                       "--dataset", data, "--samples", "48",
+                       "--variant", "trained,rerandomised,control",
+                       "--layer", "blocks.0", "--sae", str(weights), "--out", str(out)])
+    assert code == 0, text
+    ds = landscape.load(out, kind="sae").sel(layer="blocks.0")
+    for variant in ("trained", "rerandomised"):
+        part = ds.sel(variant=variant)
+        assert float(part.fvu) == pytest.approx(0, abs=1e-9)
+        assert float(part.kl) == pytest.approx(0, abs=1e-6)
+        assert float(part.loss_recovered_mean) == pytest.approx(1, abs=1e-5)
+        assert float(part.loss_recovered_zero) == pytest.approx(1, abs=1e-5)
+        assert float(part.loss_sae) == pytest.approx(float(part.loss_clean), rel=1e-6)
+    control = ds.sel(variant="control")
+    assert float(control.loss_recovered_mean) == pytest.approx(0, abs=1e-5)
+    assert float(control.dead_frac) == 1 and float(control.l0) == 0
