@@ -436,7 +436,7 @@ def test_cli_transformer_variants(tmp_path):
     vectors, they share the SAE."""
     import landscape
     from landscape import build_model
-    from landscape.cli_sae import load_weights
+    from landscape.analyses_sae import load_weights
 
     ckpt = tmp_path / "t.pt"
     trained = _tiny_transformer_checkpoint(ckpt)
