@@ -697,10 +697,14 @@ def test_slq_in_groups_gives_the_density_of_one_group(mlp_problem):
     model, x, y, _, _ = mlp_problem
     op = LossHessian(model, x, y)
     per_run = (20 + 4) * op.dim * 8  # basis and working rows of one run, float64
-    one = slq(op, n_runs=5, steps=20, seed=3)
+    one = slq(op, n_runs=5, steps=20, seed=3, group_size=5)
     assert one.n_groups == 1
-    grouped = slq(op, n_runs=5, steps=20, seed=3, max_memory=int(2.5 * per_run))
+    grouped = slq(op, n_runs=5, steps=20, seed=3, group_size=2, max_memory=int(2.5 * per_run))
     assert grouped.n_groups == 3 and grouped.n_products == one.n_products
+    single = slq(op, n_runs=5, steps=20, seed=3)  # the CPU's default: one run at a time
+    assert single.n_groups == 5 and single.n_products == one.n_products
+    for a, b in zip(one.nodes + one.weights, single.nodes + single.weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     for a, b in zip(one.nodes + one.weights, grouped.nodes + grouped.weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     ds1 = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=3, density_steps=20)
@@ -709,6 +713,37 @@ def test_slq_in_groups_gives_the_density_of_one_group(mlp_problem):
     assert ds3.attrs["density_groups"] == 3
     np.testing.assert_allclose(ds3.density.values, ds1.density.values, rtol=1e-8, atol=1e-10)
     assert float(ds3.negative_mass) == pytest.approx(float(ds1.negative_mass), abs=1e-10)
+
+
+def test_default_plan_fits_resnet18_in_6gb_on_a_24gib_cpu(monkeypatch):
+    """The README example (resnet18, 11.2 M float32 parameters) on a 24 GiB CPU
+    machine: the density holds one run's basis whatever the number of runs, the
+    Lanczos basis is fitted under the CPU share, and both leave room for the
+    model (about 1.5 GB) under 6 GB.  On CUDA runs go side by side as they fit."""
+    import sys
+
+    from landscape.hessian.lanczos import basis_budget, lanczos_steps, working_rows
+    from landscape.hessian.slq import parallel_runs
+
+    gib = 2**30
+    monkeypatch.delenv("LANDSCAPE_MAX_MEMORY", raising=False)
+    monkeypatch.setattr(sys.modules["landscape.hessian.lanczos"], "total_memory", lambda: 24 * gib)
+    monkeypatch.setattr("landscape.memory.available_memory", lambda device=None: 22 * gib)
+    dim, vector = 11_173_962, 11_173_962 * 4
+    budget = 11 * gib  # the default: half of what is available
+    for runs in (1, 8, 16):
+        assert parallel_runs(dim, 4, "cpu", runs, 80, budget) == 1
+    assert parallel_runs(dim, 4, "cpu", 16, 80, budget) * (80 + 4) * vector < 3.8e9
+    assert parallel_runs(dim, 4, "cuda", 16, 80, 40 * 10**9) == 40 * 10**9 // (84 * vector)
+    assert parallel_runs(dim, 4, "cuda:0", 4, 80, 100 * 10**9) == 4
+    cpu = basis_budget("cpu")
+    assert cpu == int(0.15 * 24 * gib)
+    assert basis_budget("cpu", max_memory="20GB") == 20 * 10**9  # an explicit budget wins
+    steps = lanczos_steps(dim, 4, 10, 5, cpu, eigenvectors=False)
+    held = (steps + working_rows(10, 5, False)) * vector
+    assert held <= cpu < 4.5e9 and steps == cpu // vector - 17
+    # Small problems keep the full default basis.
+    assert lanczos_steps(10_000, 8, 10, 5, cpu, eigenvectors=False) == 300
 
 
 def test_work_too_big_for_the_budget_is_refused_with_its_size(mlp_problem):

@@ -19,8 +19,9 @@ semi-definite ``H`` against ``O(1/√m)`` for plain Hutchinson.
 
 ``Q`` comes from the float64 Gram matrix of ``H S`` (twice, CholeskyQR2
 style; directions of ``H S`` at rounding level are dropped), and every dot
-product is accumulated in float64.  Memory: the sketch needs ``2s`` vectors at
-once; the remaining products stream in groups that fit the memory budget of
+product is accumulated in float64.  Memory: the sketch, ``H S`` and ``Q`` share
+one buffer of ``s`` vectors (products and factors computed in place); the
+remaining products stream in groups that fit the memory budget of
 :mod:`landscape.memory`.
 
 Example — the trace of ``diag(1, …, 10)`` is 55::
@@ -78,10 +79,14 @@ def hutchpp(op: HessianOperator, n_probes: int = 99, seed: int = 0, max_memory=N
     if group_size is None:
         group_size = int(max(1, (budget - (2 * s) * vector) // (2 * vector)))
     generator = torch.Generator().manual_seed(seed)
-    HS = op.matmat(rademacher(s, op.dim, generator, op.dtype, op.device))
-    Q, _, _ = orthonormal_factor(HS, BREAKDOWN * float(row_norms(HS).max()))
+    # The sketch becomes H S, then Q, in place: one s × dim buffer at any time.
+    HS = rademacher(s, op.dim, generator, op.dtype, op.device)
+    step = op.chunk_size or s
+    for i in range(0, s, step):
+        HS[i:i + step] = op.matmat(HS[i:i + step])
+    Q, _, _ = orthonormal_factor(HS, BREAKDOWN * float(row_norms(HS).max()), in_place=True)
     del HS
-    Q, _, _ = orthonormal_factor(Q, 0.5)  # a second pass: orthonormal to working precision
+    Q, _, _ = orthonormal_factor(Q, 0.5, in_place=True)  # orthonormal to working precision
     low_rank = torch.zeros((), dtype=torch.float64, device=op.device)
     for i in range(0, len(Q), group_size):
         low_rank += row_dots(Q[i:i + group_size], op.matmat(Q[i:i + group_size])).sum()

@@ -66,12 +66,16 @@ import torch
 from scipy.linalg import eigh
 
 from ..errors import LandscapeError
-from ..memory import memory_budget, require
+from ..memory import memory_budget, require, total_memory
 from .hvp import HessianOperator
 from .reductions import REORTH_RATIO, gram, orthogonalize, orthonormal_factor, row_norms
 
 BREAKDOWN = 1e-10  # a norm below this (relative to ‖T‖ so far) means an invariant subspace
 DEFAULT_MAX_STEPS = 300
+# By default on the CPU a Krylov basis (and its working rows) takes at most this
+# share of physical memory: on a 24 GiB machine 3.9 GB, so that a resnet18 basis
+# plus the model and its autograd graph peak under 6 GB.
+CPU_BASIS_SHARE = 0.15
 
 
 @dataclass
@@ -117,24 +121,43 @@ def _next_block(R: torch.Tensor, Q: torch.Tensor, scale: float,
     return X[kept], B[kept]
 
 
-def _budgeted_steps(op: HessianOperator, max_steps: int | None, k: int, p: int,
-                    max_memory) -> int:
-    """``max_steps`` checked against (or, by default, fitted to) the memory budget."""
-    vector = op.dim * torch.empty((), dtype=op.dtype).element_size()
-    extra = 3 * p + 2 * k  # the current block, its products and the next; Ritz vectors and products
-    budget = memory_budget(op.device, max_memory)
+def basis_budget(device, max_memory=None) -> int:
+    """Bytes a Krylov basis may take: the budget of :mod:`landscape.memory`,
+    and by default on the CPU (no ``max_memory``, no ``LANDSCAPE_MAX_MEMORY``)
+    at most :data:`CPU_BASIS_SHARE` of physical memory."""
+    import os
+
+    budget = memory_budget(device, max_memory)
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    if max_memory is None and not os.environ.get("LANDSCAPE_MAX_MEMORY") and kind == "cpu":
+        budget = min(budget, int(CPU_BASIS_SHARE * total_memory()))
+    return int(budget)
+
+
+def working_rows(k: int, p: int, eigenvectors: bool) -> int:
+    """Vectors Lanczos holds besides its basis: the current block, its products
+    and the next (``3p``); then the Ritz vectors (all ``k`` when they are
+    returned, else one at a time) and their products, one at a time."""
+    return 3 * p + (2 * k if eigenvectors else 2)
+
+
+def lanczos_steps(dim: int, itemsize: int, k: int, p: int, budget: int,
+                  max_steps: int | None = None, eigenvectors: bool = True) -> int:
+    """The basis size (rows): ``max_steps`` checked against ``budget`` (bytes),
+    or by default ``max(300, 4k)`` fitted to it; refused with the size when not
+    even the smallest useful basis fits."""
+    vector = dim * itemsize
+    extra = working_rows(k, p, eigenvectors)
     hint = "lower --max-steps or raise --max-memory"
     if max_steps is not None:
         require((max_steps + extra) * vector, budget,
-                f"Lanczos with a basis of {max_steps} vectors of {op.dim}", hint)
+                f"Lanczos with a basis of {max_steps} vectors of {dim}", hint)
         return max_steps
-    wanted = min(max(DEFAULT_MAX_STEPS, 4 * k), op.dim)
-    least = min(k + 2 * p, op.dim)
+    wanted = min(max(DEFAULT_MAX_STEPS, 4 * k), dim)
+    least = min(k + 2 * p, dim)
     require((least + extra) * vector, budget,
-            f"Lanczos with its smallest basis ({least} vectors of {op.dim})", hint)
-    return int(min(wanted, budget // vector - extra))
-
-
+            f"Lanczos with its smallest basis ({least} vectors of {dim})", hint)
+    return int(max(least, min(wanted, budget // vector - extra)))
 
 
 def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float = 1e-4,
@@ -166,7 +189,10 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
     p = min(max(2, top_k, bottom_k) if block_size is None else block_size, dim)
     if max_steps is not None and max_steps < k:
         raise LandscapeError(f"max_steps: must be >= top_k + bottom_k = {k}, got {max_steps}")
-    max_steps = min(_budgeted_steps(op, max_steps, k, p, max_memory), dim)
+    itemsize = torch.empty((), dtype=op.dtype).element_size()
+    budget = memory_budget(op.device, max_memory) if max_steps is not None \
+        else basis_budget(op.device, max_memory)
+    max_steps = min(lanczos_steps(dim, itemsize, k, p, budget, max_steps, eigenvectors), dim)
     min_steps = k if min_steps is None else min(max(min_steps, k), max_steps)
     generator = torch.Generator().manual_seed(seed)
     basis = torch.empty(max_steps, dim, dtype=op.dtype, device=op.device)
@@ -209,7 +235,7 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
             estimates = np.sqrt(np.clip(np.einsum("iw,ij,jw->w", last, G, last), 0, None))
             bound = max(np.abs(theta).max(), np.finfo(float).tiny)
             if np.all(estimates <= target * bound) or done:
-                checked = _explicit(op, basis[:m], theta[wanted], S[:, wanted])
+                checked = _explicit(op, basis[:m], theta[wanted], S[:, wanted], eigenvectors)
                 failing = checked[2] > tol * bound
                 if done or not failing.any() or np.any(checked[2] > 100 * estimates):
                     break  # converged, out of steps, or at the precision of the products
@@ -236,15 +262,26 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
     )
 
 
-def _explicit(op: HessianOperator, Q: torch.Tensor, values: np.ndarray,
-              S: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def _explicit(op: HessianOperator, Q: torch.Tensor, values: np.ndarray, S: np.ndarray,
+              keep: bool = True) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
     """Unit Ritz vectors ``Sᵀ Q`` and their residuals ``‖H y − θ y‖`` from fresh
-    products (float64 norms)."""
-    Y = torch.as_tensor(S.T.copy(), dtype=op.dtype, device=op.device) @ Q
-    Y.div_(row_norms(Y).to(Y.dtype)[:, None])
-    HY = op.matmat(Y)
-    HY.sub_(torch.as_tensor(values, dtype=op.dtype, device=op.device)[:, None] * Y)
-    return Y, values, row_norms(HY).cpu().numpy()
+    products (float64 norms).  One vector and its product at a time; the
+    vectors are kept (and returned) only when ``keep``."""
+    coeff = torch.as_tensor(S.T.copy(), dtype=op.dtype, device=op.device)
+    theta = torch.as_tensor(values, dtype=op.dtype, device=op.device)
+    vectors = torch.empty(len(values), Q.shape[1], dtype=op.dtype, device=op.device) \
+        if keep else None
+    residuals = np.zeros(len(values))
+    for i in range(len(values)):
+        y = coeff[i:i + 1] @ Q
+        y.div_(row_norms(y).to(y.dtype)[:, None])
+        hy = op.matmat(y)
+        hy.sub_(theta[i] * y)
+        residuals[i] = float(row_norms(hy)[0])
+        if keep:
+            vectors[i] = y[0]
+        del y, hy
+    return vectors, values, residuals
 
 
 def _wanted(m: int, top_k: int, bottom_k: int) -> np.ndarray:

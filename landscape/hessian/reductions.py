@@ -103,8 +103,8 @@ def orthogonalize_each(W: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     return W
 
 
-def orthonormal_factor(R: torch.Tensor, threshold: float) -> tuple[torch.Tensor, np.ndarray,
-                                                                   np.ndarray]:
+def orthonormal_factor(R: torch.Tensor, threshold: float, in_place: bool = False
+                       ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Split ``R`` (``p × dim``) as ``R ≈ Bᵀ X`` with orthonormal rows ``X``.
 
     From the float64 Gram matrix ``R Rᵀ = U Λ Uᵀ``: ``X = Λ^{−1/2} Uᵀ R`` and
@@ -120,6 +120,12 @@ def orthonormal_factor(R: torch.Tensor, threshold: float) -> tuple[torch.Tensor,
     root = np.sqrt(np.clip(lam, 0, None))
     inv = np.where(kept, 1 / np.where(kept, root, 1), 0.0)
     coeff = torch.as_tensor((U * inv[None, :]).T.copy(), dtype=R.dtype, device=R.device)
-    X = coeff @ R
+    if in_place:  # X overwrites R a slice of columns at a time: no second copy
+        width = _width(2 * R.shape[0], R.shape[1])
+        for s in range(0, R.shape[1], width):
+            R[:, s:s + width] = coeff @ R[:, s:s + width]
+        X = R
+    else:
+        X = coeff @ R
     B = (U * np.where(kept, root, 0.0)[None, :]).T
     return X, B, kept

@@ -77,13 +77,29 @@ class Quadrature:
 
 def slq_group_size(op: HessianOperator, n_runs: int, steps: int, reorthogonalize: bool = True,
                    max_memory=None) -> int:
-    """How many runs go side by side within the memory budget (refused, with
-    the size, when not even one fits)."""
-    vector = op.dim * torch.empty((), dtype=op.dtype).element_size()
-    per_run = (min(steps, op.dim) + 4 if reorthogonalize else 4) * vector
-    budget = memory_budget(op.device, max_memory)
-    require(per_run, budget, f"density (SLQ): one run of {steps} steps on dimension {op.dim}",
+    """How many runs go side by side (refused, with the size, when not even
+    one fits the memory budget): see :func:`parallel_runs`."""
+    itemsize = torch.empty((), dtype=op.dtype).element_size()
+    return parallel_runs(op.dim, itemsize, op.device, n_runs, steps,
+                         memory_budget(op.device, max_memory), reorthogonalize)
+
+
+def parallel_runs(dim: int, itemsize: int, device, n_runs: int, steps: int, budget: int,
+                  reorthogonalize: bool = True) -> int:
+    """Runs side by side for ``n_runs`` of ``steps`` on dimension ``dim``.
+
+    Each run holds its basis and four working rows.  On the CPU the products of
+    a group are computed one after another anyway, so running side by side
+    buys no speed: one run at a time, and the memory is one run's whatever
+    ``n_runs``.  Elsewhere (CUDA) as many as fit ``budget`` (bytes).
+    """
+    vector = dim * itemsize
+    per_run = (min(steps, dim) + 4 if reorthogonalize else 4) * vector
+    require(per_run, budget, f"density (SLQ): one run of {steps} steps on dimension {dim}",
             "lower --density-steps or raise --max-memory")
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    if kind == "cpu":
+        return 1
     return int(max(1, min(n_runs, budget // per_run)))
 
 
@@ -94,11 +110,12 @@ def slq(op: HessianOperator, n_runs: int = 8, steps: int = 80, seed: int = 0,
 
     Runs go side by side in groups (one batched product per step for the whole
     group); each run is reorthogonalised against its own basis, ``steps ×
-    dim`` numbers, so a group holds as many runs as fit the memory budget
-    (``max_memory``, see :func:`landscape.memory.memory_budget`) or
-    ``group_size``.  Memory grows with the runs of one group, not with
-    ``n_runs``, and the result does not depend on the grouping: run ``r``
-    starts from the ``r``-th vector drawn from ``seed`` whatever group it is in.
+    dim`` numbers, so a group holds ``group_size`` runs, by default one on the
+    CPU and as many as fit the memory budget elsewhere (``max_memory``, see
+    :func:`parallel_runs` and :func:`landscape.memory.memory_budget`).  Memory
+    grows with the runs of one group, not with ``n_runs``, and the result does
+    not depend on the grouping: run ``r`` starts from the ``r``-th vector drawn
+    from ``seed`` whatever group it is in.
     """
     if n_runs < 1:
         raise LandscapeError(f"density runs: must be >= 1, got {n_runs}")
