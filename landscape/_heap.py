@@ -115,6 +115,15 @@ def active() -> bool:
     return _active
 
 
+def hand_back() -> None:
+    """Return the heap's free memory to the kernel now (``malloc_trim``), for a
+    loop whose next phase allocates buffers of another size: the blocks freed by
+    the previous phase would otherwise stay resident beside the new ones."""
+    libc = _glibc() if _active else None
+    if libc is not None:
+        libc[1](0)
+
+
 def reusing_freed_memory(fn):
     """Decorator: run ``fn`` inside :func:`reuse_freed_memory`."""
 

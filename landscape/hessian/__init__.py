@@ -37,7 +37,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .._heap import reusing_freed_memory
+from .._heap import hand_back, reusing_freed_memory
 from .._state import check_per_sample, model_view, untouched
 from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
@@ -86,8 +86,10 @@ def _analyse(op: HessianOperator, top_k: int, bottom_k: int, density: bool, trac
     eig = lanczos(op, top_k, bottom_k, tol=tol, max_steps=max_steps, seed=seed,
                   eigenvectors=False, block_size=block_size, max_memory=max_memory) \
         if top_k + bottom_k else None
+    hand_back()  # the freed basis must not stay resident beside the next one
     quad = slq(op, n_runs=density_runs, steps=density_steps, seed=seed + 1,
                max_memory=max_memory) if density else None
+    hand_back()
     tr = hutchpp(op, n_probes=trace_probes, seed=seed + 2, max_memory=max_memory) \
         if trace else None
     return eig, quad, tr
