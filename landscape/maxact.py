@@ -554,17 +554,27 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def geometry_of(slice_ds: xr.Dataset | None = None,
                 input_hessian_ds: xr.Dataset | None = None) -> xr.Dataset:
-    """Per-unit geometry: the fraction of input-slice curves that are quasi-convex
-    (quasi-concave) and the mean barrier over anchors (``slice_*``); the mean over
-    anchors of the input Hessian's negative mass and top eigenvalue (``hessian_*``)."""
+    """Per-unit geometry: the fraction of a unit's input-slice curves that are
+    quasi-convex (quasi-concave) and their mean barrier (``slice_*``), over the curves
+    that are not constant (a flat curve passes every test and says nothing of the
+    unit's shape), with the fraction of constant curves beside them
+    (``slice_frac_constant``; a unit whose curves are all flat gets NaN for the
+    others); the mean over anchors of the input Hessian's negative mass and top
+    eigenvalue (``hessian_*``)."""
     parts = {}
     if slice_ds is not None:
         if "activation_quasi_convex" not in slice_ds:
             raise LandscapeError("slice_ds: needs input-slice scores (activation_quasi_convex)")
         extra = [d for d in slice_ds["activation_quasi_convex"].dims if d != "unit"]
-        parts["slice_quasi_convex"] = slice_ds["activation_quasi_convex"].astype(float).mean(extra)
-        parts["slice_quasi_concave"] = slice_ds["activation_quasi_concave"].astype(float).mean(extra)
-        parts["slice_qcvx_barrier"] = slice_ds["activation_qcvx_barrier"].mean(extra)
+        if "activation_constant" in slice_ds:
+            flat = slice_ds["activation_constant"].astype(bool)
+        else:
+            flat = xr.zeros_like(slice_ds["activation_quasi_convex"], dtype=bool)
+        for name, var in (("slice_quasi_convex", "activation_quasi_convex"),
+                          ("slice_quasi_concave", "activation_quasi_concave"),
+                          ("slice_qcvx_barrier", "activation_qcvx_barrier")):
+            parts[name] = slice_ds[var].astype(float).where(~flat).mean(extra)
+        parts["slice_frac_constant"] = flat.astype(float).mean(extra)
     if input_hessian_ds is not None:
         hess = input_hessian_ds
         parts["hessian_negative_mass"] = hess["negative_mass"].mean("anchor")

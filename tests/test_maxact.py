@@ -15,6 +15,7 @@ from landscape.errors import LandscapeError
 from landscape.maxact import (
     METRICS,
     compare_states,
+    geometry_of,
     gradient_ascent,
     maxact,
     morans_i,
@@ -309,3 +310,26 @@ def test_null_model_without_a_recipe_redraws_pytorchs_own_init():
     assert abs(float(w.std()) - std) < 4 * std / np.sqrt(2 * w.numel())
     with pytest.raises(LandscapeError, match="no recipe"):
         null_model(torch.nn.Sequential(torch.nn.ReLU()), seed=1)
+
+
+def test_relate_leaves_constant_curves_out_of_the_geometry():
+    # Three units x four anchors.  Constant curves pass every test (quasi-convex True,
+    # barrier 0); the geometry must be computed over the curves that are not constant.
+    qcvx = np.array([[1, 1, 0, 0],      # unit 0: anchors 0, 1 flat -> 0 of 2 non-flat
+                     [1, 0, 1, 1],      # unit 1: anchor 0 flat -> 2 of 3
+                     [1, 1, 1, 1]], bool)  # unit 2: all flat -> undefined
+    barrier = np.array([[0, 0, 0.4, 0.2], [0, 0.3, 0, 0], [0, 0, 0, 0]])
+    flat = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], bool)
+    slices = xr.Dataset({"activation_quasi_convex": (("unit", "anchor"), qcvx),
+                         "activation_quasi_concave": (("unit", "anchor"), qcvx),
+                         "activation_qcvx_barrier": (("unit", "anchor"), barrier),
+                         "activation_constant": (("unit", "anchor"), flat)},
+                        coords={"unit": [0, 1, 2]})
+    geo = geometry_of(slices)
+    np.testing.assert_allclose(geo.slice_quasi_convex.values, [0, 2 / 3, np.nan])
+    np.testing.assert_allclose(geo.slice_qcvx_barrier.values, [0.3, 0.1, np.nan])
+    np.testing.assert_allclose(geo.slice_frac_constant.values, [0.5, 0.25, 1])
+    metrics = xr.Dataset({m: ("unit", np.arange(3.0)) for m in METRICS}, coords={"unit": [0, 1, 2]})
+    rel = relate(metrics, slice_ds=slices)
+    assert "slice_frac_constant" in rel.geometry.values.tolist()
+    np.testing.assert_allclose(rel.geom_slice_quasi_convex.values, [0, 2 / 3, np.nan])
