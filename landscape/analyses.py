@@ -281,14 +281,11 @@ def output_path(out, overwrite: bool, command: str, model: str, init: str) -> Pa
 def check_output(path: Path, suffix: str, overwrite: bool) -> Path:
     """``path`` if it names a ``suffix`` file that may be written: its folder
     exists, and it does not or ``overwrite`` is given."""
+    from .results import check_writable
+
     if path.suffix != suffix:
         raise LandscapeError(f"out: expected a {suffix} file name, got {str(path)!r}")
-    if path.exists() and not overwrite:
-        raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise LandscapeError(f"out: folder {str(folder)!r} does not exist")
-    return path
+    return check_writable(path, overwrite)
 
 
 def model_from_options(opts: dict):

@@ -140,6 +140,17 @@ def atomic_write(path, suffix: str = ".tmp"):
         raise
 
 
+def check_writable(path: Path, overwrite: bool) -> Path:
+    """``path`` if a result may be written there: its folder exists, and the file
+    does not or ``overwrite`` is given."""
+    if path.exists() and not overwrite:
+        raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LandscapeError(f"out: folder {str(folder)!r} does not exist")
+    return path
+
+
 def save(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     """Write ``ds`` to ``path`` (netCDF) atomically.
 
@@ -152,11 +163,7 @@ def save(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     kind = ds.attrs.get("kind")
     if kind not in KINDS:
         raise LandscapeError(f"save: attrs['kind'] must be one of {', '.join(KINDS)}, got {kind!r}")
-    if path.exists() and not overwrite:
-        raise LandscapeError(f"{str(path)!r} exists; choose another --out or pass --overwrite")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise LandscapeError(f"output folder {str(folder)!r} does not exist")
+    check_writable(path, overwrite)
     with atomic_write(path) as tmp:
         _encoded(ds).to_netcdf(tmp, engine=ENGINE)
     return path
