@@ -135,6 +135,14 @@ def _transposed_weights(model: nn.Module) -> dict[str, int]:
             if isinstance(m, nn.modules.conv._ConvTransposeNd)}
 
 
+def _check_request(kind: str, kinds, space: str, n: int) -> None:
+    if kind not in kinds:
+        raise LandscapeError(f"directions: unknown value {kind!r} for the {space} space; "
+                             f"choose one of {', '.join(kinds)}")
+    if n < 1:
+        raise LandscapeError(f"dims: must be >= 1, got {n}")
+
+
 def parameter_directions(model, kind: str = "filter", n: int = 2, seed: int = 0,
                          include_bias: bool = False, orthogonal: bool = False,
                          x=None, y=None, **hessian_options) -> list[Direction]:
@@ -142,13 +150,7 @@ def parameter_directions(model, kind: str = "filter", n: int = 2, seed: int = 0,
 
     ``hessian`` needs the data ``x, y`` the loss is taken over.
     """
-    if kind not in PARAMETER_DIRECTIONS:
-        raise LandscapeError(
-            f"directions: unknown value {kind!r} for the loss space; "
-            f"choose one of {', '.join(PARAMETER_DIRECTIONS)}"
-        )
-    if n < 1:
-        raise LandscapeError(f"dims: must be >= 1, got {n}")
+    _check_request(kind, PARAMETER_DIRECTIONS, "loss", n)
     if kind == "pca":
         raise LandscapeError(
             "directions 'pca' in the loss space need a training trajectory: pass --trajectory DIR "
@@ -199,13 +201,7 @@ def input_directions(anchors: torch.Tensor, kind: str = "random", n: int = 1, se
                      data: torch.Tensor | None = None, orthogonal: bool = True) -> torch.Tensor:
     """Directions through each anchor, shape ``(A, n, *in_shape)``, each scaled to
     its anchor's norm (see the module docstring).  ``pca`` needs ``data``."""
-    if kind not in INPUT_DIRECTIONS:
-        raise LandscapeError(
-            f"directions: unknown value {kind!r} for the input space; "
-            f"choose one of {', '.join(INPUT_DIRECTIONS)}"
-        )
-    if n < 1:
-        raise LandscapeError(f"dims: must be >= 1, got {n}")
+    _check_request(kind, INPUT_DIRECTIONS, "input", n)
     a, shape = anchors.shape[0], anchors.shape[1:]
     flat = anchors.detach().flatten(1).to("cpu", DRAW_DTYPE)
     if kind == "random":
