@@ -3,8 +3,10 @@
 A tanh mlp at bias scale 8 (xavier, seed 0) is evaluated in float32 and in float64 on the
 same input-space lines (8 digits anchors, random directions of seed 0, 64 units of the
 default layer, 41 points on [-1, 1]).  Prints, for each verdict, the share of curves whose
-verdict differs among the curves both precisions resolve (neither is constant), the share
-of constant curves in each precision, and the float32 error in units of eps · max |f|.
+verdict differs over all curves and among the curves both precisions resolve (neither is
+constant), the share of constant curves in each precision, and the float32 error in units
+of eps · max |f| — flatness judged at float32 resolution in both (the default) and, for
+comparison, at each dtype's own resolution.
 
     python experiments/float32_verdicts.py [--bias-scale 8] [--activation tanh]
 """
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 import landscape
+from landscape.convexity import add_scores
 
 
 def main() -> None:
@@ -32,15 +35,22 @@ def main() -> None:
                                       activation=ns.activation).to(dtype)
         results[dtype] = landscape.input_slice(model, units=64, anchors=x[:8].to(dtype),
                                                grid="-1:1:41", seed=0)
-    f32, f64 = results[torch.float32], results[torch.float64]
-    c32, c64 = f32.activation_constant.values, f64.activation_constant.values
-    resolved = ~c32 & ~c64
-    print(f"curves {c32.size}: constant in float32 {c32.mean():.3f}, in float64 {c64.mean():.3f}, "
-          f"resolved by both {resolved.mean():.3f}")
-    for verdict in ("quasi_convex", "quasi_concave", "convex", "concave"):
-        a, b = f32[f"activation_{verdict}"].values, f64[f"activation_{verdict}"].values
-        print(f"{verdict:14s} differs on {(a != b)[resolved].mean():.4f} of the resolved curves "
-              f"({(a != b)[resolved].sum()} of {resolved.sum()})")
+    f32 = results[torch.float32]
+    for resolution in ("float32", "own dtype"):
+        f64 = results[torch.float64]
+        if resolution != "float32":
+            f64 = add_scores(f64, "activation", resolution="float64")
+        print(f"flatness at {resolution} resolution")
+        c32, c64 = f32.activation_constant.values, f64.activation_constant.values
+        resolved = ~c32 & ~c64
+        print(f"  curves {c32.size}: constant in float32 {c32.mean():.3f}, in float64 "
+              f"{c64.mean():.3f}, resolved by both {resolved.mean():.3f}")
+        for verdict in ("quasi_convex", "quasi_concave", "convex", "concave"):
+            a, b = f32[f"activation_{verdict}"].values, f64[f"activation_{verdict}"].values
+            print(f"  {verdict:14s} differs on {(a != b).mean():.4f} of all curves, "
+                  f"{(a != b)[resolved].mean():.4f} of the resolved ones "
+                  f"({(a != b)[resolved].sum()} of {resolved.sum()})")
+    f64 = results[torch.float64]
     a32 = f32.activation.values.reshape(-1, 41)
     a64 = f64.activation.values.reshape(-1, 41)
     magnitude = np.abs(a64).max(1)

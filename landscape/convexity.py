@@ -39,12 +39,20 @@ A curve *is* quasi-convex when ``qcvx_barrier ≤ tol``, quasi-concave when
 ``ccv_excess ≤ tol``; ``tol`` defaults to 1e-3.
 
 **Flat curves.**  A curve is *constant* when its range is within the rounding noise of
-the precision it was evaluated in::
+float32, or of the precision it was evaluated in if that is coarser::
 
     max f − min f ≤ NOISE_ULPS · eps · max |f|,    NOISE_ULPS = 16,
 
-eps the machine epsilon of that dtype (``dtype``; by default the values' own, but a
-float32 forward pass stored as float64 must say float32).  A constant curve (a dead ReLU
+eps the larger machine epsilon of the dtype the values were evaluated in (``dtype``; by
+default the values' own, but a float32 forward pass stored as float64 must say float32)
+and of the resolution ``RESOLUTION`` = float32 (``resolution``).  The resolution makes
+flatness a property of the curve, not of the precision a run happened to use: a saturated
+tanh whose output moves by 1e-7 of its magnitude is flat whether it was computed in float32
+(where that is a few ulps of rounding noise) or in float64 (where it is resolved).  With a
+float32 floor for float64 runs too, the float32 and float64 verdicts of a tanh mlp at bias
+scale 8 differ on 0.2 % of all curves; with each dtype's own floor on 17 %, because 42 % of
+its curves are flat in float32 and 3 % in float64.  ``resolution="float64"`` asks for the
+finer floor of a float64 run.  A constant curve (a dead ReLU
 unit, a saturated tanh) is every shape at once: its scores are 0, all four verdicts are
 true, it has one minimum and one maximum, and it is marked ``constant`` and left out of
 every fraction but ``frac_constant``.  The factor was measured: evaluating the same
@@ -82,6 +90,8 @@ DEFAULT_TOL = 1e-3
 # The rounding-noise floor of a curve evaluated in a dtype of machine epsilon eps is
 # NOISE_ULPS · eps · max|f| (see the module docstring for how it was measured).
 NOISE_ULPS = 16
+# Flatness is judged at float32 resolution at least, whatever the precision of the run.
+RESOLUTION = "float32"
 
 CONVEXITY_SCORES = ("qcvx_barrier", "qccv_barrier", "quasi_convex", "quasi_concave",
                     "cvx_excess", "ccv_excess", "convex", "concave", "n_minima", "n_maxima",
@@ -108,9 +118,10 @@ _SCORE_ATTRS = {
                  "prominence >= tol * (max f - min f); -1 for curves with NaN"),
     "n_maxima": ("significant maxima", "local maxima (endpoints and plateaus included) with "
                  "prominence >= tol * (max f - min f); -1 for curves with NaN"),
-    "constant": ("constant", "max f - min f <= NOISE_ULPS * eps * max |f|, eps of the dtype the "
-                 "curve was evaluated in: flat within rounding noise; every verdict of a constant "
-                 "curve is true, and it is left out of every frac_* but frac_constant"),
+    "constant": ("constant", "max f - min f <= NOISE_ULPS * eps * max |f|, eps the larger of the "
+                 "dtype the curve was evaluated in and the resolution (float32 by default): flat "
+                 "within rounding noise; every verdict of a constant curve is true, and it is "
+                 "left out of every frac_* but frac_constant"),
 }
 
 
@@ -158,10 +169,16 @@ class _Curves(NamedTuple):
     flat: np.ndarray     # the range is within the rounding-noise floor (False for invalid ones)
 
 
-def _prepare(values, axis, dtype=None) -> _Curves:
-    """Curves moved to the last axis, with their validity, ranges and noise floors."""
+def _coarser(*names: str) -> str:
+    """The dtype name of largest machine epsilon."""
+    return max(names, key=_eps)
+
+
+def _prepare(values, axis, dtype=None, resolution=RESOLUTION) -> _Curves:
+    """Curves moved to the last axis, with their validity, ranges and noise floors (at the
+    coarser of ``dtype`` and ``resolution``)."""
     array = np.asarray(values)
-    eps = _eps(_dtype_name(dtype, array))
+    eps = _eps(_coarser(_dtype_name(dtype, array), _dtype_name(resolution, array)))
     try:
         curves = array.astype(float)
     except (TypeError, ValueError):
@@ -345,7 +362,7 @@ def count_extrema(values, tol: float = DEFAULT_TOL, axis: int = -1, *, dtype=Non
 
 def _score_curves(values: np.ndarray, x, tol: float, dtype) -> dict[str, np.ndarray]:
     """Every score of CONVEXITY_SCORES for the curves along the last axis of ``values``."""
-    curves = _prepare(values, -1, dtype)
+    curves = _prepare(values, -1, dtype, resolution=dtype)  # dtype: already the floor's
     f = curves.values
     weight = _chord_weights(x, f.shape[-1])
     qcvx, qccv = np.asarray(_barrier(f, curves)), np.asarray(_barrier(-f, curves))
@@ -446,7 +463,7 @@ def _fraction(flags: np.ndarray, valid: np.ndarray) -> float:
 
 
 def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
-                    tol: float = DEFAULT_TOL, dtype=None) -> xr.Dataset:
+                    tol: float = DEFAULT_TOL, dtype=None, resolution=RESOLUTION) -> xr.Dataset:
     """Quasi-convexity and convexity scores of the curves of ``da``.
 
     ``dim`` one name: every 1-D curve of ``da`` along ``dim`` is scored, with the numeric
@@ -464,9 +481,11 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
     ``dtype``: the floating dtype the values were evaluated in (a numpy or torch dtype or
     its name; by default ``da``'s own), which sets each curve's rounding-noise floor
     ``NOISE_ULPS · eps · max|f|``: a curve whose range is within it is ``constant`` (see the
-    module docstring).
+    module docstring).  ``resolution``: the finest precision at which flatness is judged
+    (float32 by default; the floor uses the coarser of the two).
 
-    Attributes: ``tol``, ``dim`` ("alpha" or "alpha,beta"), ``dtype``, ``noise_ulps``,
+    Attributes: ``tol``, ``dim`` ("alpha" or "alpha,beta"), ``dtype``, ``resolution``,
+    ``noise_ulps``,
     ``frac_constant`` (constant curves among those without NaN) and the fractions of the
     other curves (neither NaN nor constant) that are quasi-convex, quasi-concave, either,
     convex and concave (:data:`FRACTIONS`); NaN when no curve is left.
@@ -475,17 +494,19 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
         raise LandscapeError(f"da: expected an xarray.DataArray, got {type(da).__name__}")
     tol = _check_tol(tol)
     dtype = _dtype_name(dtype, np.empty(0, da.dtype))
+    resolution = _dtype_name(resolution, np.empty(0, da.dtype))
+    floor = _coarser(dtype, resolution)  # the dtype whose eps sets the flatness floor
     dims = _parse_dims(da, dim)
     others = [d for d in da.dims if d not in dims]
     template = da.isel({d: 0 for d in dims}, drop=True)
     values = da.transpose(*others, *dims).values
     if len(dims) == 1:
-        scores = _score_curves(values, _coordinate_positions(da, dims[0]), tol, dtype)
+        scores = _score_curves(values, _coordinate_positions(da, dims[0]), tol, floor)
         out_dims = tuple(others)
         line_coords = {}
     else:
         x0, x1 = (_coordinate_positions(da, d) for d in dims)
-        kinds, offsets, lengths, scores = _line_scores(values, x0, x1, tol, dtype)
+        kinds, offsets, lengths, scores = _line_scores(values, x0, x1, tol, floor)
         out_dims = (*others, "line")
         line_coords = {"line_kind": ("line", np.array(kinds)),
                        "line_offset": ("line", np.array(offsets, dtype=np.int64)),
@@ -502,6 +523,7 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
         "tol": tol,
         "dim": ",".join(map(str, dims)),
         "dtype": dtype,
+        "resolution": resolution,
         "noise_ulps": NOISE_ULPS,
         "frac_constant": _fraction(scores["constant"], finite),
         "frac_quasi_convex": _fraction(quasi_convex, valid),
@@ -514,13 +536,14 @@ def quasi_convexity(da: xr.DataArray, dim: str | Sequence[str] = "alpha",
 
 
 def add_scores(ds: xr.Dataset, var: str, dim: str | Sequence[str] = "alpha",
-               tol: float = DEFAULT_TOL, dtype=None) -> xr.Dataset:
-    """``ds`` with the scores of ``quasi_convexity(ds[var], dim, tol, dtype)`` merged in.
+               tol: float = DEFAULT_TOL, dtype=None, resolution=RESOLUTION) -> xr.Dataset:
+    """``ds`` with the scores of ``quasi_convexity(ds[var], dim, tol, dtype, resolution)``
+    merged in.
 
     Each score becomes the variable ``f"{var}_{score}"`` (``loss_qcvx_barrier``,
     ``loss_constant``), each fraction the attribute ``f"{var}_{fraction}"``
-    (``loss_frac_quasi_convex``, ``loss_frac_constant``); ``tol``, ``dim``, ``dtype`` and
-    ``noise_ulps`` go to ``f"{var}_convexity_tol"`` ... ``f"{var}_convexity_noise_ulps"``.
+    (``loss_frac_quasi_convex``, ``loss_frac_constant``); ``tol``, ``dim``, ``dtype``,
+    ``resolution`` and ``noise_ulps`` go to ``f"{var}_convexity_tol"`` ... ``f"{var}_convexity_noise_ulps"``.
     ``dtype`` is the dtype ``ds[var]`` was evaluated in, when it was stored in a wider one.
     ``ds`` itself is not modified.
     """
@@ -529,7 +552,7 @@ def add_scores(ds: xr.Dataset, var: str, dim: str | Sequence[str] = "alpha",
     if var not in ds.data_vars:
         raise LandscapeError(f"var: {var!r} is not a variable of the dataset; allowed "
                              f"{', '.join(map(str, ds.data_vars)) or '(none)'}")
-    scores = quasi_convexity(ds[var], dim=dim, tol=tol, dtype=dtype)
+    scores = quasi_convexity(ds[var], dim=dim, tol=tol, dtype=dtype, resolution=resolution)
     merged = {}
     for name in CONVEXITY_SCORES:
         score = scores[name].copy()
@@ -539,6 +562,6 @@ def add_scores(ds: xr.Dataset, var: str, dim: str | Sequence[str] = "alpha",
     out.attrs = dict(ds.attrs)
     for name in FRACTIONS:
         out.attrs[f"{var}_{name}"] = scores.attrs[name]
-    for name in ("tol", "dim", "dtype", "noise_ulps"):
+    for name in ("tol", "dim", "dtype", "resolution", "noise_ulps"):
         out.attrs[f"{var}_convexity_{name}"] = scores.attrs[name]
     return out
