@@ -1,10 +1,13 @@
 """What every experiment script shares: its command line (--quick / default / --full,
---out, --figures) and where results and figures go."""
+--out, --figures), where results and figures go, and how the summary is written."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +24,18 @@ def parse_args(doc: str, name: str, argv=None, full_help: str = "larger setting 
     ns = parser.parse_args(argv)
     size = "quick" if ns.quick else "full" if ns.full else "default"
     return size, ns.out, ns.figures
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def write_summary(out: Path, summary: dict) -> Path:
+    """``summary`` as ``out/summary.json`` (numpy arrays and scalars as lists and numbers)."""
+    path = Path(out) / "summary.json"
+    path.write_text(json.dumps(summary, indent=1, default=_jsonable))
+    return path

@@ -25,7 +25,6 @@ figures/q1_*.png.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args
+from _common import parse_args, write_summary
 from torch import nn
 
 import landscape
@@ -472,16 +471,8 @@ def run(size: str, out: Path, figures: Path) -> dict:
             _figure_resolution(res, smooth, figures / "q1_resolution.png")]
     summary["figures"] = [str(p) for p in figs]
     summary["seconds"] = time.time() - start
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable_default))
+    write_summary(out, summary)
     return summary
-
-
-def _jsonable_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def main(argv=None) -> dict:

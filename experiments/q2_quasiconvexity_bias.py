@@ -42,14 +42,13 @@ resnets with the xavier init only.  ``--full`` runs every model x init x geometr
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args
+from _common import parse_args, write_summary
 
 import landscape
 
@@ -454,14 +453,6 @@ def _figure_mechanism(mech: dict, agg: dict, path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- main
 
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
 def run(size: str, out: Path, figures: Path) -> dict:
     cfg = SIZES[size]
     out.mkdir(parents=True, exist_ok=True)
@@ -482,7 +473,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
                           str(_figure_mechanism(mech, agg, figures / "q2_mechanism.png"))]
     summary["cpu_seconds"] = {**seconds, "total": time.process_time() - cpu}
     summary["wall_seconds"] = time.time() - wall
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
+    write_summary(out, summary)
     return summary
 
 
