@@ -319,21 +319,19 @@ def neither_by_kinks(records, max_k: int) -> tuple[np.ndarray, np.ndarray]:
         return hits / counts, counts
 
 
-MAX_KINKS = 12
-
-
 def analyse_mechanism(records, cfg) -> dict:
+    max_kinks = cfg["samples"]  # a curve of n samples has at most n steps between its probes
     calibration = [r for r in records if r["geometry"] == "data-random"]
-    p_k, n_k = neither_by_kinks(calibration, MAX_KINKS)
-    p_all, n_all = neither_by_kinks(records, MAX_KINKS)
+    p_k, n_k = neither_by_kinks(calibration, max_kinks)
+    p_all, n_all = neither_by_kinks(records, max_kinks)
     # Kink counts never seen on data lines borrow the pooled estimate (reported).
     fill = np.where(np.isfinite(p_k), p_k, p_all)
-    out = {"max_kinks": MAX_KINKS, "calibration": "data-random",
+    out = {"max_kinks": max_kinks, "calibration": "data-random",
            "p_neither_given_kinks": p_k.tolist(), "curves_per_kinks": n_k.tolist(),
            "p_neither_given_kinks_all": p_all.tolist(), "curves_per_kinks_all": n_all.tolist(),
            "two_pieces_neither": int(sum(r["neither"][r["kinks"] <= 1].sum() for r in records)),
            "two_pieces_curves": int(sum((r["kinks"] <= 1).sum() for r in records)),
-           "by": {}}
+           "by": {}, "histograms": {}}
     for init in cfg["mechanism_inits"]:
         for geometry in ("origin", "data-random", "segment"):
             series = {"bias_scale": [], "measured": [], "measured_std": [], "predicted": [],
@@ -343,8 +341,13 @@ def analyse_mechanism(records, cfg) -> dict:
                 group = [r for r in records if r["init"] == init and r["geometry"] == geometry
                          and r["bias_scale"] == bias_scale]
                 measured = [r["neither"].mean() if r["neither"].size else np.nan for r in group]
-                predicted = [fill[np.minimum(r["kinks"], MAX_KINKS)].mean() if r["kinks"].size else np.nan
+                predicted = [fill[np.minimum(r["kinks"], max_kinks)].mean() if r["kinks"].size else np.nan
                              for r in group]
+                p_group, n_group = neither_by_kinks(group, max_kinks)
+                last = int(np.nonzero(n_group)[0].max()) + 1 if n_group.any() else 0
+                out["histograms"].setdefault(init, {}).setdefault(geometry, {})[str(bias_scale)] = {
+                    "curves": n_group[:last].tolist(),
+                    "neither": np.rint(np.nan_to_num(p_group * n_group))[:last].astype(int).tolist()}
                 kinks = [r["kinks"].mean() if r["kinks"].size else np.nan for r in group]
                 two = [(r["kinks"] <= 1).mean() if r["kinks"].size else np.nan for r in group]
                 m, p, k = stat(measured), stat(predicted), stat(kinks)
@@ -424,10 +427,14 @@ def _figure_mechanism(mech: dict, agg: dict, path: Path) -> Path:
     p = np.array(mech["p_neither_given_kinks"], dtype=float)
     n = np.array(mech["curves_per_kinks"], dtype=float)
     k = np.arange(len(p))
+    n_all = np.array(mech["curves_per_kinks_all"], dtype=float)
+    p_all = np.array(mech["p_neither_given_kinks_all"], dtype=float)
+    seen, seen_all = n >= 10, n_all >= 10  # bins of at least 10 curves
     se = np.sqrt(np.clip(p * (1 - p), 0, None) / np.where(n > 0, n, np.nan))
-    ax.errorbar(k, p, yerr=se, marker="o", capsize=2, label="data lines (calibration)")
-    ax.plot(k, mech["p_neither_given_kinks_all"], marker="x", ls="--", label="all geometries")
-    ax.set_xlabel(f"kink intervals in the window (last bin >= {mech['max_kinks']})")
+    ax.errorbar(k[seen], p[seen], yerr=se[seen], marker="o", ms=3, capsize=2,
+                label="data lines (calibration)")
+    ax.plot(k[seen_all], p_all[seen_all], marker="x", ls="--", label="all geometries")
+    ax.set_xlabel("kinks in the window")
     ax.set_ylabel("P(neither | kinks)")
     ax.legend(fontsize=7)
     ax = axes[2]
