@@ -399,10 +399,10 @@ def _figure_fractions(agg: dict, cfg, path: Path) -> Path:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="upper right", fontsize=8)
-    fig.suptitle("fraction quasi-convex or quasi-concave (solid, flat curves excluded) and flat "
-                 "(dotted) vs bias scale; mean ± std over seeds", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.93, 0.97))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle("solid: fraction quasi-convex or quasi-concave (flat curves excluded), mean ± std "
+                 "over seeds;\ndotted: fraction flat; x: bias scale", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
