@@ -6,6 +6,16 @@ training inputs (the SAE's activations, and the training split of
 ``interp_auroc``), the last quarter the evaluation inputs of every metric.
 The weights of every SAE are written beside the result (``OUT.sae.pt``);
 ``--sae FILE`` reads them back and re-analyses without training.
+
+**Defaults by kind of model** (:data:`SAE_DEFAULTS`, :func:`resolve_defaults`):
+``--samples`` and ``--batch-size`` left unset take the values of the model's
+kind, *token* (a model reading byte sequences: ``--dataset`` pysource or
+text:PATH, the transformer's default) or *image* (every other model);
+``--epochs`` left unset is the fewest passes over the training activations
+that make at least :data:`MIN_STEPS` optimiser steps, so a layer with one
+vector per input gets as many updates as one with a vector per position.
+The transformer at its defaults (context 64): 1 536 training windows, 98 304
+activation vectors, 96 steps per epoch, 4 epochs, 384 steps.
 """
 
 from __future__ import annotations
@@ -16,10 +26,64 @@ from pathlib import Path
 
 import click
 
-from .analyses import MAX_MEMORY_OPTION, MODEL_OPTIONS, Setup, _options, analysis, bn_option, progress_bar
+from .analyses import (
+    MAX_MEMORY_OPTION,
+    MODEL_OPTIONS,
+    Setup,
+    _options,
+    analysis,
+    bn_option,
+    default_dataset,
+    model_from_options,
+    progress_bar,
+    resolve_recipe,
+)
 from .errors import LandscapeError
 
 EVAL_SHARE = 0.25
+# --samples and --batch-size when the command line leaves them unset, by kind of model.
+SAE_DEFAULTS = {"token": {"samples": 2048, "batch_size": 1024},
+                "image": {"samples": 1024, "batch_size": 256}}
+# --epochs left unset: the fewest passes that make at least this many optimiser steps.
+MIN_STEPS = 384
+
+
+def model_kind(opts: dict) -> str:
+    """``"token"`` when the model reads byte sequences (its ``--dataset``, or the
+    model's own default, is pysource or text:PATH), else ``"image"``."""
+    import torch
+
+    from .data import is_text
+
+    dataset = opts.get("dataset")
+    if dataset is None:
+        probe = dict(opts)
+        resolve_recipe(probe, {})
+        try:
+            with torch.device("meta"):
+                dataset = default_dataset(model_from_options(probe), None)
+        except Exception:  # the real build (in Setup) reports a bad model clearly
+            dataset = "digits"
+    return "token" if is_text(dataset) else "image"
+
+
+def resolve_defaults(opts: dict) -> str:
+    """Fill ``samples`` and ``batch_size`` (in place) from :data:`SAE_DEFAULTS` where
+    ``opts`` leaves them ``None``; returns the model's kind.  ``epochs`` is resolved
+    per layer by :func:`default_epochs`."""
+    kind = model_kind(opts)
+    for key, value in SAE_DEFAULTS[kind].items():
+        if opts.get(key) is None:
+            opts[key] = value
+    return kind
+
+
+def default_epochs(n_vectors: int, batch_size: int, tokens: int | None = None,
+                   min_steps: int = MIN_STEPS) -> int:
+    """The fewest epochs over ``n_vectors`` activations (``tokens`` of them per epoch
+    when given) in batches of ``batch_size`` that make at least ``min_steps`` steps."""
+    per_epoch = -(-min(n_vectors, tokens or n_vectors) // batch_size)
+    return max(1, -(-min_steps // per_epoch))
 
 
 def _sae_summary(ds) -> list[str]:
@@ -118,11 +182,15 @@ SAE_OPTIONS = _options(
                   help="Dead latents in the AuxK loss (default: half the features; 0: off)."),
     click.option("--tokens", type=int, default=None,
                   help="Activations to train on per epoch (default: all of the training inputs')."),
-    click.option("--epochs", type=int, default=1, show_default=True),
+    click.option("--epochs", type=int, default=None,
+                  help=f"Passes over the training activations (default: the fewest that make "
+                       f"{MIN_STEPS} optimiser steps; 4 for the default transformer)."),
     click.option("--lr", type=float, default=None,
                   help="Adam learning rate (default: 5e-3 / sqrt(latents / 2^14))."),
-    click.option("--batch-size", type=int, default=4096, show_default=True,
-                  help="Activations per training step."),
+    click.option("--batch-size", type=int, default=None,
+                  help=f"Activations per training step (default: "
+                       f"{SAE_DEFAULTS['token']['batch_size']} for token models, "
+                       f"{SAE_DEFAULTS['image']['batch_size']} for image models)."),
     click.option("--sae", type=click.Path(dir_okay=False), default=None,
                   help="SAE weights written by an earlier run (OUT.sae.pt): analyse without training."),
     click.option("--maxact-latents", type=int, default=8, show_default=True,
@@ -132,7 +200,16 @@ SAE_OPTIONS = _options(
 )
 
 
-@analysis("sae", MODEL_OPTIONS + SAE_OPTIONS, _sae_summary)
+# --samples of `sae`: the same option with a default per kind of model.
+SAMPLES_OPTION = _options(click.option(
+    "--samples", type=int, default=None,
+    help=f"Deterministic subset of the data: three quarters train the SAE, one quarter "
+         f"evaluates it (default: {SAE_DEFAULTS['token']['samples']} windows for token models, "
+         f"{SAE_DEFAULTS['image']['samples']} inputs for image models)."))
+SAE_MODEL_OPTIONS = [SAMPLES_OPTION[0] if p.name == "samples" else p for p in MODEL_OPTIONS]
+
+
+@analysis("sae", SAE_MODEL_OPTIONS + SAE_OPTIONS, _sae_summary)
 def sae_analysis(opts: dict):
     """Train (or load) an SAE per variant and layer; every metric on held-out inputs."""
     import torch
@@ -141,8 +218,9 @@ def sae_analysis(opts: dict):
     from .models import resolve_layer
     from .sae import layer_vectors, sae_metrics, sae_state, train_sae
 
+    resolve_defaults(opts)
     for name in ("expansion", "k", "epochs", "batch_size"):
-        if opts[name] < 1:
+        if opts[name] is not None and opts[name] < 1:
             raise LandscapeError(f"{name.replace('_', '-')}: must be >= 1, got {opts[name]}")
     for name in ("tokens", "aux_k", "maxact_latents"):
         if opts[name] is not None and opts[name] < 0:
@@ -177,9 +255,11 @@ def sae_analysis(opts: dict):
                                          f"{', '.join(sorted(saved))})")
                 sae = saved[key].to(setup.device)
             else:
+                epochs = opts["epochs"] or default_epochs(len(vectors), opts["batch_size"],
+                                                          opts["tokens"] or None)
                 sae = train_sae(vectors, expansion=opts["expansion"], k=opts["k"],
                                 aux_k=opts["aux_k"], tokens=opts["tokens"] or None,
-                                epochs=opts["epochs"], lr=opts["lr"], batch_size=opts["batch_size"],
+                                epochs=epochs, lr=opts["lr"], batch_size=opts["batch_size"],
                                 seed=opts["seed"], device=setup.device,
                                 progress=progress_bar("step"))
             states[key] = sae_state(sae, train_config=getattr(sae, "train_config", {}))
