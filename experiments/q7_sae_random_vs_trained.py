@@ -1,0 +1,619 @@
+"""Q7: do SAEs tell trained networks from random ones?
+
+The claim under test (Heap et al. 2025, arXiv 2501.17727): sparse autoencoders
+trained on the activations of randomly initialised transformers give latents that
+look as interpretable, by automated-interpretability and SAE quality metrics, as
+those of trained transformers.  Here, offline on a CPU:
+
+A. **Their comparison** on a byte-level transformer trained in this script on the
+   ``pysource`` corpus (its held-out bits/byte against the unigram baseline are
+   reported): variants ``trained``, ``init`` (step 0: the same recipe and seed
+   untrained; other weight seeds for seeds > 0), ``rerandomised`` (every tensor
+   re-drawn with its own mean and std), ``rerandomised-except-embeddings`` (Heap
+   et al.'s re-randomised), ``control`` (trained, token-embedding table replaced
+   by Gaussian noise of the same scale), at the residual stream after each block,
+   with a TopK SAE per (variant, layer, seed): every quality metric (fvu, cosine,
+   l0, dead_frac, dense_frac, loss_recovered_mean/zero, kl) and interpretability
+   metric (token_entropy, interp_auroc) of :func:`landscape.sae_metrics`.
+B. **Beyond their limitations, initialisation**: the untrained transformer under
+   other schemes and bias scales (``init:SCHEME:S`` variants), last block.
+C. **Beyond their limitations, other architectures**: ``cnn`` and ``resnet18`` on
+   digits through ``landscape train`` / ``landscape sae`` (variants trained and
+   init): quality, label entropy of each latent's top images, and the
+   max-activation reliability metrics of the most frequent latents.
+
+For every metric: trained minus random (mean over seeds), Cohen's d with a
+bootstrap 95 % interval over seeds, and the seed-level AUROC (5 trained against
+5 random values: 1 or 0 is a perfect separation).
+
+Mechanism, tested by predictions that could fail: a random transformer's residual
+stream is dominated by its input token's embedding (a fixed random code per
+byte), so SAE latents become token detectors whatever the training.  Measured by
+``token_r2``, the share of a layer's activation variance explained by the
+current token (between-token variance over total).  Predictions: (1) across every
+(variant, layer, seed), ``interp_auroc`` rises and ``token_entropy`` falls with
+``token_r2``; (2) the ``control``, whose noise embedding is still one fixed
+vector per byte, keeps token identity and with it latents as "interpretable" as
+the trained network's; (3) ``noise-input`` (the trained network fed fresh
+Gaussian noise at every position instead of its embedding, so no token identity
+at all) has ``token_r2`` near 0, ``interp_auroc`` near 0.5 and ``token_entropy``
+near that of 32 random positions.
+
+Writes results/q7_sae_random_vs_trained/ (rows.csv, summary.json) and
+figures/q7_*.png.
+
+    python experiments/q7_sae_random_vs_trained.py [--quick | --full] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from _common import parse_args
+from torch import nn
+
+import landscape
+from landscape.data import unigram_bits
+from landscape.sae import layer_vectors
+from landscape.train import train
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+NAME = "q7_sae_random_vs_trained"
+VARIANTS = ("trained", "init", "rerandomised", "rerandomised-except-embeddings", "control",
+            "noise-input")
+RANDOM = ("init", "rerandomised", "rerandomised-except-embeddings")
+QUALITY = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recovered_mean",
+           "loss_recovered_zero", "kl")
+INTERP = ("token_entropy", "interp_auroc")
+LOSS_METRICS = ("loss_recovered_mean", "loss_recovered_zero", "kl")
+IMAGE_METRICS = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recovered_mean",
+                 "loss_recovered_zero", "kl", "label_entropy", "rho", "p_hit", "n_maxima",
+                 "dist_to_data", "gain", "topk_compactness", "morans_i")
+TOP_N = 32  # tokens / images at a latent's top activations (sae_metrics' top_n)
+
+SIZES = {
+    "quick": dict(seeds=2, tf=dict(width=16, depth=2, heads=2, context=16),
+                  train_windows=640, train_batch=32, test_windows=64, sae_windows=96,
+                  expansion=4, k=4, sae_batch=256, sae_epochs=2,
+                  inits=("xavier:0",), images={"cnn": dict(epochs=1, width=4, samples=256)},
+                  image_samples=64, image_layer={"cnn": "act3"}, image_sae_epochs=2,
+                  maxact_latents=1),
+    "default": dict(seeds=5, tf=dict(width=64, depth=2, heads=4, context=64),
+                    train_windows=20_000, train_batch=32, test_windows=512, sae_windows=512,
+                    expansion=8, k=16, sae_batch=512, sae_epochs=4,
+                    inits=("default:1", "xavier:0", "kaiming:0", "kaiming:1"),
+                    images={"cnn": dict(epochs=8, width=8), "resnet18": dict(epochs=3)},
+                    image_samples=384, image_layer={"cnn": "act3", "resnet18": "layer2"},
+                    image_sae_epochs=None, maxact_latents=2),
+    "full": dict(seeds=5, tf=dict(width=128, depth=2, heads=4, context=64),
+                 train_windows=96_000, train_batch=32, test_windows=1024, sae_windows=2048,
+                 expansion=16, k=32, sae_batch=1024, sae_epochs=4,
+                 inits=("default:0.1", "default:1", "xavier:0", "xavier:1", "kaiming:0",
+                        "kaiming:1", "orthogonal:0", "orthogonal:1"),
+                 images={"cnn": dict(epochs=8, width=16), "resnet18": dict(epochs=6)},
+                 image_samples=1024, image_layer={"cnn": "act3", "resnet18": "layer2"},
+                 image_sae_epochs=None, maxact_latents=8),
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def token_r2(vectors: torch.Tensor, tokens: torch.Tensor) -> float:
+    """Share of the variance (about the mean) of ``vectors (N, d)`` explained by the
+    token at each position, adjusted for the number of tokens seen (as the adjusted
+    R² of a one-way analysis of variance): with ``R² = Σ_t n_t ‖μ_t − μ‖² / Σ_i ‖v_i − μ‖²``
+    over the ``K`` distinct tokens, ``1 − (1 − R²)(N − 1)/(N − K)``.  Its expectation
+    is 0 when the vectors do not depend on the token (the raw R² would read
+    ``(K − 1)/(N − 1)``), 1 when they are a function of it."""
+    v = vectors.double()
+    t = tokens.reshape(-1).long()
+    mu = v.mean(0)
+    sums = torch.zeros(256, v.shape[1], dtype=torch.float64).index_add_(0, t, v)
+    counts = torch.bincount(t, minlength=256).double()
+    seen = counts > 0
+    means = sums[seen] / counts[seen, None]
+    between = float((counts[seen] * (means - mu).pow(2).sum(1)).sum())
+    total = float((v - mu).pow(2).sum())
+    n, k = len(t), int(seen.sum())
+    if total <= 0 or n <= k:
+        return float("nan")
+    return 1 - (1 - between / total) * (n - 1) / (n - k)
+
+
+def entropy_bits(values: np.ndarray) -> float:
+    _, counts = np.unique(values, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def null_entropy(values: np.ndarray, n: int = TOP_N, draws: int = 500, seed: int = 0) -> float:
+    """Mean entropy (bits) of ``n`` of ``values`` drawn at random without replacement:
+    what ``token_entropy``/``label_entropy`` read for a latent unrelated to them."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(values).reshape(-1)
+    return float(np.mean([entropy_bits(rng.choice(values, n, replace=False)) for _ in range(draws)]))
+
+
+def cohens_d(a, b) -> float:
+    """(mean b − mean a) / pooled std (ddof 1); ±inf when both groups are constant."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = b.mean() - a.mean()
+    pooled = math.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1))
+                       / (len(a) + len(b) - 2))
+    if pooled == 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return float(diff / pooled)
+
+
+def auroc(neg, pos) -> float:
+    """P(pos > neg) + ½ P(pos = neg): 1 when every ``pos`` value exceeds every ``neg``."""
+    neg, pos = np.asarray(neg, float), np.asarray(pos, float)
+    greater = (pos[:, None] > neg[None, :]).mean()
+    equal = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * equal)
+
+
+def effect(trained, other, boot: int = 2000, seed: int = 0) -> dict:
+    """Other minus trained: difference of means ± its standard error, Cohen's d with a
+    bootstrap 95 % interval over seeds (finite draws only), and the seed-level AUROC."""
+    a = np.asarray([v for v in trained if np.isfinite(v)], float)
+    b = np.asarray([v for v in other if np.isfinite(v)], float)
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": float("nan"), "se": float("nan"), "d": float("nan"), "d_lo": float("nan"),
+                "d_hi": float("nan"), "auroc": float("nan")}
+    rng = np.random.default_rng(seed)
+    ds = [cohens_d(rng.choice(a, len(a)), rng.choice(b, len(b))) for _ in range(boot)]
+    ds = np.asarray(ds)
+    finite = ds[np.isfinite(ds)]
+    lo, hi = (np.percentile(finite, [2.5, 97.5]) if len(finite) > boot // 2
+              else (float("nan"), float("nan")))
+    return {"diff": float(b.mean() - a.mean()),
+            "se": float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))),
+            "d": cohens_d(a, b), "d_lo": float(lo), "d_hi": float(hi), "auroc": auroc(a, b)}
+
+
+def stat(values) -> dict:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if not len(v):
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+class NoiseEmbedding(nn.Module):
+    """Stands in for a token embedding: ignores the token ids and returns fresh
+    i.i.d. N(mean, std²) vectors at every position (``mean``, ``std`` those of the
+    table it replaces), so nothing downstream can know the token."""
+
+    def __init__(self, table: torch.Tensor, seed: int):
+        super().__init__()
+        self.mean, self.std = float(table.double().mean()), float(table.double().std())
+        self.width = table.shape[1]
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(*tokens.shape, self.width, generator=self.gen)
+        return self.mean + self.std * noise
+
+
+def noise_input(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` whose token embedding is :class:`NoiseEmbedding`."""
+    import copy
+
+    out = copy.deepcopy(model)
+    out.embed = NoiseEmbedding(model.embed.weight.detach(), seed)
+    return out
+
+
+def variant(trained: nn.Module, name: str, seed: int) -> nn.Module:
+    """The transformer of condition ``name`` for weight seed ``seed``: ``init`` and
+    ``init:...`` rebuild the recipe with that seed (seed 0 is the trained model's own
+    step 0); the re-drawn variants draw with it."""
+    if name == "noise-input":
+        return noise_input(trained, seed)
+    if name == "trained":
+        return trained
+    if name.startswith("init"):
+        return landscape.make_variant(trained, name, recipe={"seed": seed})
+    return landscape.make_variant(trained, name, seed=seed)
+
+
+def scalar(ds, name: str) -> float:
+    return float(ds[name].values.reshape(-1)[0]) if name in ds else float("nan")
+
+
+def latent_mean(ds, name: str) -> float:
+    if name not in ds:
+        return float("nan")
+    v = ds[name].values.reshape(-1)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+# ----------------------------------------------------------------------------- part A / B
+
+def train_transformer(cfg: dict, log) -> tuple[nn.Module, dict]:
+    """The script's own transformer: the recipe's defaults (AdamW 3e-3, cosine with
+    warm-up, clipping, weight decay 0.1) on ``train_windows`` windows of pysource."""
+    tf = cfg["tf"]
+    model = landscape.build_model("transformer", seed=0, **tf)
+    x, y = landscape.load_dataset("pysource", n=cfg["train_windows"], split="train", seed=0,
+                                  in_shape=(tf["context"],))
+    xt, yt = landscape.load_dataset("pysource", n=cfg["test_windows"], split="test", seed=0,
+                                    in_shape=(tf["context"],))
+    t0, c0 = time.time(), time.process_time()
+    steps = math.ceil(len(x) / cfg["train_batch"])
+    history, _ = train(model, x, y, xt, yt, epochs=1, optimizer="adamw", lr=3e-3,
+                       batch_size=cfg["train_batch"], seed=0, weight_decay=0.1, schedule="cosine",
+                       warmup=min(100, steps // 10), clip=1.0)
+    bits = history["test_loss"][-1] / math.log(2)
+    uni = unigram_bits(x, xt)
+    info = {"steps": steps, "test_bits_per_byte": bits, "unigram_bits_per_byte": uni,
+            "below_unigram": 1 - bits / uni, "test_accuracy": history["test_accuracy"][-1],
+            "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0,
+            "parameters": sum(p.numel() for p in model.parameters())}
+    log(f"transformer {tf}: {steps} steps, held-out {bits:.3f} bits/byte, unigram {uni:.3f} "
+        f"({100 * info['below_unigram']:.1f} % below), {info['cpu_seconds']:.0f} CPU s")
+    model.eval()
+    return model, info
+
+
+def sae_row(model: nn.Module, layer: str, train_x, eval_x, cfg: dict, seed: int) -> dict:
+    """Train one SAE on ``layer`` of ``model`` (training windows) and measure it
+    (evaluation windows), as ``landscape sae`` does; plus ``token_r2`` of the layer."""
+    vectors, _ = layer_vectors(model, layer, train_x)
+    sae = landscape.train_sae(vectors, expansion=cfg["expansion"], k=cfg["k"], seed=seed,
+                              epochs=cfg["sae_epochs"], batch_size=cfg["sae_batch"])
+    ds = landscape.sae_metrics(model, sae, eval_x, None, layer, train_x=train_x,
+                               train_vectors=vectors, seed=seed, top_n=TOP_N)
+    eval_vectors, _ = layer_vectors(model, layer, eval_x)
+    row = {name: scalar(ds, name) for name in QUALITY}
+    row.update({name: latent_mean(ds, name) for name in INTERP})
+    row["token_r2"] = token_r2(eval_vectors, eval_x)
+    row["train_token_r2"] = token_r2(vectors, train_x)
+    auc = ds["interp_auroc"].values.reshape(-1)
+    row["interp_scored_frac"] = float(np.isfinite(auc).mean())
+    row["latent_token_entropy"] = ds["token_entropy"].values.reshape(-1).tolist()
+    row["latent_interp_auroc"] = auc.tolist()
+    return row
+
+
+def run_transformer(cfg: dict, log) -> tuple[list[dict], dict]:
+    trained, info = train_transformer(cfg, log)
+    context = cfg["tf"]["context"]
+    # SAE data: held-out windows (the test split, never seen in training).
+    x, _ = landscape.load_dataset("pysource", n=cfg["sae_windows"], split="test", seed=1,
+                                  in_shape=(context,))
+    n_train = (3 * len(x)) // 4
+    train_x, eval_x = x[:n_train], x[n_train:]
+    info["null_token_entropy"] = null_entropy(eval_x.numpy())
+    info["sae_train_vectors"] = n_train * context
+    layers = [f"blocks.{i}" for i in range(cfg["tf"]["depth"])]
+    rows = []
+    for seed in range(cfg["seeds"]):
+        for name in VARIANTS:
+            model = variant(trained, name, seed)
+            for layer in layers:
+                t0 = time.process_time()
+                row = {"part": "variants", "variant": name, "layer": layer, "seed": seed,
+                       **sae_row(model, layer, train_x, eval_x, cfg, seed)}
+                row["cpu_seconds"] = time.process_time() - t0
+                rows.append(row)
+                log(f"  seed {seed} {name:>30s} {layer}: fvu {row['fvu']:.3f}, dead "
+                    f"{row['dead_frac']:.2f}, lr(mean) {row['loss_recovered_mean']:.3f}, "
+                    f"token entropy {row['token_entropy']:.2f}, interp AUROC "
+                    f"{row['interp_auroc']:.3f}, token R2 {row['token_r2']:.3f}")
+        for spec in cfg["inits"]:
+            name = f"init:{spec}"
+            model = variant(trained, name, seed)
+            layer = layers[-1]
+            row = {"part": "inits", "variant": name, "layer": layer, "seed": seed,
+                   **sae_row(model, layer, train_x, eval_x, cfg, seed)}
+            rows.append(row)
+            log(f"  seed {seed} {name:>30s} {layer}: fvu {row['fvu']:.3f}, token entropy "
+                f"{row['token_entropy']:.2f}, interp AUROC {row['interp_auroc']:.3f}, "
+                f"token R2 {row['token_r2']:.3f}")
+    return rows, info
+
+
+# ----------------------------------------------------------------------------- part C
+
+def _cli(args: list[str]) -> str:
+    from click.testing import CliRunner
+
+    from landscape.cli import cli
+
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    if result.exit_code != 0:
+        raise RuntimeError(f"landscape {' '.join(args)} failed:\n{result.output}")
+    return result.output
+
+
+def run_images(cfg: dict, work: Path, log) -> tuple[list[dict], dict]:
+    """``landscape train`` once per architecture (seed 0), then per seed ``landscape
+    sae`` on the checkpoint (trained) and on the untrained recipe with that weight
+    seed (init); the seed also draws the SAE and the data subset."""
+    rows, info = [], {}
+    _, labels = landscape.load_dataset("digits", split="train")
+    info["null_label_entropy"] = null_entropy(labels.numpy())
+    for model_name, opts in cfg["images"].items():
+        ckpt = work / f"{model_name}.pt"
+        c0 = time.process_time()
+        args = ["train", "--model", model_name, "--dataset", "digits", "--in-shape", "1x16x16",
+                "--epochs", str(opts["epochs"]), "--seed", "0", "--out", str(ckpt), "--overwrite"]
+        for key in ("width", "samples"):
+            if key in opts:
+                args += [f"--{key}", str(opts[key])]
+        _cli(args)
+        meta = torch.load(ckpt, map_location="cpu", weights_only=False)["meta"]
+        info[model_name] = {"test_accuracy": meta["test_accuracy"], "epochs": opts["epochs"],
+                            "train_cpu_seconds": time.process_time() - c0,
+                            "layer": cfg["image_layer"][model_name]}
+        log(f"{model_name}: trained {opts['epochs']} epochs, test accuracy "
+            f"{meta['test_accuracy']:.3f}")
+        arch = ["--model", model_name, "--in-shape", "1x16x16"]
+        if "width" in opts:
+            arch += ["--width", str(opts["width"])]
+        common = ["--dataset", "digits", "--layer", cfg["image_layer"][model_name],
+                  "--samples", str(cfg["image_samples"]), "--expansion", str(cfg["expansion"]),
+                  "--k", str(cfg["k"]), "--maxact-latents", str(cfg["maxact_latents"])]
+        if cfg["image_sae_epochs"]:  # else the command's default: enough epochs for 384 steps
+            common += ["--epochs", str(cfg["image_sae_epochs"])]
+        for seed in range(cfg["seeds"]):
+            for name in ("trained", "init"):
+                out = work / f"{model_name}_{name}_s{seed}.nc"
+                # trained: the checkpoint; init: the same recipe untrained, weight seed
+                # ``seed`` (no checkpoint).  The seed also draws the SAE and the data.
+                source = (["--model", model_name, "--checkpoint", str(ckpt)] if name == "trained"
+                          else arch)
+                c0 = time.process_time()
+                _cli(["sae", *source, *common, "--seed", str(seed), "--out", str(out),
+                      "--overwrite"])
+                part = landscape.load(out, kind="sae").isel(variant=0)
+                row = {"part": "images", "model": model_name, "variant": name,
+                       "layer": cfg["image_layer"][model_name], "seed": seed}
+                for metric in IMAGE_METRICS:
+                    row[metric] = (scalar(part, metric) if metric in QUALITY
+                                   else latent_mean(part, metric))
+                config = json.loads(part.attrs["config"])
+                row["epochs"] = config["sae"]["epochs"]
+                row["bn"] = part.attrs.get("bn", "")
+                row["cpu_seconds"] = time.process_time() - c0
+                rows.append(row)
+                log(f"  {model_name} seed {seed} {name:>8s}: fvu {row['fvu']:.3f}, dead "
+                    f"{row['dead_frac']:.2f}, label entropy {row['label_entropy']:.2f}, rho "
+                    f"{row['rho']:.2f}, p_hit {row['p_hit']:.2f} ({row['epochs']} SAE epochs, "
+                    f"bn {row['bn']})")
+    return rows, info
+
+
+# ----------------------------------------------------------------------------- summary
+
+def summarise(rows: list[dict], cfg: dict) -> dict:
+    out: dict = {"variants": {}, "effects": {}, "inits": {}, "images": {}, "image_effects": {},
+                 "mechanism": {}, "latent_auroc": {}}
+    tf_rows = [r for r in rows if r["part"] in ("variants", "inits")]
+    layers = sorted({r["layer"] for r in tf_rows})
+    metrics = (*QUALITY, *INTERP, "token_r2")
+    for layer in layers:
+        for name in VARIANTS:
+            sel = [r for r in tf_rows if r["part"] == "variants" and r["variant"] == name
+                   and r["layer"] == layer]
+            out["variants"][f"{name}/{layer}"] = {m: stat([r[m] for r in sel]) for m in metrics}
+        trained = [r for r in tf_rows if r["variant"] == "trained" and r["layer"] == layer]
+        for name in VARIANTS[1:]:
+            sel = [r for r in tf_rows if r["part"] == "variants" and r["variant"] == name
+                   and r["layer"] == layer]
+            out["effects"][f"{name}/{layer}"] = {m: effect([r[m] for r in trained], [r[m] for r in sel])
+                                                 for m in metrics}
+            # Latent level: each latent's token entropy / interp AUROC, trained against
+            # this variant, seed by seed (the same SAE seed on both sides).
+            for m in ("token_entropy", "interp_auroc"):
+                per_seed = []
+                for t in trained:
+                    o = next((r for r in sel if r["seed"] == t["seed"]), None)
+                    if o is None:
+                        continue
+                    a = np.asarray(t[f"latent_{m}"], float)
+                    b = np.asarray(o[f"latent_{m}"], float)
+                    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+                    if len(a) and len(b):
+                        per_seed.append(auroc(a, b))
+                out["latent_auroc"][f"{name}/{layer}/{m}"] = stat(per_seed)
+    inits = [r for r in tf_rows if r["part"] == "inits"]
+    last = layers[-1] if layers else None
+    trained_last = [r for r in tf_rows if r["variant"] == "trained" and r["layer"] == last]
+    for name in sorted({r["variant"] for r in inits}):
+        sel = [r for r in inits if r["variant"] == name]
+        out["inits"][name] = {m: stat([r[m] for r in sel]) for m in metrics}
+        out["inits"][name]["effect"] = {m: effect([r[m] for r in trained_last], [r[m] for r in sel])
+                                        for m in metrics}
+    # Mechanism: across every transformer SAE, how the interpretability metrics follow token_r2.
+    from scipy.stats import spearmanr
+
+    mech = [r for r in tf_rows if np.isfinite(r["token_r2"])]
+    for m in INTERP:
+        pairs = [(r["token_r2"], r[m]) for r in mech if np.isfinite(r[m])]
+        if len(pairs) > 2:
+            rho, p = spearmanr(*zip(*pairs))
+            out["mechanism"][f"spearman_token_r2_{m}"] = {"rho": float(rho), "p": float(p),
+                                                         "n": len(pairs)}
+        no_noise = [(r["token_r2"], r[m]) for r in mech if r["variant"] != "noise-input"
+                    and np.isfinite(r[m])]
+        if len(no_noise) > 2:
+            rho, p = spearmanr(*zip(*no_noise))
+            out["mechanism"][f"spearman_token_r2_{m}_without_noise_input"] = {
+                "rho": float(rho), "p": float(p), "n": len(no_noise)}
+    img = [r for r in rows if r["part"] == "images"]
+    for model_name in dict.fromkeys(r["model"] for r in img):
+        for name in ("trained", "init"):
+            sel = [r for r in img if r["model"] == model_name and r["variant"] == name]
+            out["images"][f"{model_name}/{name}"] = {m: stat([r[m] for r in sel])
+                                                    for m in (*IMAGE_METRICS, "epochs")}
+        t = [r for r in img if r["model"] == model_name and r["variant"] == "trained"]
+        o = [r for r in img if r["model"] == model_name and r["variant"] == "init"]
+        out["image_effects"][f"{model_name}/init"] = {m: effect([r[m] for r in t], [r[m] for r in o])
+                                                      for m in IMAGE_METRICS}
+    return out
+
+
+def separating(effects: dict, threshold: float = 1.0) -> dict:
+    """Per metric, the conditions in which every random seed lies on one side of every
+    trained seed (seed-level AUROC 0 or 1) and the bootstrap interval of d excludes 0."""
+    found: dict = {}
+    for key, per_metric in effects.items():
+        for m, e in per_metric.items():
+            if not isinstance(e, dict) or "auroc" not in e:
+                continue
+            lo, hi = e["d_lo"], e["d_hi"]
+            if e["auroc"] in (0.0, 1.0) and np.isfinite(lo) and (lo > 0 or hi < 0) \
+                    and abs(e["d"]) >= threshold:
+                found.setdefault(m, []).append(key)
+    return found
+
+
+# ----------------------------------------------------------------------------- figures
+
+COLOURS = {"trained": "k", "init": "C0", "rerandomised": "C1", "rerandomised-except-embeddings": "C2",
+           "control": "C3", "noise-input": "C7"}
+
+
+def plot_variants(summary: dict, path: Path) -> Path:
+    shown = (*QUALITY, *INTERP, "token_r2")
+    layers = sorted({k.split("/")[1] for k in summary["variants"]})
+    fig, axes = plt.subplots(2, 6, figsize=(16, 5.4))
+    for ax, m in zip(axes.flat, shown):
+        for i, name in enumerate(VARIANTS):
+            for j, layer in enumerate(layers):
+                s = summary["variants"][f"{name}/{layer}"][m]
+                x = j + (i - 2.5) * 0.12
+                ax.errorbar(x, s["mean"], yerr=s["std"], color=COLOURS[name], marker="os"[j % 2],
+                            capsize=2, ms=4, label=name if j == 0 else None)
+        ax.set_xticks(range(len(layers)), layers, fontsize=7)
+        ax.set_title(m, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes.flat[len(shown) - 1].legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("SAE metrics per transformer variant and layer (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_mechanism(rows: list[dict], info: dict, path: Path) -> Path:
+    tf_rows = [r for r in rows if r["part"] in ("variants", "inits")]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, m in zip(axes, INTERP):
+        for r in tf_rows:
+            colour = COLOURS.get(r["variant"], "C4")
+            marker = "o" if r["layer"].endswith("0") else "s"
+            ax.scatter(r["token_r2"], r[m], color=colour, marker=marker, s=14,
+                       alpha=0.8 if r["part"] == "variants" else 0.4)
+        if m == "token_entropy":
+            ax.axhline(info["null_token_entropy"], color="grey", ls=":", label="32 random positions")
+        else:
+            ax.axhline(0.5, color="grey", ls=":", label="chance")
+        ax.set_xlabel("token R² of the layer (variance explained by the current byte)")
+        ax.set_ylabel(f"mean {m} over latents")
+        ax.legend(fontsize=6)
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=n) for n, c in COLOURS.items()]
+    handles.append(plt.Line2D([], [], color="C4", marker="o", ls="", alpha=0.4, label="init:SCHEME:S"))
+    axes[1].legend(handles=handles, fontsize=6, loc="lower right")
+    fig.suptitle("interpretability metrics follow token identity (o blocks.0, □ last block)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_images(summary: dict, info: dict, path: Path) -> Path:
+    models = sorted({k.split("/")[0] for k in summary["images"]})
+    shown = ("fvu", "dead_frac", "loss_recovered_mean", "label_entropy", "rho", "p_hit",
+             "n_maxima", "morans_i")
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.1 * len(shown), 3.0))
+    for ax, m in zip(axes, shown):
+        for i, model_name in enumerate(models):
+            for j, name in enumerate(("trained", "init")):
+                s = summary["images"][f"{model_name}/{name}"][m]
+                ax.errorbar(i + (j - 0.5) * 0.25, s["mean"], yerr=s["std"],
+                            color=COLOURS[name], marker="o", capsize=2, ms=4,
+                            label=name if i == 0 else None)
+        if m == "label_entropy":
+            ax.axhline(info["null_label_entropy"], color="grey", ls=":")
+        ax.set_xticks(range(len(models)), models, fontsize=7)
+        ax.set_title(m, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6)
+    fig.suptitle("SAEs on digits models: trained vs random (init), mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- main
+
+def run(size: str, out: Path, figures: Path) -> dict:
+    cfg = SIZES[size]
+    start, cpu0 = time.time(), time.process_time()
+    out.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    lines: list[str] = []
+
+    def log(text: str) -> None:
+        lines.append(text)
+        print(text, flush=True)
+
+    rows, info = run_transformer(cfg, log)
+    image_rows, image_info = run_images(cfg, out, log)
+    rows += image_rows
+    summary = summarise(rows, cfg)
+    summary["transformer"] = info
+    summary["image_info"] = image_info
+    summary["separating"] = {
+        "transformer": separating({k: v for k, v in summary["effects"].items()
+                                   if not k.startswith("noise-input")}),
+        "images": separating(summary["image_effects"]),
+        "inits": separating({k: v["effect"] for k, v in summary["inits"].items()})}
+    summary["config"] = {k: v for k, v in cfg.items()}
+    summary["size"] = size
+    with open(out / "rows.csv", "w") as fh:
+        keys = sorted({k for r in rows for k in r if not k.startswith("latent_")})
+        fh.write(",".join(keys) + "\n")
+        for r in rows:
+            fh.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys) + "\n")
+    summary["figures"] = [str(plot_variants(summary, figures / "q7_variants.png")),
+                          str(plot_mechanism(rows, info, figures / "q7_mechanism.png")),
+                          str(plot_images(summary, image_info, figures / "q7_images.png"))]
+    summary["seconds"] = time.time() - start
+    summary["cpu_seconds"] = time.process_time() - cpu0
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def main(argv=None) -> dict:
+    size, out, figures = parse_args(__doc__, NAME, argv, full_help="the full-size default transformer")
+    summary = run(size, out, figures)
+    print("\nvariant/layer: " + ", ".join(f"{m}" for m in (*QUALITY, *INTERP, "token_r2")))
+    for key, per in summary["variants"].items():
+        print(f"{key:>40s} " + " ".join(f"{per[m]['mean']:.3f}±{per[m]['std']:.3f}"
+                                        for m in (*QUALITY, *INTERP, "token_r2")))
+    print("separating (|d| >= 1, interval excludes 0, seed AUROC 0/1):")
+    print(json.dumps(summary["separating"], indent=1))
+    print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Q7 (SAEs on random and trained networks): the script's own measures against
+values known by construction, and its --quick run against what its constructions
+guarantee (a transformer fed noise instead of tokens has no token identity)."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        spec = importlib.util.spec_from_file_location("q7", ROOT / "experiments" /
+                                                      "q7_sae_random_vs_trained.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    return module
+
+
+q7 = _load()
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("q7")
+    try:
+        summary = q7.main(["--quick", "--out", str(out / "results"), "--figures", str(out / "fig")])
+    finally:
+        torch.set_num_threads(threads)
+    return summary, out
+
+
+# ----------------------------------------------------------------------------- measures
+
+def test_token_r2_known_values():
+    gen = torch.Generator().manual_seed(0)
+    k, n_each = 10, 2000
+    tokens = torch.arange(k).repeat(n_each)
+    table = torch.eye(k)  # token t -> e_t: between-token variance 1 - 1/K per vector
+    assert q7.token_r2(table[tokens], tokens) == pytest.approx(1.0, abs=1e-12)
+    noise = torch.randn(len(tokens), k, generator=gen)
+    assert abs(q7.token_r2(noise, tokens)) < 0.01  # adjusted: expectation 0, not (K-1)/(N-1)
+    # e_t + N(0, s^2 I) with d s^2 = 1 - 1/K: half the variance is the token's.
+    s = math.sqrt((1 - 1 / k) / k)
+    assert q7.token_r2(table[tokens] + s * noise, tokens) == pytest.approx(0.5, abs=0.01)
+    # Only the tokens present count: ids 200.. unused change nothing.
+    assert q7.token_r2(noise, tokens + 200) == pytest.approx(q7.token_r2(noise, tokens), abs=1e-12)
+
+
+def test_null_entropy_and_effect_sizes():
+    assert q7.null_entropy(np.zeros(100)) == 0
+    assert q7.null_entropy(np.arange(1000)) == pytest.approx(5.0)  # 32 distinct: log2 32
+    assert q7.cohens_d([0, 1, 2], [3, 4, 5]) == pytest.approx(3.0)  # pooled std 1
+    assert q7.cohens_d([3, 4, 5], [0, 1, 2]) == pytest.approx(-3.0)
+    assert q7.cohens_d([1, 1], [1, 1]) == 0 and q7.cohens_d([1, 1], [2, 2]) == math.inf
+    assert q7.auroc([0, 1, 2], [3, 4, 5]) == 1 and q7.auroc([3, 4, 5], [0, 1, 2]) == 0
+    assert q7.auroc([1, 2], [1, 2]) == 0.5
+    e = q7.effect([0, 1, 2, 1, 0], [5, 6, 7, 6, 5])
+    assert e["diff"] == pytest.approx(5.0) and e["auroc"] == 1
+    assert e["d_lo"] > 0 and e["d_lo"] <= e["d"] <= e["d_hi"]
+    same = q7.effect([0, 1, 2, 1, 0], [1, 0, 2, 0, 1])
+    assert same["d_lo"] < 0 < same["d_hi"] and same["auroc"] == 0.5
+    found = q7.separating({"x/l": {"m": e, "n": same}})
+    assert found == {"m": ["x/l"]}
+
+
+def test_noise_embedding_carries_no_token():
+    table = 0.3 + 2.0 * torch.randn(256, 8, generator=torch.Generator().manual_seed(1))
+    a = q7.NoiseEmbedding(table, seed=5)(torch.zeros(400, 50, dtype=torch.long))
+    b = q7.NoiseEmbedding(table, seed=5)(torch.randint(0, 256, (400, 50)))
+    torch.testing.assert_close(a, b)  # the tokens do not enter
+    assert float(a.mean()) == pytest.approx(float(table.double().mean()), abs=0.01)
+    assert float(a.std()) == pytest.approx(float(table.double().std()), rel=0.01)
+    tokens = torch.randint(0, 256, (400 * 50,), generator=torch.Generator().manual_seed(2))
+    assert abs(q7.token_r2(a.reshape(-1, 8), tokens)) < 0.01
+
+
+def test_variants_rebuild_the_recipe_with_each_weight_seed():
+    import landscape
+
+    tf = dict(width=16, depth=1, heads=2, context=8)
+    trained = landscape.build_model("transformer", seed=0, **tf)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    for seed in (0, 3):
+        own = landscape.build_model("transformer", seed=seed, **tf).state_dict()
+        rebuilt = q7.variant(trained, "init", seed).state_dict()
+        for key in own:
+            torch.testing.assert_close(rebuilt[key], own[key], rtol=0, atol=0)
+    xavier = q7.variant(trained, "init:xavier:1", 2)
+    biases = torch.cat([m.bias.detach() for m in xavier.modules()
+                        if isinstance(m, torch.nn.Linear) and m.bias is not None])
+    assert float(biases.std()) == pytest.approx(1.0, abs=0.1)  # bias scale 1
+    noisy = q7.variant(trained, "noise-input", 0)
+    assert isinstance(noisy.embed, q7.NoiseEmbedding) and not isinstance(trained.embed,
+                                                                        q7.NoiseEmbedding)
+
+
+# ----------------------------------------------------------------------------- the quick run
+
+def test_quick_run_against_constructions(quick):
+    import landscape
+    from landscape.data import unigram_bits
+
+    summary, out = quick
+    cfg = q7.SIZES["quick"]
+    info = summary["transformer"]
+    # Bits per byte: the held-out loss in nats over ln 2; the unigram baseline of the
+    # same windows.
+    tf = cfg["tf"]
+    x, _ = landscape.load_dataset("pysource", n=cfg["train_windows"], split="train", seed=0,
+                                  in_shape=(tf["context"],))
+    xt, _ = landscape.load_dataset("pysource", n=cfg["test_windows"], split="test", seed=0,
+                                   in_shape=(tf["context"],))
+    assert info["unigram_bits_per_byte"] == pytest.approx(unigram_bits(x, xt), rel=1e-12)
+    assert info["below_unigram"] == pytest.approx(
+        1 - info["test_bits_per_byte"] / info["unigram_bits_per_byte"])
+    variants = summary["variants"]
+    layers = [f"blocks.{i}" for i in range(tf["depth"])]
+    for layer in layers:
+        for name in q7.VARIANTS:
+            assert variants[f"{name}/{layer}"]["fvu"]["n"] == cfg["seeds"]
+        noise = variants[f"noise-input/{layer}"]
+        # No token identity by construction: adjusted token R^2 ~ 0, detection at chance.
+        assert abs(noise["token_r2"]["mean"]) < 0.05, noise["token_r2"]
+        assert noise["interp_auroc"]["mean"] == pytest.approx(0.5, abs=0.06)
+        for name in ("trained", "init", "control"):
+            assert variants[f"{name}/{layer}"]["token_r2"]["mean"] > 0.2
+    # Seeds share the SAE data: the trained network's token R^2 is the same at every seed.
+    assert variants["trained/blocks.0"]["token_r2"]["std"] == pytest.approx(0, abs=1e-12)
+    assert set(summary["inits"]) == {f"init:{s}" for s in cfg["inits"]}
+    images = summary["images"]
+    for name in ("trained", "init"):
+        assert images[f"cnn/{name}"]["epochs"]["mean"] == cfg["image_sae_epochs"]
+        assert images[f"cnn/{name}"]["fvu"]["n"] == cfg["seeds"]
+    assert summary["image_info"]["null_label_entropy"] == pytest.approx(3.1, abs=0.15)
+    for path in summary["figures"]:
+        assert Path(path).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "results" / "summary.json").is_file()
