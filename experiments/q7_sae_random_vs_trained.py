@@ -85,7 +85,7 @@ SIZES = {
                   expansion=4, k=4, sae_batch=256, sae_epochs=2,
                   inits=("xavier:0",), images={"cnn": dict(epochs=1, width=4, samples=256)},
                   image_samples=64, image_layer={"cnn": "act3"}, image_sae_epochs=2,
-                  maxact_latents=1),
+                  maxact_latents=0),
     "default": dict(seeds=5, tf=dict(width=64, depth=2, heads=4, context=64),
                     train_windows=20_000, train_batch=32, test_windows=512, sae_windows=512,
                     expansion=8, k=16, sae_batch=512, sae_epochs=4,
@@ -170,8 +170,12 @@ def effect(trained, other, boot: int = 2000, seed: int = 0) -> dict:
         return {"diff": float("nan"), "se": float("nan"), "d": float("nan"), "d_lo": float("nan"),
                 "d_hi": float("nan"), "auroc": float("nan")}
     rng = np.random.default_rng(seed)
-    ds = [cohens_d(rng.choice(a, len(a)), rng.choice(b, len(b))) for _ in range(boot)]
-    ds = np.asarray(ds)
+    ra = a[rng.integers(0, len(a), (boot, len(a)))]
+    rb = b[rng.integers(0, len(b), (boot, len(b)))]
+    pooled = np.sqrt(((len(a) - 1) * ra.var(1, ddof=1) + (len(b) - 1) * rb.var(1, ddof=1))
+                     / (len(a) + len(b) - 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ds = (rb.mean(1) - ra.mean(1)) / pooled
     finite = ds[np.isfinite(ds)]
     lo, hi = (np.percentile(finite, [2.5, 97.5]) if len(finite) > boot // 2
               else (float("nan"), float("nan")))
