@@ -55,6 +55,10 @@ def test_token_r2_known_values():
     assert q7.token_r2(table[tokens] + s * noise, tokens) == pytest.approx(0.5, abs=0.01)
     # Only the tokens present count: ids 200.. unused change nothing.
     assert q7.token_r2(noise, tokens + 200) == pytest.approx(q7.token_r2(noise, tokens), abs=1e-12)
+    # Many tokens, few positions each: the raw share would read (K - 1)/(N - 1) = 0.0996.
+    many = torch.arange(200).repeat(10)
+    values = [q7.token_r2(torch.randn(2000, 8, generator=gen), many) for _ in range(20)]
+    assert abs(np.mean(values)) < 0.01 and max(map(abs, values)) < 0.04
 
 
 def test_null_entropy_and_effect_sizes():
