@@ -10,7 +10,8 @@ A. **Their comparison** on a byte-level transformer trained in this script on th
    reported): variants ``trained``, ``init`` (step 0: the same recipe and seed
    untrained; other weight seeds for seeds > 0), ``rerandomised`` (every tensor
    re-drawn with its own mean and std), ``rerandomised-except-embeddings`` (Heap
-   et al.'s re-randomised), ``control`` (trained, token-embedding table replaced
+   et al.'s re-randomised; --quick and --full only, to fit the default's CPU
+   budget), ``control`` (trained, token-embedding table replaced
    by Gaussian noise of the same scale), at the residual stream after each block,
    with a TopK SAE per (variant, layer, seed): every quality metric (fvu, cosine,
    l0, dead_frac, dense_frac, loss_recovered_mean/zero, kl) and interpretability
@@ -80,20 +81,21 @@ IMAGE_METRICS = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recover
 TOP_N = 32  # tokens / images at a latent's top activations (sae_metrics' top_n)
 
 SIZES = {
-    "quick": dict(seeds=2, tf=dict(width=16, depth=2, heads=2, context=16),
+    "quick": dict(seeds=2, tf=dict(width=16, depth=2, heads=2, context=16), variants=VARIANTS,
                   train_windows=640, train_batch=32, test_windows=64, sae_windows=96,
                   expansion=4, k=4, sae_batch=256, sae_epochs=2,
                   inits=("xavier:0",), images={"cnn": dict(epochs=1, width=4, samples=256)},
                   image_samples=64, image_layer={"cnn": "act3"}, image_sae_epochs=2,
                   maxact_latents=0),
     "default": dict(seeds=5, tf=dict(width=64, depth=2, heads=4, context=64),
+                    variants=("trained", "init", "rerandomised", "control", "noise-input"),
                     train_windows=20_000, train_batch=32, test_windows=512, sae_windows=512,
-                    expansion=8, k=16, sae_batch=512, sae_epochs=4,
+                    expansion=8, k=16, sae_batch=512, sae_epochs=3,
                     inits=("default:1", "xavier:0", "kaiming:0", "kaiming:1"),
-                    images={"cnn": dict(epochs=8, width=8), "resnet18": dict(epochs=3)},
+                    images={"cnn": dict(epochs=8, width=8), "resnet18": dict(epochs=2)},
                     image_samples=384, image_layer={"cnn": "act3", "resnet18": "layer2"},
                     image_sae_epochs=None, maxact_latents=2),
-    "full": dict(seeds=5, tf=dict(width=128, depth=2, heads=4, context=64),
+    "full": dict(seeds=5, tf=dict(width=128, depth=2, heads=4, context=64), variants=VARIANTS,
                  train_windows=96_000, train_batch=32, test_windows=1024, sae_windows=2048,
                  expansion=16, k=32, sae_batch=1024, sae_epochs=4,
                  inits=("default:0.1", "default:1", "xavier:0", "xavier:1", "kaiming:0",
@@ -302,7 +304,7 @@ def run_transformer(cfg: dict, log) -> tuple[list[dict], dict]:
     layers = [f"blocks.{i}" for i in range(cfg["tf"]["depth"])]
     rows = []
     for seed in range(cfg["seeds"]):
-        for name in VARIANTS:
+        for name in cfg["variants"]:
             model = variant(trained, name, seed)
             for layer in layers:
                 t0 = time.process_time()
@@ -407,12 +409,12 @@ def summarise(rows: list[dict], cfg: dict) -> dict:
     layers = sorted({r["layer"] for r in tf_rows})
     metrics = (*QUALITY, *INTERP, "token_r2")
     for layer in layers:
-        for name in VARIANTS:
+        for name in cfg["variants"]:
             sel = [r for r in tf_rows if r["part"] == "variants" and r["variant"] == name
                    and r["layer"] == layer]
             out["variants"][f"{name}/{layer}"] = {m: stat([r[m] for r in sel]) for m in metrics}
         trained = [r for r in tf_rows if r["variant"] == "trained" and r["layer"] == layer]
-        for name in VARIANTS[1:]:
+        for name in cfg["variants"][1:]:
             sel = [r for r in tf_rows if r["part"] == "variants" and r["variant"] == name
                    and r["layer"] == layer]
             out["effects"][f"{name}/{layer}"] = {m: effect([r[m] for r in trained], [r[m] for r in sel])
@@ -492,12 +494,13 @@ COLOURS = {"trained": "k", "init": "C0", "rerandomised": "C1", "rerandomised-exc
 def plot_variants(summary: dict, path: Path) -> Path:
     shown = (*QUALITY, *INTERP, "token_r2")
     layers = sorted({k.split("/")[1] for k in summary["variants"]})
+    names = list(dict.fromkeys(k.split("/")[0] for k in summary["variants"]))
     fig, axes = plt.subplots(2, 6, figsize=(16, 5.4))
     for ax, m in zip(axes.flat, shown):
-        for i, name in enumerate(VARIANTS):
+        for i, name in enumerate(names):
             for j, layer in enumerate(layers):
                 s = summary["variants"][f"{name}/{layer}"][m]
-                x = j + (i - 2.5) * 0.12
+                x = j + (i - (len(names) - 1) / 2) * 0.12
                 ax.errorbar(x, s["mean"], yerr=s["std"], color=COLOURS[name], marker="os"[j % 2],
                             capsize=2, ms=4, label=name if j == 0 else None)
         ax.set_xticks(range(len(layers)), layers, fontsize=7)
