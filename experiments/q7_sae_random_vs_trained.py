@@ -282,11 +282,19 @@ def sae_row(model: nn.Module, layer: str, train_x, eval_x, cfg: dict, seed: int)
     eval_vectors, _ = layer_vectors(model, layer, eval_x)
     row = {name: scalar(ds, name) for name in QUALITY}
     row.update({name: latent_mean(ds, name) for name in INTERP})
+    # token_entropy is capped at log2(count) for a latent active fewer than TOP_N times:
+    # the headline mean takes only latents with TOP_N activations or more.
+    counts = ds["frequency"].values.reshape(-1) * eval_x.numel()
+    full = counts >= TOP_N - 0.5
+    entropy = ds["token_entropy"].values.reshape(-1)
+    row["token_entropy_all"] = row["token_entropy"]
+    row["token_entropy"] = float(np.nanmean(entropy[full])) if full.any() else float("nan")
+    row["full_latent_frac"] = float(full.mean())
     row["token_r2"] = token_r2(eval_vectors, eval_x)
     row["train_token_r2"] = token_r2(vectors, train_x)
     auc = ds["interp_auroc"].values.reshape(-1)
     row["interp_scored_frac"] = float(np.isfinite(auc).mean())
-    row["latent_token_entropy"] = ds["token_entropy"].values.reshape(-1).tolist()
+    row["latent_token_entropy"] = np.where(full, entropy, np.nan).tolist()
     row["latent_interp_auroc"] = auc.tolist()
     return row
 

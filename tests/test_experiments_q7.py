@@ -139,6 +139,8 @@ def test_quick_run_against_constructions(quick):
         # No token identity by construction: adjusted token R^2 ~ 0, detection at chance.
         assert abs(noise["token_r2"]["mean"]) < 0.05, noise["token_r2"]
         assert noise["interp_auroc"]["mean"] == pytest.approx(0.5, abs=0.06)
+        # ... and the tokens at a latent's top activations are as mixed as at random positions.
+        assert noise["token_entropy"]["mean"] == pytest.approx(info["null_token_entropy"], abs=0.4)
         for name in ("trained", "init", "control"):
             assert variants[f"{name}/{layer}"]["token_r2"]["mean"] > 0.2
     # Seeds share the SAE data: the trained network's token R^2 is the same at every seed.
