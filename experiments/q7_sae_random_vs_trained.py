@@ -56,7 +56,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args
+from _common import parse_args, write_summary
 from torch import nn
 
 import landscape
@@ -613,7 +613,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
                           str(plot_images(summary, image_info, figures / "q7_images.png"))]
     summary["seconds"] = time.time() - start
     summary["cpu_seconds"] = time.process_time() - cpu0
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    write_summary(out, summary)
     return summary
 
 
