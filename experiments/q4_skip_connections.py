@@ -1,0 +1,416 @@
+"""Q4: skip connections.  resnet18 against resnet18-noskip, random and trained: 2-D loss
+surfaces, the fraction of quasi-convex 1-D loss slices, and |λmin/λmax| at the centre and
+on a coarse grid of the plane.
+
+The claim under test (Li, Xu, Taylor, Studer & Goldstein, *Visualizing the Loss
+Landscape of Neural Nets*, NeurIPS 2018): skip connections keep loss surfaces smooth and
+nearly convex, whereas the same network without them becomes chaotic and non-convex as
+it gets deep; the Hessian ratio |λmin/λmax| maps where a surface is convex (≈ 0) and
+where it is not.  On digits (16×16 inputs, one channel), for each seed:
+
+* a random network (default init) and the same one trained with
+  :func:`landscape.train.train` (SGD, a few epochs), for both architectures;
+* a 2-D surface :func:`landscape.loss_slice` along two filter-normalised directions
+  (Li et al.'s normalisation; BatchNorm and bias parameters get no direction), with the
+  quasi-convexity scores of its rows, columns and diagonals;
+* 1-D loss slices along ``lines`` further filter-normalised directions per seed (at
+  least 64 per condition, pooled over seeds): the fraction that is quasi-convex, with
+  flat curves (``loss_constant``) counted and left out;
+* :func:`landscape.hessian_spectrum` (single-vector Lanczos, top and bottom eigenvalue)
+  at the centre, and for seed 0 at every point of a coarse grid of the plane (trained
+  networks only at the default size: Li et al.'s maps are of trained networks, and a
+  resnet18 Hessian-vector product costs ≈ 0.4 s of CPU).  Unconverged bottom Ritz values
+  lie inside the spectrum, so an unconverged |λmin/λmax| is a lower bound.
+
+BatchNorm: every loss and Hessian uses the statistics of the slice batch recomputed at
+the centre and then held fixed over the whole plane (``bn="recompute"`` in
+:func:`landscape.loss_slice`; at an off-centre grid point the Hessian is taken with the
+centre's statistics loaded into the moved copy, ``bn="eval"``), so each Hessian is that
+of the very surface plotted.  Random networks need recomputed statistics (theirs are the
+fresh 0/1); trained ones get the same treatment so that the two are comparable.  The
+default run repeats seed 0's lines and centre Hessian with ``bn="batch"`` (each point
+normalised with its own batch statistics, as in training mode) to show what the choice
+does.
+
+A prediction that could fail (Li et al.): trained resnet18-noskip is less convex than
+trained resnet18: a lower fraction of quasi-convex lines and a larger |λmin/λmax|, by
+more than the spread over seeds.
+
+Writes results/q4_skip_connections/ (summary.json) and figures/q4_*.png.
+
+    python experiments/q4_skip_connections.py [--quick | --full] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from _common import parse_args
+
+import landscape
+from landscape.train import train
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+NAME = "q4_skip_connections"
+ARCHS = ("resnet18", "resnet18-noskip")
+STATES = ("random", "trained")
+BN = "recompute"
+LANCZOS_TOL = 1e-3
+
+TINY = str(Path(__file__).resolve()) + ":tiny_resnet"  # the --quick stand-in, with BatchNorm
+
+SIZES = {
+    "quick": dict(archs={"tiny-skip": dict(name=TINY, model_args={"skip": True}),
+                         "tiny-noskip": dict(name=TINY, model_args={"skip": False})},
+                  in_shape=(1, 8, 8), seeds=2, train_samples=200, epochs=1, n=16,
+                  surface="-1:1:5", line_grid="-1:1:9", lines=3, hessian_grid=[-1.0, 0.0, 1.0],
+                  max_steps=40, grid_states=STATES, bn_check=True),
+    "default": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(1, 16, 16), seeds=5,
+                    train_samples=None, epochs=2, n=32, surface="-1:1:9", line_grid="-1:1:15",
+                    lines=13, hessian_grid=[-1.0, 0.0, 1.0], max_steps=14, grid_states=("trained",),
+                    bn_check=True),
+    "full": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(3, 32, 32), seeds=5,
+                 train_samples=None, epochs=20, n=1000, surface="-1:1:51", line_grid="-1:1:41",
+                 lines=32, hessian_grid=[-1.0, -0.5, 0.0, 0.5, 1.0], max_steps=60, grid_states=STATES,
+                 bn_check=True),
+}
+
+
+class _TinyBlock(torch.nn.Module):
+    def __init__(self, width: int, skip: bool):
+        super().__init__()
+        self.skip = skip
+        self.conv1 = torch.nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(width)
+        self.conv2 = torch.nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(width)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + x if self.skip else out)
+
+
+def tiny_resnet(skip: bool = True, width: int = 3, blocks: int = 2, channels: int = 1):
+    """A toy ResNet (stem, ``blocks`` basic blocks with or without their shortcut, global
+    pooling, linear head) with BatchNorm: the --quick stand-in for resnet18."""
+    layers = [torch.nn.Conv2d(channels, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width),
+              torch.nn.ReLU(), *[_TinyBlock(width, skip) for _ in range(blocks)],
+              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(width, 10)]
+    return torch.nn.Sequential(*layers)
+
+
+def build(spec: dict, seed: int, in_shape) -> torch.nn.Module:
+    return landscape.build_model(spec["name"], seed=seed, in_shape=in_shape,
+                                 **({"model_args": spec["model_args"]} if "model_args" in spec else {}))
+
+
+# ----------------------------------------------------------------------------- pieces
+
+def centre_statistics(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple]:
+    """Per BatchNorm layer, the mean and population variance of its input over ``x`` as one
+    batch in training mode (each layer normalising with the batch's statistics): what
+    ``bn="recompute"`` holds fixed.  Computed on a copy; ``{}`` without BatchNorm."""
+    net = copy.deepcopy(model).train()
+    stats, handles = {}, []
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            def hook(_m, inputs, name=name):
+                z = inputs[0].detach().double()
+                dims = [0] + list(range(2, z.dim()))
+                stats[name] = (z.mean(dims), z.var(dims, unbiased=False))
+            handles.append(m.register_forward_pre_hook(hook))
+    with torch.no_grad():
+        net(x)
+    for h in handles:
+        h.remove()
+    return stats
+
+
+def moved(model: torch.nn.Module, directions: list[dict], coeffs, stats: dict) -> torch.nn.Module:
+    """A copy of ``model`` at θ + Σ c_i d_i with the BatchNorm statistics ``stats`` (the
+    centre's) as running statistics, in eval mode."""
+    net = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            for c, d in zip(coeffs, directions):
+                p.add_(float(c) * d[name].to(p.dtype))
+        for name, m in net.named_modules():
+            if name in stats:
+                mean, var = stats[name]
+                m.running_mean.copy_(mean.to(m.running_mean.dtype))
+                m.running_var.copy_(var.to(m.running_var.dtype))
+                m.num_batches_tracked.fill_(1)
+    return net
+
+
+@torch.no_grad()
+def eval_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float(torch.nn.functional.cross_entropy(model.eval()(x), y))
+
+
+def ratio(model: torch.nn.Module, x, y, bn: str, max_steps: int, seed: int) -> dict:
+    """Top and bottom eigenvalue (single-vector Lanczos) and |λmin/λmax|."""
+    ds = landscape.hessian_spectrum(model, x, y, top_k=1, bottom_k=1, tol=LANCZOS_TOL,
+                                    max_steps=max_steps, block_size=1, bn=bn, seed=seed)
+    lmax, lmin = (float(v) for v in ds.eigenvalue.values)
+    return {"lambda_max": lmax, "lambda_min": lmin, "ratio_min_max": float(ds.ratio_min_max),
+            "converged_max": bool(ds.converged.values[0]), "converged_min": bool(ds.converged.values[1]),
+            "residual_max": float(ds.residual.values[0]), "residual_min": float(ds.residual.values[1]),
+            "n_hvp": int(ds.n_hvp), "bn": ds.attrs["bn"]}
+
+
+def lines(model, x, y, directions: list[dict], grid, bn: str) -> list[dict]:
+    """Scores of the 1-D loss slice along each direction (``loss_slice``, one per call)."""
+    out = []
+    for d in directions:
+        ds = landscape.loss_slice(model, x, y, directions=[d], dims=1, grid=grid, bn=bn)
+        out.append({"quasi_convex": bool(ds.loss_quasi_convex), "quasi_concave": bool(ds.loss_quasi_concave),
+                    "constant": bool(ds.loss_constant), "barrier": float(ds.loss_qcvx_barrier),
+                    "n_minima": int(ds.loss_n_minima), "loss": ds.loss.values.tolist(),
+                    "centre_is_min": bool(np.argmin(ds.loss.values) == len(ds.alpha) // 2)})
+    return out
+
+
+def line_fractions(scored: list[dict]) -> dict:
+    """Fractions over the lines that are not flat, and the flat share over all (NaN curves
+    would be dropped by the scores; none arise here)."""
+    flat = np.array([s["constant"] for s in scored])
+    kept = [s for s in scored if not s["constant"]]
+
+    def frac(key: str) -> float:
+        return float(np.mean([s[key] for s in kept])) if kept else float("nan")
+
+    return {"n_lines": len(scored), "n_flat": int(flat.sum()), "frac_flat": float(flat.mean()),
+            "frac_quasi_convex": frac("quasi_convex"), "frac_quasi_concave": frac("quasi_concave"),
+            "frac_centre_is_min": frac("centre_is_min"),
+            "mean_barrier": float(np.mean([s["barrier"] for s in kept])) if kept else float("nan")}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson interval of a binomial fraction k/n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def run(size: str, out: Path, figures: Path) -> dict:
+    cfg = SIZES[size]
+    start, cpu0 = time.time(), time.process_time()
+    out.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    x, y = landscape.load_dataset("digits", n=cfg["train_samples"], split="train",
+                                  in_shape=cfg["in_shape"])
+    xt, yt = landscape.load_dataset("digits", split="test", in_shape=cfg["in_shape"])
+    xs, ys = x[:cfg["n"]], y[:cfg["n"]]  # the fixed batch of every slice and Hessian
+    records: list[dict] = []
+    surfaces: dict = {}
+    for arch in cfg["archs"]:
+        for seed in range(cfg["seeds"]):
+            t0 = time.time()
+            nets = {"random": build(cfg["archs"][arch], seed, cfg["in_shape"])}
+            trained = copy.deepcopy(nets["random"])
+            history, _ = train(trained, x, y, xt, yt, epochs=cfg["epochs"], seed=seed)
+            nets["trained"] = trained
+            for state, net in nets.items():
+                rec = {"arch": arch, "seed": seed, "state": state}
+                if state == "trained":
+                    rec["train_loss"] = history["train_loss"][-1]
+                plane = landscape.parameter_directions(net, "filter", n=2, seed=1000 + seed)
+                surf = landscape.loss_slice(net, xs, ys, directions=plane, dims=2,
+                                            grid=cfg["surface"], bn=BN)
+                rec["centre_loss"] = float(surf.loss.sel(alpha=0.0, beta=0.0, method="nearest"))
+                rec["surface"] = {k: float(surf.attrs[f"loss_{k}"]) for k in (
+                    "frac_quasi_convex", "frac_quasi_concave", "frac_constant")}
+                rec["surface_range"] = float(surf.loss.max() - surf.loss.min())
+                if seed == 0:
+                    surfaces[arch, state] = surf
+                dirs = landscape.parameter_directions(net, "filter", n=cfg["lines"], seed=2000 + seed)
+                rec["lines"] = lines(net, xs, ys, dirs, cfg["line_grid"], BN)
+                rec["centre"] = ratio(net, xs, ys, BN, cfg["max_steps"], seed)
+                if seed == 0 and state in cfg["grid_states"]:
+                    stats = centre_statistics(net, xs)
+                    grid = []
+                    for a in cfg["hessian_grid"]:
+                        for b in cfg["hessian_grid"]:
+                            if a == 0 and b == 0:
+                                point = dict(rec["centre"])
+                            else:
+                                point = ratio(moved(net, plane, (a, b), stats), xs, ys, "eval",
+                                              cfg["max_steps"], seed)
+                            net_ab = moved(net, plane, (a, b), stats)
+                            point.update(alpha=a, beta=b, loss=eval_loss(net_ab, xs, ys),
+                                         surface_loss=float(surf.loss.sel(alpha=a, beta=b,
+                                                                          method="nearest")))
+                            grid.append(point)
+                    rec["hessian_grid"] = grid
+                if seed == 0 and cfg["bn_check"]:
+                    rec["batch_bn"] = {"centre": ratio(net, xs, ys, "batch", cfg["max_steps"], seed),
+                                       "lines": line_fractions(lines(net, xs, ys, dirs,
+                                                                     cfg["line_grid"], "batch"))}
+                records.append(rec)
+                fr = line_fractions(rec["lines"])
+                print(f"{arch} seed {seed} {state}: loss {rec['centre_loss']:.3f} lines qcvx "
+                      f"{fr['frac_quasi_convex']:.2f} (flat {fr['n_flat']}) surface qcvx "
+                      f"{rec['surface']['frac_quasi_convex']:.2f} |λmin/λmax| "
+                      f"{rec['centre']['ratio_min_max']:.4f} (λmax {rec['centre']['lambda_max']:.4g})",
+                      flush=True)
+            print(f"{arch} seed {seed}: {time.time() - t0:.1f} s", flush=True)
+    summary = summarise(records, cfg)
+    summary["seconds"] = time.time() - start
+    summary["cpu_seconds"] = time.process_time() - cpu0
+    summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary["figures"] = [str(plot_surfaces(surfaces, records, figures / "q4_surfaces.png")),
+                          str(plot_summary(summary, figures / "q4_convexity.png"))]
+    summary["records"] = records
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+# ----------------------------------------------------------------------------- summary
+
+def _stat(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return {"mean": float(v.mean()) if len(v) else float("nan"),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def summarise(records: list[dict], cfg: dict) -> dict:
+    summary: dict = {"config": {k: v for k, v in cfg.items()} | {
+        "archs": list(cfg["archs"]), "bn": BN, "lanczos_tol": LANCZOS_TOL},
+                     "conditions": {}}
+    for arch in cfg["archs"]:
+        for state in STATES:
+            sel = [r for r in records if r["arch"] == arch and r["state"] == state]
+            pooled = line_fractions([s for r in sel for s in r["lines"]])
+            kept = pooled["n_lines"] - pooled["n_flat"]
+            k = int(round(pooled["frac_quasi_convex"] * kept)) if kept else 0
+            per_seed = [line_fractions(r["lines"]) for r in sel]
+            e = {"lines_pooled": pooled, "lines_qcvx_wilson95": wilson(k, kept),
+                 "lines_qcvx_per_seed": _stat([f["frac_quasi_convex"] for f in per_seed]),
+                 "lines_flat_per_seed": _stat([f["frac_flat"] for f in per_seed]),
+                 "surface_qcvx": _stat([r["surface"]["frac_quasi_convex"] for r in sel]),
+                 "surface_flat": _stat([r["surface"]["frac_constant"] for r in sel]),
+                 "centre_loss": _stat([r["centre_loss"] for r in sel]),
+                 "surface_range": _stat([r["surface_range"] for r in sel])}
+            for key in ("ratio_min_max", "lambda_max", "lambda_min"):
+                e[f"centre_{key}"] = _stat([r["centre"][key] for r in sel])
+            e["centre_converged_max"] = float(np.mean([r["centre"]["converged_max"] for r in sel]))
+            e["centre_converged_min"] = float(np.mean([r["centre"]["converged_min"] for r in sel]))
+            grid = next((r["hessian_grid"] for r in sel if "hessian_grid" in r), None)
+            if grid:
+                e["grid_ratio"] = _stat([p["ratio_min_max"] for p in grid])
+                e["grid_ratio_max"] = float(max(p["ratio_min_max"] for p in grid))
+                e["grid_converged_min"] = float(np.mean([p["converged_min"] for p in grid]))
+                e["grid_loss_mismatch"] = float(max(abs(p["loss"] - p["surface_loss"]) for p in grid))
+            batch = next((r["batch_bn"] for r in sel if "batch_bn" in r), None)
+            if batch:
+                e["batch_bn_seed0"] = batch
+            if state == "trained":
+                e["train_loss"] = _stat([r["train_loss"] for r in sel])
+            summary["conditions"][f"{arch}/{state}"] = e
+    if len(cfg["archs"]) == 2:
+        a, b = cfg["archs"]
+        summary["prediction"] = {}
+        for state in STATES:
+            skip, noskip = summary["conditions"][f"{a}/{state}"], summary["conditions"][f"{b}/{state}"]
+            summary["prediction"][state] = {
+                "lines_qcvx_skip_minus_noskip": skip["lines_pooled"]["frac_quasi_convex"]
+                - noskip["lines_pooled"]["frac_quasi_convex"],
+                "surface_qcvx_skip_minus_noskip": skip["surface_qcvx"]["mean"]
+                - noskip["surface_qcvx"]["mean"],
+                "ratio_noskip_minus_skip": noskip["centre_ratio_min_max"]["mean"]
+                - skip["centre_ratio_min_max"]["mean"],
+                "ratio_seed_std": max(skip["centre_ratio_min_max"]["std"],
+                                      noskip["centre_ratio_min_max"]["std"]),
+            }
+    return summary
+
+
+# ----------------------------------------------------------------------------- figures
+
+def plot_surfaces(surfaces: dict, records: list[dict], path: Path) -> Path:
+    keys = list(surfaces)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        surf = surfaces[key]
+        a, b = surf.alpha.values, surf.beta.values
+        z = np.log10(np.maximum(surf.loss.values.T, 1e-6))
+        cs = ax.contourf(a, b, z, levels=20, cmap="viridis")
+        ax.contour(a, b, z, levels=10, colors="k", linewidths=0.3)
+        rec = next(r for r in records if (r["arch"], r["state"]) == key and r["seed"] == 0)
+        for p in rec.get("hessian_grid", []):
+            ax.text(p["alpha"], p["beta"], f"{p['ratio_min_max']:.2f}", fontsize=6, color="w",
+                    ha="center", va="center")
+        fig.colorbar(cs, ax=ax, fraction=0.046)
+        ax.set_title(f"{key[0]} {key[1]} (seed 0)", fontsize=8)
+        ax.set_xlabel("α")
+    axes[0][0].set_ylabel("β")
+    fig.suptitle("log10 loss on the plane of two filter-normalised directions; "
+                 "numbers: |λmin/λmax| (Lanczos)", fontsize=8)
+    fig.subplots_adjust(left=0.05, right=0.97, bottom=0.15, top=0.85, wspace=0.35)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_summary(summary: dict, path: Path) -> Path:
+    conds = list(summary["conditions"])
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    xs = np.arange(len(conds))
+    for i, c in enumerate(conds):
+        e = summary["conditions"][c]
+        lo, hi = e["lines_qcvx_wilson95"]
+        p = e["lines_pooled"]["frac_quasi_convex"]
+        axes[0].errorbar(i, p, yerr=[[max(0.0, p - lo)], [max(0.0, hi - p)]], fmt="o", color="C0",
+                         capsize=3)
+        axes[0].errorbar(i + 0.15, e["surface_qcvx"]["mean"], yerr=e["surface_qcvx"]["std"], fmt="s",
+                         color="C1", capsize=3)
+        r = e["centre_ratio_min_max"]
+        axes[1].errorbar(i, r["mean"], yerr=r["std"], fmt="o", color="C0", capsize=3)
+        if "grid_ratio" in e:
+            axes[1].errorbar(i + 0.15, e["grid_ratio"]["mean"], yerr=e["grid_ratio"]["std"], fmt="s",
+                             color="C2", capsize=3)
+    axes[0].set_ylabel("fraction quasi-convex")
+    axes[0].legend(["1-D lines (95 % Wilson)", "surface rows/cols/diagonals"], fontsize=6)
+    axes[1].set_ylabel("|λmin/λmax|")
+    axes[1].legend(["centre, seeds", "grid, seed 0"], fontsize=6)
+    for ax in axes:
+        ax.set_xticks(xs, [c.replace("/", "\n") for c in conds], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> dict:
+    size, out, figures = parse_args(__doc__, NAME, argv)
+    summary = run(size, out, figures)
+    for c, e in summary["conditions"].items():
+        p = e["lines_pooled"]
+        print(f"{c}: lines qcvx {p['frac_quasi_convex']:.3f} {e['lines_qcvx_wilson95']} "
+              f"(flat {p['n_flat']}/{p['n_lines']}), surface qcvx {e['surface_qcvx']['mean']:.3f}"
+              f"±{e['surface_qcvx']['std']:.3f}, |λmin/λmax| {e['centre_ratio_min_max']['mean']:.4f}"
+              f"±{e['centre_ratio_min_max']['std']:.4f}")
+    if "prediction" in summary:
+        print(f"prediction: {summary['prediction']}")
+    print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
