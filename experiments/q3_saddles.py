@@ -90,7 +90,7 @@ SIZES = {
                             dense=True),
                 "cnn": dict(options={"width": 8}, in_shape=(1, 16, 16), epochs=6,
                             steps=[0, 2, 5, 12, 23, 46, 92], hessian="small", dense=False),
-                "resnet18": dict(options={}, in_shape=(1, 16, 16), epochs=2, steps=[0, 23],
+                "resnet18": dict(options={}, in_shape=(1, 16, 16), epochs=2, steps=[0],
                                  hessian="resnet", dense=False)},
         hessian_n=None, bn_check=True),
     "full": dict(
