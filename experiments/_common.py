@@ -39,3 +39,34 @@ def write_summary(out: Path, summary: dict) -> Path:
     path = Path(out) / "summary.json"
     path.write_text(json.dumps(summary, indent=1, default=_jsonable))
     return path
+
+
+def stat(values) -> dict:
+    """``{"mean", "std", "n"}`` of the finite ``values`` (std with ddof 1; 0 for one value,
+    NaN mean for none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return {"mean": float(v.mean()) if len(v) else float("nan"),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (110 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+
+def timing(summary: dict, start: float, cpu_start: float) -> dict:
+    """``summary`` with the run's wall and CPU seconds (since the ``time.time()`` /
+    ``time.process_time()`` readings ``start`` / ``cpu_start``) and peak memory."""
+    import resource
+    import time
+
+    summary["seconds"] = time.time() - start
+    summary["cpu_seconds"] = time.process_time() - cpu_start
+    summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return summary

@@ -43,14 +43,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import resource
 import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args
+from _common import parse_args, save_figure, stat, timing, write_summary
 from scipy.special import ndtr
 
 import landscape
@@ -263,9 +262,6 @@ def run(size: str, out: Path, figures: Path) -> dict:
             print(f"{model_name} seed {seed}: {time.time() - t0:.1f} s", flush=True)
     summary = summarise(points, cfg)
     summary["bn_check"] = bn_check
-    summary["seconds"] = time.time() - start
-    summary["cpu_seconds"] = time.process_time() - cpu0
-    summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     keys = sorted({k for row in points for k in row})
     with open(out / "points.csv", "w") as fh:
         fh.write(",".join(keys) + "\n")
@@ -275,16 +271,11 @@ def run(size: str, out: Path, figures: Path) -> dict:
     summary["figures"] = [str(plot_index(points, figures / "q3_index_vs_loss.png")),
                           str(plot_densities(densities, figures / "q3_spectra.png"))]
     summary["points"] = points
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    write_summary(out, timing(summary, start, cpu0))
     return summary
 
 
 # ----------------------------------------------------------------------------- summary
-
-def _stat(values) -> dict:
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-
 
 STATE_KEYS = ("loss", "lambda_max", "lambda_min", "ratio_min_max", "api_negative_mass",
               "api_zero_mass", "api_positive_mass",
@@ -303,31 +294,31 @@ def summarise(points: list[dict], cfg: dict) -> dict:
         entry: dict = {"n_params": rows[0]["n_params"]}
         for state in ("random", "trained"):
             sel = [r for r in rows if r["state"] == state]
-            e = {k: _stat([r[k] for r in sel]) for k in STATE_KEYS}
-            e["top"] = [_stat([r["top"][i] for r in sel]) for i in range(len(sel[0]["top"]))]
+            e = {k: stat([r[k] for r in sel]) for k in STATE_KEYS}
+            e["top"] = [stat([r["top"][i] for r in sel]) for i in range(len(sel[0]["top"]))]
             e["converged_top"] = float(np.mean([r["converged_top"] for r in sel]))
             e["converged_min"] = float(np.mean([r["converged_min"] for r in sel]))
             e["step"] = sel[0]["step"]
             if "exact_index" in sel[0]:
-                e["exact_index"] = _stat([r["exact_index"] for r in sel])
+                e["exact_index"] = stat([r["exact_index"] for r in sel])
                 for tol in ZERO_TOLS:
                     for k in ("frac_below_eps", "broadened_negative", "frac_within_eps"):
-                        e[f"exact_{k}_{tol}"] = _stat([r[f"exact_{k}_{tol}"] for r in sel])
-                e["exact_lambda_min"] = _stat([r["exact_lambda_min"] for r in sel])
-                e["exact_lambda_max"] = _stat([r["exact_lambda_max"] for r in sel])
+                        e[f"exact_{k}_{tol}"] = stat([r[f"exact_{k}_{tol}"] for r in sel])
+                e["exact_lambda_min"] = stat([r["exact_lambda_min"] for r in sel])
+                e["exact_lambda_max"] = stat([r["exact_lambda_max"] for r in sel])
             entry[state] = e
         # random minus trained, paired by seed
         pairs = {r["seed"]: r for r in rows if r["state"] == "random"}
         key = f"negative_{INDEX_TOL}"
-        entry["index_drop"] = _stat([pairs[r["seed"]][key] - r[key] for r in rows
+        entry["index_drop"] = stat([pairs[r["seed"]][key] - r[key] for r in rows
                                      if r["state"] == "trained"])
         entry["prediction"] = prediction(rows, key)
         if "exact_index" in rows[0]:
             entry["slq_minus_exact"] = {
-                str(tol): _stat([r[f"negative_{tol}"] - r[f"exact_broadened_negative_{tol}"]
+                str(tol): stat([r[f"negative_{tol}"] - r[f"exact_broadened_negative_{tol}"]
                                  for r in rows]) for tol in ZERO_TOLS}
             entry["slq_minus_exact_raw"] = {
-                str(tol): _stat([r[f"negative_{tol}"] - r[f"exact_frac_below_eps_{tol}"]
+                str(tol): stat([r[f"negative_{tol}"] - r[f"exact_frac_below_eps_{tol}"]
                                  for r in rows]) for tol in ZERO_TOLS}
             entry["prediction_exact"] = prediction(rows, f"exact_frac_below_eps_{INDEX_TOL}")
             entry["prediction_exact_below_0"] = prediction(rows, "exact_index")
@@ -381,9 +372,7 @@ def plot_index(points: list[dict], path: Path) -> Path:
     axes[0][0].legend(fontsize=6)
     fig.suptitle("Hessian index along training (step 0 = random, last = trained)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_densities(densities: dict, path: Path) -> Path:
@@ -405,9 +394,7 @@ def plot_densities(densities: dict, path: Path) -> Path:
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("density × range (SLQ)")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -44,15 +44,13 @@ Writes results/q4_skip_connections/ (summary.json) and figures/q4_*.png.
 from __future__ import annotations
 
 import copy
-import json
-import resource
 import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args
+from _common import parse_args, save_figure, stat, timing, write_summary
 
 import landscape
 from landscape.train import train
@@ -270,24 +268,14 @@ def run(size: str, out: Path, figures: Path) -> dict:
                       flush=True)
             print(f"{arch} seed {seed}: {time.time() - t0:.1f} s", flush=True)
     summary = summarise(records, cfg)
-    summary["seconds"] = time.time() - start
-    summary["cpu_seconds"] = time.process_time() - cpu0
-    summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary["figures"] = [str(plot_surfaces(surfaces, records, figures / "q4_surfaces.png")),
                           str(plot_summary(summary, figures / "q4_convexity.png"))]
     summary["records"] = records
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    write_summary(out, timing(summary, start, cpu0))
     return summary
 
 
 # ----------------------------------------------------------------------------- summary
-
-def _stat(values) -> dict:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return {"mean": float(v.mean()) if len(v) else float("nan"),
-            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-
 
 def summarise(records: list[dict], cfg: dict) -> dict:
     summary: dict = {"config": {k: v for k, v in cfg.items()} | {
@@ -301,19 +289,19 @@ def summarise(records: list[dict], cfg: dict) -> dict:
             k = int(round(pooled["frac_quasi_convex"] * kept)) if kept else 0
             per_seed = [line_fractions(r["lines"]) for r in sel]
             e = {"lines_pooled": pooled, "lines_qcvx_wilson95": wilson(k, kept),
-                 "lines_qcvx_per_seed": _stat([f["frac_quasi_convex"] for f in per_seed]),
-                 "lines_flat_per_seed": _stat([f["frac_flat"] for f in per_seed]),
-                 "surface_qcvx": _stat([r["surface"]["frac_quasi_convex"] for r in sel]),
-                 "surface_flat": _stat([r["surface"]["frac_constant"] for r in sel]),
-                 "centre_loss": _stat([r["centre_loss"] for r in sel]),
-                 "surface_range": _stat([r["surface_range"] for r in sel])}
+                 "lines_qcvx_per_seed": stat([f["frac_quasi_convex"] for f in per_seed]),
+                 "lines_flat_per_seed": stat([f["frac_flat"] for f in per_seed]),
+                 "surface_qcvx": stat([r["surface"]["frac_quasi_convex"] for r in sel]),
+                 "surface_flat": stat([r["surface"]["frac_constant"] for r in sel]),
+                 "centre_loss": stat([r["centre_loss"] for r in sel]),
+                 "surface_range": stat([r["surface_range"] for r in sel])}
             for key in ("ratio_min_max", "lambda_max", "lambda_min"):
-                e[f"centre_{key}"] = _stat([r["centre"][key] for r in sel])
+                e[f"centre_{key}"] = stat([r["centre"][key] for r in sel])
             e["centre_converged_max"] = float(np.mean([r["centre"]["converged_max"] for r in sel]))
             e["centre_converged_min"] = float(np.mean([r["centre"]["converged_min"] for r in sel]))
             grid = next((r["hessian_grid"] for r in sel if "hessian_grid" in r), None)
             if grid:
-                e["grid_ratio"] = _stat([p["ratio_min_max"] for p in grid])
+                e["grid_ratio"] = stat([p["ratio_min_max"] for p in grid])
                 e["grid_ratio_max"] = float(max(p["ratio_min_max"] for p in grid))
                 e["grid_converged_min"] = float(np.mean([p["converged_min"] for p in grid]))
                 e["grid_loss_mismatch"] = float(max(abs(p["loss"] - p["surface_loss"]) for p in grid))
@@ -321,7 +309,7 @@ def summarise(records: list[dict], cfg: dict) -> dict:
             if batch:
                 e["batch_bn_seed0"] = batch
             if state == "trained":
-                e["train_loss"] = _stat([r["train_loss"] for r in sel])
+                e["train_loss"] = stat([r["train_loss"] for r in sel])
             summary["conditions"][f"{arch}/{state}"] = e
     if len(cfg["archs"]) == 2:
         a, b = cfg["archs"]
@@ -363,9 +351,7 @@ def plot_surfaces(surfaces: dict, records: list[dict], path: Path) -> Path:
     fig.suptitle("log10 loss on the plane of two filter-normalised directions; "
                  "numbers: |λmin/λmax| (Lanczos)", fontsize=8)
     fig.subplots_adjust(left=0.05, right=0.97, bottom=0.15, top=0.85, wspace=0.35)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_summary(summary: dict, path: Path) -> Path:
@@ -392,9 +378,7 @@ def plot_summary(summary: dict, path: Path) -> Path:
     for ax in axes:
         ax.set_xticks(xs, [c.replace("/", "\n") for c in conds], fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> dict:
