@@ -111,11 +111,16 @@ def test_q3_prediction_fit_of_a_known_line():
     assert p["spearman_per_seed"] == pytest.approx([1.0, 1.0])
 
 
+def _quick(script, tmp_path_factory, name: str):
+    """``(summary, folder)`` of the script's --quick run into a fresh folder."""
+    tmp = tmp_path_factory.mktemp(name)
+    summary = script.main(["--quick", "--out", str(tmp / "results"), "--figures", str(tmp / "figures")])
+    return summary, tmp
+
+
 @pytest.fixture(scope="module")
 def q3_quick(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("q3")
-    summary = q3.main(["--quick", "--out", str(tmp / "results"), "--figures", str(tmp / "figures")])
-    return summary, tmp
+    return _quick(q3, tmp_path_factory, "q3")
 
 
 def test_q3_quick_lanczos_matches_dense_hessian(q3_quick):
@@ -226,9 +231,7 @@ def test_q4_ratio_off_centre_matches_dense_hessian():
 
 @pytest.fixture(scope="module")
 def q4_quick(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("q4")
-    summary = q4.main(["--quick", "--out", str(tmp / "results"), "--figures", str(tmp / "figures")])
-    return summary, tmp
+    return _quick(q4, tmp_path_factory, "q4")
 
 
 def test_q4_quick_grid_hessians_see_the_plotted_surface(q4_quick):
