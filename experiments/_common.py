@@ -59,7 +59,6 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-
 def timing(summary: dict, start: float, cpu_start: float) -> dict:
     """``summary`` with the run's wall and CPU seconds (since the ``time.time()`` /
     ``time.process_time()`` readings ``start`` / ``cpu_start``) and peak memory."""
