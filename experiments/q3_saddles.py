@@ -88,7 +88,7 @@ SIZES = {
                             steps=[0, 1, 2, 4, 8, 16, 32, 64, 128], hessian="small",
                             dense=True),
                 "cnn": dict(options={"width": 8}, in_shape=(1, 16, 16), epochs=6,
-                            steps=[0, 2, 5, 12, 23, 46, 92], hessian="small", dense=False),
+                            steps=[0, 5, 23, 69], hessian="small", dense=False),
                 "resnet18": dict(options={}, in_shape=(1, 16, 16), epochs=2, steps=[0],
                                  hessian="resnet", dense=False)},
         hessian_n=None, bn_check=True),
