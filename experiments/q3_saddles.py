@@ -72,7 +72,8 @@ BATCH = 64  # training mini-batch
 HESSIAN = {
     "toy": dict(n=64, top_k=2, bottom_k=1, max_steps=30, runs=3, steps=30),
     "small": dict(n=256, top_k=3, bottom_k=1, max_steps=60, runs=4, steps=40),
-    "resnet": dict(n=32, top_k=2, bottom_k=1, max_steps=14, runs=1, steps=14),
+    "cnn": dict(n=128, top_k=2, bottom_k=1, max_steps=40, runs=2, steps=30),
+    "resnet": dict(n=32, top_k=2, bottom_k=1, max_steps=12, runs=1, steps=12),
     "resnet_full": dict(n=128, top_k=3, bottom_k=1, max_steps=60, runs=4, steps=40),
 }
 
@@ -85,13 +86,12 @@ SIZES = {
     "default": dict(
         seeds=5, train_samples=None,
         models={"mlp": dict(options={"width": 16, "depth": 2}, in_shape=(1, 8, 8), epochs=10,
-                            steps=[0, 1, 2, 4, 8, 16, 32, 64, 128], hessian="small",
-                            dense=True),
-                "cnn": dict(options={"width": 8}, in_shape=(1, 16, 16), epochs=6,
-                            steps=[0, 5, 23, 69], hessian="small", dense=False),
+                            steps=[0, 2, 8, 32, 128], hessian="small", dense=True),
+                "cnn": dict(options={"width": 8}, in_shape=(1, 16, 16), epochs=4,
+                            steps=[0, 23], hessian="cnn", dense=False),
                 "resnet18": dict(options={}, in_shape=(1, 16, 16), epochs=2, steps=[0],
-                                 hessian="resnet", dense=False)},
-        hessian_n=None, bn_check=True),
+                                 hessian="resnet", dense=False, seeds=3)},
+        hessian_n=None, bn_check=False),
     "full": dict(
         seeds=10, train_samples=None,
         models={"mlp": dict(options={"width": 32, "depth": 2}, in_shape=(1, 8, 8), epochs=20,
@@ -216,7 +216,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
                                       in_shape=m["in_shape"])
         xt, yt = landscape.load_dataset("digits", split="test", in_shape=m["in_shape"])
         xh, yh = x[:h["n"]], y[:h["n"]]  # the fixed Hessian batch
-        for seed in range(cfg["seeds"]):
+        for seed in range(m.get("seeds", cfg["seeds"])):
             t0 = time.time()
             model = landscape.build_model(model_name, seed=seed, in_shape=m["in_shape"], **m["options"])
             total = m["epochs"] * -(-len(x) // BATCH)

@@ -65,20 +65,23 @@ BN = "recompute"
 LANCZOS_TOL = 1e-3
 
 TINY = str(Path(__file__).resolve()) + ":tiny_resnet"  # the --quick stand-in, with BatchNorm
+SQUARE = [(a, b) for a in (-1.0, 0.0, 1.0) for b in (-1.0, 0.0, 1.0)]  # (α, β) of the Hessians
+PLUS = [(0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0)]
 
 SIZES = {
     "quick": dict(archs={"tiny-skip": dict(name=TINY, model_args={"skip": True}),
                          "tiny-noskip": dict(name=TINY, model_args={"skip": False})},
                   in_shape=(1, 8, 8), seeds=2, train_samples=200, epochs=1, n=16,
-                  surface="-1:1:5", line_grid="-1:1:9", lines=3, hessian_grid=[-1.0, 0.0, 1.0],
+                  surface="-1:1:5", line_grid="-1:1:9", lines=3, hessian_grid=SQUARE,
                   max_steps=40, grid_states=STATES, bn_check=True),
-    "default": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(1, 16, 16), seeds=5,
-                    train_samples=None, epochs=2, n=32, surface="-1:1:9", line_grid="-1:1:15",
-                    lines=13, hessian_grid=[-1.0, 0.0, 1.0], max_steps=14, grid_states=("trained",),
+    "default": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(1, 16, 16), seeds=3,
+                    train_samples=None, epochs=1, n=32, surface="-1:1:7", line_grid="-1:1:11",
+                    lines=22, hessian_grid=PLUS, max_steps=10, grid_states=("trained",),
                     bn_check=True),
     "full": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(3, 32, 32), seeds=5,
                  train_samples=None, epochs=20, n=1000, surface="-1:1:51", line_grid="-1:1:41",
-                 lines=32, hessian_grid=[-1.0, -0.5, 0.0, 0.5, 1.0], max_steps=60, grid_states=STATES,
+                 lines=32, hessian_grid=[(a, b) for a in (-1, -.5, 0, .5, 1) for b in (-1, -.5, 0, .5, 1)],
+                 max_steps=60, grid_states=STATES,
                  bn_check=True),
 }
 
@@ -242,18 +245,16 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 if seed == 0 and state in cfg["grid_states"]:
                     stats = centre_statistics(net, xs)
                     grid = []
-                    for a in cfg["hessian_grid"]:
-                        for b in cfg["hessian_grid"]:
-                            if a == 0 and b == 0:
-                                point = dict(rec["centre"])
-                            else:
-                                point = ratio(moved(net, plane, (a, b), stats), xs, ys, "eval",
-                                              cfg["max_steps"], seed)
-                            net_ab = moved(net, plane, (a, b), stats)
-                            point.update(alpha=a, beta=b, loss=eval_loss(net_ab, xs, ys),
-                                         surface_loss=float(surf.loss.sel(alpha=a, beta=b,
-                                                                          method="nearest")))
-                            grid.append(point)
+                    for a, b in cfg["hessian_grid"]:
+                        net_ab = moved(net, plane, (a, b), stats)
+                        if a == 0 and b == 0:
+                            point = dict(rec["centre"])
+                        else:
+                            point = ratio(net_ab, xs, ys, "eval", cfg["max_steps"], seed)
+                        point.update(alpha=a, beta=b, loss=eval_loss(net_ab, xs, ys),
+                                     surface_loss=float(surf.loss.sel(alpha=a, beta=b,
+                                                                      method="nearest")))
+                        grid.append(point)
                     rec["hessian_grid"] = grid
                 if seed == 0 and cfg["bn_check"]:
                     rec["batch_bn"] = {"centre": ratio(net, xs, ys, "batch", cfg["max_steps"], seed),
