@@ -98,12 +98,15 @@ def test_decoder_gradient_is_projected():
                                rtol=0)
 
 
-def test_sparse_backward_matches_dense():
-    """The encoder's sparse backward pass gives the gradient of the dense formula."""
+@pytest.mark.parametrize("shift", [0.0, -2.5])
+def test_sparse_backward_matches_dense(shift):
+    """The encoder's sparse backward pass gives the gradient of the dense formula, also
+    where fewer than k pre-activations are positive (shift -2.5): a selected latent the
+    ReLU holds at 0 passes no gradient."""
     torch.manual_seed(0)
     sae = TopKSAE(5, 12, 3, seed=0).double()
     with torch.no_grad():
-        sae.b_enc.normal_()
+        sae.b_enc.normal_().add_(shift)
         sae.b_dec.normal_()
     x = torch.randn(7, 5, dtype=torch.double)
     vals, idx, _ = sae._topk(x)
@@ -115,6 +118,11 @@ def test_sparse_backward_matches_dense():
     ((dense @ sae.W_dec).sin().sum()).backward()
     for got, want in zip(sparse, (sae.W_enc.grad, sae.b_enc.grad, sae.b_dec.grad)):
         torch.testing.assert_close(got, want)
+    if shift:
+        assert (vals == 0).any()  # the case of interest did occur
+    # The top-k selection is exact: the same set as a full sort of the pre-activations.
+    want_idx = pre.detach().topk(3, dim=1).indices
+    assert torch.equal(idx.sort(1).values, want_idx.sort(1).values) or shift
 
 
 def test_auxk_revives_dead_latents():
@@ -348,8 +356,9 @@ def test_bench_smoke(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--smoke", "--no-sparsify", "--threads", "1"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
-    name, fvu_text, dead, rate = rows[-1].rsplit(maxsplit=3)
-    assert name.startswith("landscape") and 0 <= float(fvu_text) < 1 and float(rate) > 0
+    name, fvu_text, dead, rate, cpu_rate = rows[-1].rsplit(maxsplit=4)
+    assert name.startswith("landscape") and 0 <= float(fvu_text) < 1
+    assert float(rate) > 0 and float(cpu_rate) > 0
 
 
 def test_sweep_and_compare(tmp_path):

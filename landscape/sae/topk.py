@@ -24,9 +24,12 @@ length; the encoder is the decoder's transpose (``W_enc = W_dec``);
 **Loss.**  ``L = ‖x̃ − x̂/s‖² / V + α ‖e − ê‖² / V`` summed over a batch, where
 ``V = Σ ‖x̃ − mean x̃‖²`` is the batch's total variance (so the first term is the
 batch FVU), ``e`` the (detached) residual, and ``ê`` the reconstruction of ``e``
-by the ``k_aux`` dead latents with the largest pre-activations, without
-``b_dec`` (the AuxK loss, Gao et al. §A.2; ``α = 1/32``, ``k_aux = d/2`` by
-default).  A latent is *dead* for AuxK when it has not fired on the last
+by the ``k_aux`` dead latents with the largest pre-activations (before the
+ReLU), without ``b_dec`` (the AuxK loss, Gao et al. §A.2; ``α = 1/32``,
+``k_aux = d/2`` by default).  The AuxK term's gradient passes the ReLU as the
+identity (straight through), so that a latent negative on every input can be
+trained back; the main term's gradient is the exact one, zero through a
+selected latent the ReLU holds at 0.  A latent is *dead* for AuxK when it has not fired on the last
 ``dead_after`` training activations (Gao et al. use 10 M; by default here
 ``min(10 M, max(1, tokens/20))``, since the runs are short).
 
@@ -59,21 +62,28 @@ DEAD_AFTER_MAX = 10_000_000
 
 
 class _SelectedPreacts(torch.autograd.Function):
-    """``values[n, j] = W[idx[n, j]] · x[n] + b[idx[n, j]]`` with a sparse backward pass.
+    """``values[n, j] = ReLU(W[idx[n, j]] · x[n] + b[idx[n, j]])`` with a sparse backward
+    pass.
 
     The forward pass takes the values already computed by the dense encoder
     matmul; the backward pass scatters the gradient into the selected rows
-    only."""
+    only, and none through a selected latent the ReLU holds at zero (when fewer
+    than k pre-activations are positive).  With ``straight_through`` the
+    gradient passes the ReLU as if it were the identity: what AuxK uses, so
+    that a latent whose pre-activation went negative on every input can be
+    trained back."""
 
     @staticmethod
-    def forward(ctx, values, idx, x, weight, bias):
-        ctx.save_for_backward(idx, x, weight)
+    def forward(ctx, values, idx, x, weight, bias, straight_through=False):
+        active = torch.ones_like(values, dtype=torch.bool) if straight_through else values > 0
+        ctx.save_for_backward(idx, x, weight, active)
         ctx.n_latents = bias.shape[0]
         return values
 
     @staticmethod
     def backward(ctx, grad):
-        idx, x, weight = ctx.saved_tensors
+        idx, x, weight, active = ctx.saved_tensors
+        grad = grad * active
         n, k = idx.shape
         flat = idx.reshape(-1)
         grad_x = grad_w = grad_b = None
@@ -88,7 +98,7 @@ class _SelectedPreacts(torch.autograd.Function):
         if ctx.needs_input_grad[4]:
             grad_b = torch.zeros(ctx.n_latents, dtype=grad.dtype, device=grad.device)
             grad_b.index_add_(0, flat, grad.reshape(-1))
-        return None, None, grad_x, grad_w, grad_b
+        return None, None, grad_x, grad_w, grad_b, None
 
 
 class TopKSAE(nn.Module):
@@ -131,16 +141,19 @@ class TopKSAE(nn.Module):
         also the top-``k_aux`` dead latents'."""
         centred = xn - self.b_dec
         with torch.no_grad():
-            pre = F.relu(F.linear(centred, self.W_enc, self.b_enc))
-            vals, idx = pre.topk(self.k, dim=1, sorted=False)
+            pre = F.linear(centred, self.W_enc, self.b_enc)
             aux = None
             if dead is not None and k_aux > 0:
+                # Dead latents ranked by their pre-activations before the ReLU, which
+                # still order those that are negative everywhere.
                 dead_idx = dead.nonzero().squeeze(1)
                 avals, apos = pre.index_select(1, dead_idx).topk(k_aux, dim=1, sorted=False)
-                aux = (avals, dead_idx[apos])
+                aux = (avals.relu_(), dead_idx[apos])
+            vals, idx = pre.relu_().topk(self.k, dim=1, sorted=False)
         vals = _SelectedPreacts.apply(vals, idx, centred, self.W_enc, self.b_enc)
         if aux is not None:
-            aux = (_SelectedPreacts.apply(aux[0], aux[1], centred, self.W_enc, self.b_enc), aux[1])
+            aux = (_SelectedPreacts.apply(aux[0], aux[1], centred, self.W_enc, self.b_enc, True),
+                   aux[1])
         return vals, idx, aux
 
     def _decode_sparse(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
