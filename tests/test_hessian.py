@@ -744,6 +744,28 @@ def test_default_plan_fits_resnet18_in_6gb_on_a_24gib_cpu(monkeypatch):
     assert held <= cpu < 4.5e9 and steps == cpu // vector - 17
     # Small problems keep the full default basis.
     assert lanczos_steps(10_000, 8, 10, 5, cpu, eigenvectors=False) == 300
+    # The trace: the sketch (33 of 99 probes) and one probe with its product at a time.
+    from landscape.hessian.hutchpp import trace_group_size
+
+    group = trace_group_size(dim, 4, "cpu", 33, budget)
+    assert group == 1 and (33 + 2 * group) * vector < 1.6e9
+    assert trace_group_size(dim, 4, "cuda", 33, 40 * 10**9) == (40 * 10**9 - 33 * vector) // (2 * vector)
+
+
+def test_hutchpp_streams_one_product_at_a_time_on_the_cpu():
+    """After the sketch, the CPU takes probes one by one: no group of probes and
+    products is held at once (the resnet18 example peaked at 7.0 GB when all 33
+    went together); an explicit group size is still honoured."""
+    A = torch.randn(40, 40, dtype=F64, generator=torch.Generator().manual_seed(0))
+    A = A + A.T
+    for group, widest in ((None, 1), (5, 5)):
+        op = DenseOperator(A, chunk_size=None)
+        seen = []
+        original = op.matmat
+        op.matmat = lambda V, seen=seen, original=original: (seen.append(V.shape[0]), original(V))[1]
+        est = hutchpp(op, n_probes=30, seed=0, group_size=group)
+        assert seen[0] == 10 and max(seen[1:]) == widest  # the sketch, then the stream
+        assert sum(seen) == est.n_products == 30
 
 
 def test_work_too_big_for_the_budget_is_refused_with_its_size(mlp_problem):

@@ -21,8 +21,9 @@ semi-definite ``H`` against ``O(1/√m)`` for plain Hutchinson.
 style; directions of ``H S`` at rounding level are dropped), and every dot
 product is accumulated in float64.  Memory: the sketch, ``H S`` and ``Q`` share
 one buffer of ``s`` vectors (products and factors computed in place); the
-remaining products stream in groups that fit the memory budget of
-:mod:`landscape.memory`.
+remaining products stream one at a time on the CPU, where the products of a
+group would be taken one after another anyway, and elsewhere in groups that fit
+the memory budget of :mod:`landscape.memory` (:func:`trace_group_size`).
 
 Example — the trace of ``diag(1, …, 10)`` is 55::
 
@@ -61,12 +62,24 @@ def rademacher(n: int, dim: int, generator: torch.Generator, dtype, device) -> t
     return bits.mul_(2).sub_(1).to(device=device)
 
 
+def trace_group_size(dim: int, itemsize: int, device, sketch: int, budget: int) -> int:
+    """Products taken side by side after a sketch of ``sketch`` vectors of ``dim``:
+    one on the CPU (each group holds its probes and their products, so a larger
+    group costs memory and buys no speed there); elsewhere as many as fit
+    ``budget`` (bytes) beside the sketch."""
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    if kind == "cpu":
+        return 1
+    vector = dim * itemsize
+    return int(max(1, (budget - sketch * vector) // (2 * vector)))
+
+
 def hutchpp(op: HessianOperator, n_probes: int = 99, seed: int = 0, max_memory=None,
             group_size: int | None = None) -> TraceEstimate:
     """The Hutch++ trace estimate of ``op`` with at most ``n_probes`` products
     (≥ 5; fewer when ``H S`` has lower rank than the sketch).  The products
-    after the sketch go ``group_size`` at a time (default: as many as fit the
-    budget ``max_memory``)."""
+    after the sketch go ``group_size`` at a time (default: :func:`trace_group_size`
+    under the budget ``max_memory``)."""
     if n_probes < 5:
         raise LandscapeError(f"trace probes: Hutch++ needs at least 5, got {n_probes}")
     s = n_probes // 3
@@ -77,7 +90,8 @@ def hutchpp(op: HessianOperator, n_probes: int = 99, seed: int = 0, max_memory=N
             f"trace (Hutch++): a sketch of {s} probes on dimension {op.dim}",
             "lower --trace-probes or raise --max-memory")
     if group_size is None:
-        group_size = int(max(1, (budget - (2 * s) * vector) // (2 * vector)))
+        itemsize = torch.empty((), dtype=op.dtype).element_size()
+        group_size = trace_group_size(op.dim, itemsize, op.device, s, budget)
     generator = torch.Generator().manual_seed(seed)
     # The sketch becomes H S, then Q, in place: one s × dim buffer at any time.
     HS = rademacher(s, op.dim, generator, op.dtype, op.device)
