@@ -56,7 +56,9 @@ STATES = ("random", "trained")
 K_NEIGHBORS = 10
 TOPK_STATS = ("purity", "rho", "topk_compactness", "topk_jaccard", "gain", "displacement")
 MAP_STATS = ("tsne_morans_i", "tsne_topk_spread")
-STATS = (*METRICS, "purity", *MAP_STATS)
+# lipschitz has the activation's units: over the activation's std it is free of scale
+OTHERS = (*METRICS, "lipschitz_over_std", "purity")
+STATS = (*OTHERS, *MAP_STATS)
 
 SIZES = {
     "quick": dict(seeds={"mlp": 2, "cnn": 2, "resnet18": 1}, samples=200,
@@ -113,6 +115,19 @@ def separation(trained: np.ndarray, random: np.ndarray, boot: int, perms: int,
             "noise_floor": float(np.percentile(null, 95)), "n_trained": int(len(t)), "n_random": int(len(r))}
 
 
+def purity_baselines(x: np.ndarray, labels: np.ndarray, k: int, draws: int = 2000) -> dict:
+    """Top-k label purity of ``chance`` (random k-subsets of the data) and of a ``ball``
+    (each datum with its k − 1 nearest neighbours): what k examples show when they are
+    picked blindly, and when they merely lie close together in pixel space."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(0)
+    chance = purity(labels, np.stack([rng.choice(len(x), k, replace=False) for _ in range(draws)]))
+    neighbours = NearestNeighbors(n_neighbors=k - 1).fit(x).kneighbors()[1]
+    ball = purity(labels, np.hstack([np.arange(len(x))[:, None], neighbours]))
+    return {"chance": stat(chance), "ball": stat(ball), "k": k}
+
+
 # ----------------------------------------------------------------------------- run
 
 def run(size: str, out: Path, figures: Path) -> dict:
@@ -153,6 +168,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
                     row = {"model": name, "seed": seed, "state": state, "unit": u, "purity": pur[i],
                            "tsne_morans_i": tmi[i], "tsne_topk_spread": spread[i]}
                     row.update({m: float(ds[m].values[i]) for m in METRICS})
+                    row["lipschitz_over_std"] = float(ds["lipschitz"].values[i] / ds["data_std"].values[i])
                     rows.append(row)
                 if seed == 0:
                     k = min(cfg["shown"], len(units))
@@ -161,6 +177,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
             print(f"{name} seed {seed}: accuracy {info['test_accuracy']:.3f}, "
                   f"{time.process_time() - cpu:.0f} s CPU", flush=True)
     summary = summarise(rows, nets_info, cfg)
+    summary["purity_baselines"] = purity_baselines(x.flatten(1).double().numpy(), labels, cfg["top_k"])
     summary["wall_s"], summary["cpu_s"] = time.time() - wall, time.process_time() - cpu
     keys = list(dict.fromkeys(k for row in rows for k in row))
     with open(out / "units.csv", "w") as fh:
@@ -195,7 +212,7 @@ def summarise(rows: list[dict], nets_info: list[dict], cfg: dict) -> dict:
             e["stats"][key] = entry
         # The prediction: Moran's I on the map against the best max-act statistic, with a
         # paired bootstrap of the difference in |AUROC − 0.5|.
-        e["prediction"] = paired(mine, "tsne_morans_i", [k for k in (*METRICS, "purity")], cfg["boot"], rng)
+        e["prediction"] = paired(mine, "tsne_morans_i", list(OTHERS), cfg["boot"], rng)
         s["models"][name] = e
     return s
 
@@ -300,6 +317,9 @@ def main(argv=None) -> dict:
         print(f"  prediction: |AUROC-0.5| {p['candidate']} {p['candidate_sep']:.3f} vs best other "
               f"{p['best_other']} {p['best_sep']:.3f}: diff {p['diff']:+.3f} "
               f"[{p['diff_ci'][0]:+.3f}, {p['diff_ci'][1]:+.3f}]")
+    b = summary["purity_baselines"]
+    print(f"top-{b['k']} purity of random subsets {fmt(b['chance'])}, of nearest-neighbour balls "
+          f"{fmt(b['ball'])}")
     print(f"{summary['wall_s']:.0f} s wall, {summary['cpu_s']:.0f} s CPU")
     return summary
 

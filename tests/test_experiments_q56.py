@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import landscape
-from landscape.maxact import maxact
+from landscape.maxact import METRICS, maxact
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -234,13 +234,25 @@ def test_q6_separation_of_disjoint_and_identical_groups(q6):
     assert same["auroc"] == 0.5
 
 
+def test_q6_purity_baselines(q6):
+    # Two labels in two far-apart clusters of 1000 points each: every nearest-neighbour
+    # ball is pure; a random 3-subset is pure with probability ≈ 2 · (1/2)³ = 1/4 and
+    # 2/3 pure otherwise, so its mean purity is ≈ 1/4 + 3/4 · 2/3 = 3/4.
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.normal(0, 1, (1000, 2)), rng.normal(100, 1, (1000, 2))])
+    labels = np.repeat([0, 1], 1000)
+    b = q6.purity_baselines(x, labels, k=3, draws=4000)
+    assert b["ball"]["mean"] == 1.0
+    assert b["chance"]["mean"] == pytest.approx(0.75, abs=0.015)
+
+
 @pytest.fixture(scope="module")
 def q6_quick(q6, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("q6")
     return q6.main(["--quick", "--out", str(tmp / "results"), "--figures", str(tmp / "figures")]), tmp
 
 
-def test_q6_quick_aurocs_match_a_reference(q6_quick):
+def test_q6_quick_aurocs_match_a_reference(q6, q6_quick):
     import csv
 
     from sklearn.metrics import roc_auc_score
@@ -259,15 +271,10 @@ def test_q6_quick_aurocs_match_a_reference(q6_quick):
             assert e["stats"][key]["auroc"] == pytest.approx(roc_auc_score(truth[ok], vals[ok]), abs=1e-12)
         p = e["prediction"]
         assert p["diff"] == pytest.approx(p["candidate_sep"] - p["best_sep"])
-        assert p["best_sep"] == max(abs(e["stats"][k]["auroc"] - 0.5) for k in (*q6_metrics(), "purity"))
+        assert p["best_sep"] == max(abs(e["stats"][k]["auroc"] - 0.5) for k in q6.OTHERS)
+        assert set(q6.OTHERS) >= {*METRICS, "purity"}
     for fig in ("q6_auroc.png", "q6_heatmaps.png"):
         assert (tmp / "figures" / fig).stat().st_size > 1000
-
-
-def q6_metrics():
-    from landscape.maxact import METRICS
-
-    return METRICS
 
 
 def test_q6_quick_map_statistics_are_those_of_the_map(q6_quick):
