@@ -34,13 +34,12 @@ Writes results/q6_tsne_vs_maxact/ (units.csv, summary.json) and figures/q6_*.png
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
-from _common import parse_args
+from _common import parse_args, write_summary
 from _units import activations as unit_acts
 from _units import auroc, dead, digits, fmt, live_units, purity, random_and_trained, stat
 
@@ -186,7 +185,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
             fh.write(",".join(str(row[k]) for k in keys) + "\n")
     summary["figures"] = [str(plot_auroc(summary, figures / "q6_auroc.png")),
                           str(plot_heatmaps(shown, coords, labels, figures / "q6_heatmaps.png"))]
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    write_summary(out, summary)
     return summary
 
 
