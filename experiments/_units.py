@@ -26,6 +26,7 @@ EPOCHS = {"mlp": 10, "cnn": 8, "resnet18": 3}
 # Units whose activation varies by less than this (relative to its size) over the
 # data are dead: constant, so every metric of them is an artefact.
 DEAD_TOL = 1e-6
+K_NEIGHBORS = 10  # the kNN graph of the metrics (Moran's I, lipschitz, Jaccard)
 
 
 def digits(n: int | None = None, seed: int = 0):
@@ -51,6 +52,14 @@ def random_and_trained(name: str, seed: int, data, epochs: int | None = None) ->
     info = {"test_accuracy": float(history["test_accuracy"][-1]),
             "train_cpu_s": time.process_time() - start}
     return {"random": random, "trained": trained}, info
+
+
+def maxact_options(cfg: dict, n: int) -> dict:
+    """The :func:`landscape.maxact.maxact` settings of an experiment's size ``cfg`` on
+    ``n`` samples; a batch of at least ``n`` recomputes BatchNorm statistics in one
+    pass over the data."""
+    return dict(top_k=cfg["top_k"], restarts=cfg["restarts"], steps=cfg["steps"],
+                k_neighbors=K_NEIGHBORS, batch_size=max(2048, n))
 
 
 def norms_of(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -155,6 +164,16 @@ def stat(values) -> dict:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "n": int(len(v))}
+
+
+def save_figure(fig, path, dpi: int = 110):
+    """Lay out, write and close ``fig``; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def fmt(s: dict, digits: int = 3) -> str:

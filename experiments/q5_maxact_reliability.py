@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from _common import parse_args, write_summary
 from _units import (
+    K_NEIGHBORS,
     activations,
     auroc,
     build,
@@ -55,9 +56,11 @@ from _units import (
     digits,
     fmt,
     live_units,
+    maxact_options,
     norms_of,
     purity,
     random_and_trained,
+    save_figure,
     stat,
 )
 from scipy.stats import spearmanr
@@ -72,7 +75,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 NAME = "q5_maxact_reliability"
 MODELS = ("mlp", "cnn", "resnet18")
 STATES = ("random", "trained")
-K_NEIGHBORS = 10
 # Parameter groups from the top down (names are prefixes of state-dict keys).
 CASCADE = {
     "mlp": [["head"], ["fc2"], ["fc1"]],
@@ -188,9 +190,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
     xn = x.flatten(1).double().numpy()
     labels = y.numpy()
     neighbours = knn_graph(xn)
-    # batch_size >= N: BatchNorm statistics recomputed in one pass over the data
-    options = dict(top_k=cfg["top_k"], restarts=cfg["restarts"], steps=cfg["steps"],
-                   k_neighbors=K_NEIGHBORS, batch_size=max(2048, len(x)))
+    options = maxact_options(cfg, len(x))
     units_rows: list[dict] = []
     density_rows: list[dict] = []
     cascade_rows: list[dict] = []
@@ -434,10 +434,7 @@ def plot_metrics(summary: dict, path: Path) -> Path:
         ax.set_title(f"{name} (trained acc {acc:.2f})", fontsize=9)
     np.atleast_1d(axes)[0].set_ylabel("null z-score (unit mean; ± std over seeds)", fontsize=8)
     np.atleast_1d(axes)[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_density(summary: dict, cfg: dict, n_all: int, path: Path) -> Path:
@@ -463,10 +460,7 @@ def plot_density(summary: dict, cfg: dict, n_all: int, path: Path) -> Path:
             if row == len(keys) - 1:
                 ax.set_xlabel("N data (maximum held fixed)")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_cascade(summary: dict, path: Path) -> Path:
@@ -486,10 +480,7 @@ def plot_cascade(summary: dict, path: Path) -> Path:
         ax.set_xlabel("layer groups re-randomised (top down)")
         ax.set_title(label, fontsize=9)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_directions(summary: dict, path: Path) -> Path:
@@ -506,10 +497,7 @@ def plot_directions(summary: dict, path: Path) -> Path:
         ax.set_xticks(xs, labels, fontsize=7)
         ax.set_title(key, fontsize=9)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> dict:

@@ -40,8 +40,20 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from _common import parse_args, write_summary
+from _units import (
+    K_NEIGHBORS,
+    auroc,
+    dead,
+    digits,
+    fmt,
+    live_units,
+    maxact_options,
+    purity,
+    random_and_trained,
+    save_figure,
+    stat,
+)
 from _units import activations as unit_acts
-from _units import auroc, dead, digits, fmt, live_units, purity, random_and_trained, stat
 
 import landscape
 from landscape.maxact import METRICS, maxact, morans_i
@@ -52,7 +64,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 NAME = "q6_tsne_vs_maxact"
 MODELS = ("mlp", "cnn", "resnet18")
 STATES = ("random", "trained")
-K_NEIGHBORS = 10
 TOPK_STATS = ("purity", "rho", "topk_compactness", "topk_jaccard", "gain", "displacement")
 MAP_STATS = ("tsne_morans_i", "tsne_topk_spread")
 # lipschitz has the activation's units: over the activation's std it is free of scale
@@ -137,8 +148,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
     data = digits(cfg["samples"])
     x, y = data[0], data[1]
     labels = y.numpy()
-    options = dict(top_k=cfg["top_k"], restarts=cfg["restarts"], steps=cfg["steps"],
-                   k_neighbors=K_NEIGHBORS, batch_size=max(2048, len(x)))
+    options = maxact_options(cfg, len(x))
     rows: list[dict] = []
     nets_info: list[dict] = []
     shown: dict = {}
@@ -257,10 +267,7 @@ def plot_auroc(summary: dict, path: Path) -> Path:
         ax.set_xlabel("AUROC trained vs random")
     np.atleast_1d(axes)[0].set_yticks(ys, STATS, fontsize=7)
     fig.suptitle("per-unit statistics: blue max-act, red t-SNE map; grey band: permutation 95 %", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _tile(images: np.ndarray) -> np.ndarray:
@@ -296,10 +303,7 @@ def plot_heatmaps(shown: dict, coords: np.ndarray, labels: np.ndarray, path: Pat
             ax_map.set_title(f"{key[0]} {key[1]} unit {item['units'][j]}", fontsize=7)
             ax_top.imshow(_tile(item["images"][j].astype(float)), cmap="gray_r")
             ax_top.set_title("top-k labels " + "".join(str(labels[i]) for i in top), fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 def main(argv=None) -> dict:

@@ -4,30 +4,13 @@ examples): their helpers against closed forms and constructed units, and their
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from test_experiments import _script  # the experiments' loader (tests/ is on the path)
 
 import landscape
 from landscape.maxact import METRICS, maxact
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
-
-def _script(name: str):
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their shared helpers
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
