@@ -42,19 +42,23 @@ def write_summary(out: Path, summary: dict) -> Path:
 
 
 def stat(values) -> dict:
-    """``{"mean", "std", "n"}`` of the finite ``values`` (std with ddof 1; 0 for one value,
-    NaN mean for none)."""
+    """``{"mean", "std", "n"}`` of the finite ``values`` (std with ddof 1; 0 for one value;
+    NaN mean and std for none)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
-    return {"mean": float(v.mean()) if len(v) else float("nan"),
-            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    if not len(v):
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "n": int(len(v))}
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` (110 dpi) and close it."""
+def save_figure(fig, path: Path, dpi: int = 110, tight: bool = False) -> Path:
+    """Write ``fig`` to ``path`` (laid out first with ``tight``) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=110)
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

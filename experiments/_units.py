@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import time
 
+import _common
 import numpy as np
 import torch
+from _common import stat  # noqa: F401  (the experiments import it from here)
 from torch import nn
 
 import landscape
@@ -156,24 +158,9 @@ def auroc(positive, negative) -> float:
     return float(u / (len(p) * len(q)))
 
 
-def stat(values) -> dict:
-    """Mean, std (ddof 1) and count of the finite values."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "n": int(len(v))}
-
-
 def save_figure(fig, path, dpi: int = 110):
     """Lay out, write and close ``fig``; returns ``path``."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _common.save_figure(fig, path, dpi=dpi, tight=True)
 
 
 def fmt(s: dict, digits: int = 3) -> str:
