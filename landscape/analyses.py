@@ -599,6 +599,13 @@ def _hessian_summary(ds) -> list[str]:
     if eig.size:
         values = ", ".join(f"{v:.4g}" for v in eig.values)
         lines.append(f"eigenvalues ({', '.join(str(w) for w in eig.which.values)}): {values}")
+        unconverged = ~ds["converged"].values.astype(bool)
+        if unconverged.any():
+            worst = float(np.max(ds["residual"].values[unconverged]
+                                 / np.abs(eig.values[unconverged]).clip(1e-300)))
+            lines.append(f"not converged: {int(unconverged.sum())} of {eig.size} eigenvalues "
+                         f"(relative residual up to {worst:.2g}); raise --max-steps, or "
+                         f"--max-memory for a larger basis")
     if np.isfinite(float(ds["trace"])):
         lines.append(f"trace {float(ds['trace']):.4g} ± {float(ds['trace_stderr']):.2g}")
     if np.isfinite(float(ds["negative_mass"])):

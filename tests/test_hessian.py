@@ -805,6 +805,14 @@ def test_cli_hessian_masses_zero_tol_and_max_memory(tmp_path, monkeypatch):
     eps, lam, dens = ds.attrs["zero_eps"], ds.lam.values, ds.density.values
     assert float(ds.zero_mass) == pytest.approx(_mass_of(lam, dens, -eps, eps), abs=2e-3)
     assert "mass below/within/above" in res.output
+    assert "not converged" not in res.output
+    # A basis too short to converge is said on the command line, not only in the file.
+    res = CliRunner().invoke(cli, [*args[:-4], "--top-k", "2", "--max-steps", "4", "--tol",
+                                   "1e-12", "--out", "short.nc"])
+    assert res.exit_code == 0, res.output
+    short = landscape.load("short.nc", kind="hessian")
+    assert not short.converged.values.all()
+    assert f"not converged: {int((~short.converged.values.astype(bool)).sum())} of" in res.output
     res = CliRunner().invoke(cli, [*args, "--max-memory", "2kB", "--out", "small.nc"])
     assert res.exit_code != 0
     (line,) = res.output.strip().splitlines()
