@@ -73,3 +73,38 @@ def timing(summary: dict, start: float, cpu_start: float) -> dict:
     summary["cpu_seconds"] = time.process_time() - cpu_start
     summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return summary
+
+
+def lanczos_extremes(model, x, y, top_k: int = 1, bottom_k: int = 1, tol: float = 1e-3,
+                     max_steps: int = 60, min_steps: int | None = None, block: int | None = None,
+                     bn: str = "eval", seed: int = 0) -> dict:
+    """The ``top_k`` largest and ``bottom_k`` smallest eigenvalues of the loss Hessian on
+    ``(x, y)`` (:class:`landscape.hessian.LossHessian`, BatchNorm statistics ``bn``) by
+    Lanczos with relative tolerance ``tol``, each with its explicit residual and
+    ``converged`` flag; ``|λmin/λmax|``; the products used; and the bottom Ritz value of
+    the Krylov space of half the steps (how far λmin still moved).
+
+    ``min_steps`` forces that many products before convergence is accepted: a Hessian with
+    a large null space has near-zero Ritz values with tiny residuals, so a short run can
+    call a null direction "converged" at the bottom before any negative eigenvalue has
+    entered the Krylov space."""
+    from landscape.hessian import LossHessian, lanczos
+
+    op = LossHessian(model, x, y, bn=bn)
+    try:
+        res = lanczos(op, top_k=top_k, bottom_k=bottom_k, tol=tol, max_steps=max_steps,
+                      min_steps=min_steps, seed=seed, eigenvectors=False, block_size=block)
+    finally:
+        op.release()
+    top = np.array(res.which) == "top"
+    vals, resid, conv = res.eigenvalues, res.residuals, res.converged
+    half = res.steps // 2 // res.block_size * res.block_size
+    lmax, lmin = float(vals.max()), float(vals.min())
+    return {"top": [float(v) for v in vals[top]], "lambda_max": lmax, "lambda_min": lmin,
+            "ratio_min_max": abs(lmin / lmax) if lmax else float("nan"),
+            "converged_top": bool(conv[top][0]), "converged_min": bool(conv[~top][-1]),
+            "residual_top": float(resid[top][0]), "residual_min": float(resid[~top][-1]),
+            "lambda_min_half": float(np.linalg.eigvalsh(res.T[:half, :half])[0]) if half
+            else float("nan"),
+            "lanczos_hvp": int(op.n_products), "lanczos_steps": int(res.steps), "tol": tol,
+            "bn": op.bn_mode, "n_params": int(op.dim)}

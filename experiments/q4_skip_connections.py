@@ -10,17 +10,19 @@ where it is not.  On digits (16×16 inputs, one channel), for each seed:
 
 * a random network (default init) and the same one trained with
   :func:`landscape.train.train` (SGD, a few epochs), for both architectures;
-* a 2-D surface :func:`landscape.loss_slice` along two filter-normalised directions
-  (Li et al.'s normalisation; BatchNorm and bias parameters get no direction), with the
-  quasi-convexity scores of its rows, columns and diagonals;
-* 1-D loss slices along ``lines`` further filter-normalised directions per seed (at
-  least 64 per condition, pooled over seeds): the fraction that is quasi-convex, with
-  flat curves (``loss_constant``) counted and left out;
-* :func:`landscape.hessian_spectrum` (single-vector Lanczos, top and bottom eigenvalue)
-  at the centre, and for seed 0 at every point of a coarse grid of the plane (trained
-  networks only at the default size: Li et al.'s maps are of trained networks, and a
-  resnet18 Hessian-vector product costs ≈ 0.4 s of CPU).  Unconverged bottom Ritz values
-  lie inside the spectrum, so an unconverged |λmin/λmax| is a lower bound.
+* 1-D loss slices along ``lines`` filter-normalised directions per seed (Li et al.'s
+  normalisation; BatchNorm and bias parameters get no direction), pooled over seeds:
+  the fraction that is quasi-convex, with flat curves (``loss_constant``) counted and
+  left out;
+* a 2-D surface :func:`landscape.loss_slice` on the plane of the first two of those
+  directions, with the quasi-convexity scores of its rows, columns and diagonals;
+* the top and bottom Hessian eigenvalue (single-vector Lanczos on
+  :class:`landscape.hessian.LossHessian`, at least ``min_steps`` products, relative
+  tolerance ``tol``, converged flags and residuals kept) at the centre, and for seed 0
+  at the points ``hessian_grid`` of the plane (trained networks only at the default
+  size: Li et al.'s maps are of trained networks, and a resnet18 Hessian-vector product
+  costs ≈ 1 s of CPU).  The explicit residual of λmin over λmax bounds the error of
+  |λmin/λmax|; an unconverged bottom Ritz value lies inside the spectrum.
 
 BatchNorm: every loss and Hessian uses the statistics of the slice batch recomputed at
 the centre and then held fixed over the whole plane (``bn="recompute"`` in
@@ -28,9 +30,9 @@ the centre and then held fixed over the whole plane (``bn="recompute"`` in
 centre's statistics loaded into the moved copy, ``bn="eval"``), so each Hessian is that
 of the very surface plotted.  Random networks need recomputed statistics (theirs are the
 fresh 0/1); trained ones get the same treatment so that the two are comparable.  The
-default run repeats seed 0's lines and centre Hessian with ``bn="batch"`` (each point
-normalised with its own batch statistics, as in training mode) to show what the choice
-does.
+default run repeats seed 0's lines (``--full``: and its centre Hessian) with
+``bn="batch"`` (each point normalised with its own batch statistics, as in training
+mode) to show what the choice does.
 
 A prediction that could fail (Li et al.): trained resnet18-noskip is less convex than
 trained resnet18: a lower fraction of quasi-convex lines and a larger |λmin/λmax|, by
@@ -50,7 +52,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, save_figure, stat, timing, write_summary
+from _common import lanczos_extremes, parse_args, save_figure, stat, timing, write_summary
 
 import landscape
 from landscape.train import train
@@ -66,23 +68,30 @@ LANCZOS_TOL = 1e-3
 
 TINY = str(Path(__file__).resolve()) + ":tiny_resnet"  # the --quick stand-in, with BatchNorm
 SQUARE = [(a, b) for a in (-1.0, 0.0, 1.0) for b in (-1.0, 0.0, 1.0)]  # (α, β) of the Hessians
-PLUS = [(0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0)]
+AXIS = [(0.0, 0.0), (-1.0, 0.0), (1.0, 0.0)]
 
 SIZES = {
     "quick": dict(archs={"tiny-skip": dict(name=TINY, model_args={"skip": True}),
                          "tiny-noskip": dict(name=TINY, model_args={"skip": False})},
                   in_shape=(1, 8, 8), seeds=2, train_samples=200, epochs=1, n=16,
                   surface="-1:1:5", line_grid="-1:1:9", lines=3, hessian_grid=SQUARE,
-                  max_steps=40, grid_states=STATES, bn_check=True),
-    "default": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(1, 16, 16), seeds=3,
+                  tol=LANCZOS_TOL, min_steps=None, max_steps=40, grid_states=STATES,
+                  bn_check=True, bn_check_hessian=True),
+    # resnet18 costs ≈ 1 s of CPU per Hessian-vector product and ≈ 1.5 s per 11-point line
+    # (its direction drawn included): 5 seeds x 4 conditions fit the CPU budget with 8
+    # lines per seed (40 per condition), λmin to tol 1e-2 (the ratio within ±0.01) after
+    # at least 16 products (fewer can take a null direction for λmin, see
+    # _common.lanczos_extremes), the grid on the α axis of trained seed 0 only, and the
+    # bn="batch" check on lines only.
+    "default": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(1, 16, 16), seeds=5,
                     train_samples=None, epochs=1, n=32, surface="-1:1:7", line_grid="-1:1:11",
-                    lines=22, hessian_grid=PLUS, max_steps=10, grid_states=("trained",),
-                    bn_check=True),
+                    lines=8, hessian_grid=AXIS, tol=1e-2, min_steps=16, max_steps=40,
+                    grid_states=("trained",), bn_check=True, bn_check_hessian=False),
     "full": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(3, 32, 32), seeds=5,
                  train_samples=None, epochs=20, n=1000, surface="-1:1:51", line_grid="-1:1:41",
                  lines=32, hessian_grid=[(a, b) for a in (-1, -.5, 0, .5, 1) for b in (-1, -.5, 0, .5, 1)],
-                 max_steps=60, grid_states=STATES,
-                 bn_check=True),
+                 tol=LANCZOS_TOL, min_steps=30, max_steps=200, grid_states=STATES,
+                 bn_check=True, bn_check_hessian=True),
 }
 
 
@@ -158,15 +167,17 @@ def eval_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
     return float(torch.nn.functional.cross_entropy(model.eval()(x), y))
 
 
-def ratio(model: torch.nn.Module, x, y, bn: str, max_steps: int, seed: int) -> dict:
-    """Top and bottom eigenvalue (single-vector Lanczos) and |λmin/λmax|."""
-    ds = landscape.hessian_spectrum(model, x, y, top_k=1, bottom_k=1, tol=LANCZOS_TOL,
-                                    max_steps=max_steps, block_size=1, bn=bn, seed=seed)
-    lmax, lmin = (float(v) for v in ds.eigenvalue.values)
-    return {"lambda_max": lmax, "lambda_min": lmin, "ratio_min_max": float(ds.ratio_min_max),
-            "converged_max": bool(ds.converged.values[0]), "converged_min": bool(ds.converged.values[1]),
-            "residual_max": float(ds.residual.values[0]), "residual_min": float(ds.residual.values[1]),
-            "n_hvp": int(ds.n_hvp), "bn": ds.attrs["bn"]}
+def ratio(model: torch.nn.Module, x, y, bn: str, max_steps: int, seed: int,
+          tol: float = LANCZOS_TOL, min_steps: int | None = None) -> dict:
+    """Top and bottom eigenvalue (single-vector Lanczos), their residuals and converged
+    flags, and |λmin/λmax|."""
+    r = lanczos_extremes(model, x, y, top_k=1, bottom_k=1, tol=tol, max_steps=max_steps,
+                         min_steps=min_steps, block=1, bn=bn, seed=seed)
+    return {"lambda_max": r["lambda_max"], "lambda_min": r["lambda_min"],
+            "ratio_min_max": r["ratio_min_max"], "converged_max": r["converged_top"],
+            "converged_min": r["converged_min"], "residual_max": r["residual_top"],
+            "residual_min": r["residual_min"], "lambda_min_half": r["lambda_min_half"],
+            "n_hvp": r["lanczos_hvp"], "tol": tol, "bn": r["bn"]}
 
 
 def lines(model, x, y, directions: list[dict], grid, bn: str) -> list[dict]:
@@ -230,7 +241,9 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 rec = {"arch": arch, "seed": seed, "state": state}
                 if state == "trained":
                     rec["train_loss"] = history["train_loss"][-1]
-                plane = landscape.parameter_directions(net, "filter", n=2, seed=1000 + seed)
+                # The plane of the surface is spanned by the first two line directions.
+                dirs = landscape.parameter_directions(net, "filter", n=cfg["lines"], seed=2000 + seed)
+                plane = dirs[:2]
                 surf = landscape.loss_slice(net, xs, ys, directions=plane, dims=2,
                                             grid=cfg["surface"], bn=BN)
                 rec["centre_loss"] = float(surf.loss.sel(alpha=0.0, beta=0.0, method="nearest"))
@@ -239,9 +252,10 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 rec["surface_range"] = float(surf.loss.max() - surf.loss.min())
                 if seed == 0:
                     surfaces[arch, state] = surf
-                dirs = landscape.parameter_directions(net, "filter", n=cfg["lines"], seed=2000 + seed)
                 rec["lines"] = lines(net, xs, ys, dirs, cfg["line_grid"], BN)
-                rec["centre"] = ratio(net, xs, ys, BN, cfg["max_steps"], seed)
+                hess = dict(max_steps=cfg["max_steps"], seed=seed, tol=cfg["tol"],
+                            min_steps=cfg["min_steps"])
+                rec["centre"] = ratio(net, xs, ys, BN, **hess)
                 if seed == 0 and state in cfg["grid_states"]:
                     stats = centre_statistics(net, xs)
                     grid = []
@@ -250,23 +264,25 @@ def run(size: str, out: Path, figures: Path) -> dict:
                         if a == 0 and b == 0:
                             point = dict(rec["centre"])
                         else:
-                            point = ratio(net_ab, xs, ys, "eval", cfg["max_steps"], seed)
+                            point = ratio(net_ab, xs, ys, "eval", **hess)
                         point.update(alpha=a, beta=b, loss=eval_loss(net_ab, xs, ys),
                                      surface_loss=float(surf.loss.sel(alpha=a, beta=b,
                                                                       method="nearest")))
                         grid.append(point)
                     rec["hessian_grid"] = grid
                 if seed == 0 and cfg["bn_check"]:
-                    rec["batch_bn"] = {"centre": ratio(net, xs, ys, "batch", cfg["max_steps"], seed),
-                                       "lines": line_fractions(lines(net, xs, ys, dirs,
+                    rec["batch_bn"] = {"lines": line_fractions(lines(net, xs, ys, dirs,
                                                                      cfg["line_grid"], "batch"))}
+                    if cfg["bn_check_hessian"]:
+                        rec["batch_bn"]["centre"] = ratio(net, xs, ys, "batch", **hess)
                 records.append(rec)
                 fr = line_fractions(rec["lines"])
                 print(f"{arch} seed {seed} {state}: loss {rec['centre_loss']:.3f} lines qcvx "
                       f"{fr['frac_quasi_convex']:.2f} (flat {fr['n_flat']}) surface qcvx "
                       f"{rec['surface']['frac_quasi_convex']:.2f} |λmin/λmax| "
-                      f"{rec['centre']['ratio_min_max']:.4f} (λmax {rec['centre']['lambda_max']:.4g})",
-                      flush=True)
+                      f"{rec['centre']['ratio_min_max']:.4f} (λmax {rec['centre']['lambda_max']:.4g}, "
+                      f"converged {rec['centre']['converged_max']:d}/{rec['centre']['converged_min']:d}, "
+                      f"{rec['centre']['n_hvp']} hvp)", flush=True)
             print(f"{arch} seed {seed}: {time.time() - t0:.1f} s", flush=True)
     summary = summarise(records, cfg)
     summary["figures"] = [str(plot_surfaces(surfaces, records, figures / "q4_surfaces.png")),
@@ -280,7 +296,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
 
 def summarise(records: list[dict], cfg: dict) -> dict:
     summary: dict = {"config": {k: v for k, v in cfg.items()} | {
-        "archs": list(cfg["archs"]), "bn": BN, "lanczos_tol": LANCZOS_TOL},
+        "archs": list(cfg["archs"]), "bn": BN},
                      "conditions": {}}
     for arch in cfg["archs"]:
         for state in STATES:
@@ -300,6 +316,13 @@ def summarise(records: list[dict], cfg: dict) -> dict:
                 e[f"centre_{key}"] = stat([r["centre"][key] for r in sel])
             e["centre_converged_max"] = float(np.mean([r["centre"]["converged_max"] for r in sel]))
             e["centre_converged_min"] = float(np.mean([r["centre"]["converged_min"] for r in sel]))
+            e["centre_ratio_converged"] = stat([r["centre"]["ratio_min_max"] for r in sel
+                                                if r["centre"]["converged_max"]
+                                                and r["centre"]["converged_min"]])
+            # The explicit residual of λmin over λmax bounds the error of the ratio.
+            e["centre_ratio_error_bound"] = float(max(r["centre"]["residual_min"]
+                                                      / abs(r["centre"]["lambda_max"]) for r in sel))
+            e["centre_n_hvp"] = stat([r["centre"]["n_hvp"] for r in sel])
             grid = next((r["hessian_grid"] for r in sel if "hessian_grid" in r), None)
             if grid:
                 e["grid_ratio"] = stat([p["ratio_min_max"] for p in grid])
@@ -390,7 +413,8 @@ def main(argv=None) -> dict:
         print(f"{c}: lines qcvx {p['frac_quasi_convex']:.3f} {e['lines_qcvx_wilson95']} "
               f"(flat {p['n_flat']}/{p['n_lines']}), surface qcvx {e['surface_qcvx']['mean']:.3f}"
               f"±{e['surface_qcvx']['std']:.3f}, |λmin/λmax| {e['centre_ratio_min_max']['mean']:.4f}"
-              f"±{e['centre_ratio_min_max']['std']:.4f}")
+              f"±{e['centre_ratio_min_max']['std']:.4f} (λmin converged "
+              f"{e['centre_converged_min']:.0%}, error ≤ {e['centre_ratio_error_bound']:.3g})")
     if "prediction" in summary:
         print(f"prediction: {summary['prediction']}")
     print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")

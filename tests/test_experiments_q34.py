@@ -18,6 +18,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 if str(EXPERIMENTS) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their shared _common
 
+import _common as common  # noqa: E402
 import q3_saddles as q3  # noqa: E402
 
 # ----------------------------------------------------------------------------- constructions
@@ -61,10 +62,12 @@ def test_q3_dense_eigenvalues_of_constructed_quadratic():
     np.testing.assert_allclose(eigs, _exact_quadratic_eigenvalues(), atol=1e-7)
 
 
-def test_q3_spectrum_of_constructed_quadratic_has_known_index():
+@pytest.mark.parametrize("block", [None, 1])  # the API's default block, resnet18's single vector
+def test_q3_spectrum_of_constructed_quadratic_has_known_index(block):
     x, y = _quadratic_data()
-    h = dict(top_k=1, bottom_k=1, max_steps=40, runs=24, steps=12)
+    h = dict(top_k=1, bottom_k=1, max_steps=40, runs=24, steps=12, block=block)
     spec = q3.spectrum(Quadratic(SPECTRUM), x, y, h, seed=0)
+    assert spec["lanczos_hvp"] <= 40 + 2  # the basis and the explicit residual check
     assert spec["lambda_max"] == pytest.approx(2.0, rel=1e-5)
     assert spec["lambda_min"] == pytest.approx(-1.0, rel=1e-5)
     assert spec["ratio_min_max"] == pytest.approx(0.5, rel=1e-5)
@@ -82,6 +85,25 @@ def test_q3_spectrum_of_constructed_quadratic_has_known_index():
     # The API's own masses at its zero_tol are the density integrated the same way.
     assert spec["api_negative_mass"] == pytest.approx(spec[f"negative_{q3.API_ZERO_TOL}"], abs=2e-3)
     assert spec["api_zero_mass"] == pytest.approx(spec[f"zero_{q3.API_ZERO_TOL}"], abs=2e-3)
+
+
+def test_lanczos_extremes_min_steps_finds_lambda_min_behind_a_null_bulk():
+    # Outliers up to 100, a dense bulk within ±0.2 and λmin = −3: at tol 1e-2 (bound 1)
+    # a short run accepts a bulk Ritz value ≈ 0 as "converged" λmin for most start
+    # vectors; with 16 products forced every start finds −3 (as on resnet18, whose null
+    # space is most of its 11 M dimensions).
+    bulk = np.linspace(-0.2, 0.2, 1990)
+    spectrum = {100.0: 1, 60.0: 1, 40.0: 1, 30.0: 1, 20.0: 1, 10.0: 1, -3.0: 1, -2.0: 1,
+                **{float(b): 1 for b in bulk}}
+    x, y = _quadratic_data()
+    for seed in range(4):
+        r = common.lanczos_extremes(Quadratic(spectrum), x, y, tol=1e-2, max_steps=60,
+                                    min_steps=16, block=1, seed=seed)
+        assert r["lanczos_steps"] >= 16 and r["converged_min"] and r["converged_top"]
+        assert r["lambda_min"] == pytest.approx(-3.0, abs=1e-3)
+        assert r["lambda_max"] == pytest.approx(100.0, rel=1e-4)
+        assert r["ratio_min_max"] == pytest.approx(0.03, rel=1e-3)
+        assert r["lambda_min"] <= r["lambda_min_half"] <= 0.2  # Ritz values only move outwards
 
 
 def test_q3_density_masses_closed_form():
@@ -138,6 +160,13 @@ def test_q3_quick_lanczos_matches_dense_hessian(q3_quick):
             assert r["lambda_min"] == pytest.approx(r["exact_lambda_min"], abs=2e-3 * scale)
         assert r["ratio_min_max"] == pytest.approx(abs(r["lambda_min"] / r["lambda_max"]))
     assert np.mean([r["converged_top"] for r in rows]) == 1.0
+    for state in ("random", "trained"):
+        # The converged-only ratio summarises exactly the points whose both extremes converged.
+        sel = [r for r in rows if r["state"] == state and r["converged_top"] and r["converged_min"]]
+        conv = summary["models"]["mlp"][state]["ratio_min_max_converged"]
+        assert conv["n"] == len(sel)
+        if sel:
+            assert conv["mean"] == pytest.approx(np.mean([r["ratio_min_max"] for r in sel]))
 
 
 def test_q3_quick_slq_index_matches_dense_hessian(q3_quick):
