@@ -360,8 +360,12 @@ def run_images(cfg: dict, work: Path, log) -> tuple[list[dict], dict]:
     for model_name, opts in cfg["images"].items():
         ckpt = work / f"{model_name}.pt"
         c0 = time.process_time()
+        # --threads: the command's default (every usable core) would outlive it and run
+        # every later analysis of this process on two threads, which on a shared machine
+        # multiplied the image part's time several-fold.
         args = ["train", "--model", model_name, "--dataset", "digits", "--in-shape", "1x16x16",
-                "--epochs", str(opts["epochs"]), "--seed", "0", "--out", str(ckpt), "--overwrite"]
+                "--epochs", str(opts["epochs"]), "--seed", "0", "--out", str(ckpt), "--overwrite",
+                "--threads", str(torch.get_num_threads())]
         for key in ("width", "samples"):
             if key in opts:
                 args += [f"--{key}", str(opts[key])]
@@ -590,8 +594,15 @@ def run(size: str, out: Path, figures: Path) -> dict:
         lines.append(text)
         print(text, flush=True)
 
+    parts = {}
+    t0, c0 = time.time(), time.process_time()
     rows, info = run_transformer(cfg, log)
+    parts["transformer"] = {"seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0}
+    t0, c0 = time.time(), time.process_time()
     image_rows, image_info = run_images(cfg, out, log)
+    parts["images"] = {"seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0}
+    for part, t in parts.items():
+        log(f"{part} part: {t['seconds']:.0f} s wall, {t['cpu_seconds']:.0f} s CPU")
     rows += image_rows
     summary = summarise(rows, cfg)
     summary["transformer"] = info
@@ -611,6 +622,8 @@ def run(size: str, out: Path, figures: Path) -> dict:
     summary["figures"] = [str(plot_variants(summary, figures / "q7_variants.png")),
                           str(plot_mechanism(rows, info, figures / "q7_mechanism.png")),
                           str(plot_images(summary, image_info, figures / "q7_images.png"))]
+    summary["parts"] = parts
+    summary["threads"] = torch.get_num_threads()
     summary["seconds"] = time.time() - start
     summary["cpu_seconds"] = time.process_time() - cpu0
     write_summary(out, summary)

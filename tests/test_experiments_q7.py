@@ -154,3 +154,6 @@ def test_quick_run_against_constructions(quick):
     for path in summary["figures"]:
         assert Path(path).read_bytes()[:4] == b"\x89PNG"
     assert (out / "results" / "summary.json").is_file()
+    # One torch thread from start to end: `landscape train` inside the run must not
+    # widen the pool for the analyses after it.
+    assert summary["threads"] == 1
