@@ -16,7 +16,8 @@ Threads: torch's intra-op pool spins while it waits, so a pool larger than the
 cores a process really gets (its affinity mask, shared among the workers of a
 sweep) slows it down by orders of magnitude as soon as another process is busy.
 :func:`use_threads` sets the pool to :func:`usable_cores` divided by the
-processes sharing them, or to an explicit count.
+processes sharing them (never above ``OMP_NUM_THREADS`` where it is set), or to
+an explicit count.
 """
 
 from __future__ import annotations
@@ -173,14 +174,23 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _omp_threads() -> int | None:
+    """The positive integer in ``OMP_NUM_THREADS``, if the environment sets one."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def use_threads(threads: int | None = None, share: int = 1) -> int:
     """Set torch's intra-op threads to ``threads``, or to the usable cores divided
-    among ``share`` processes (at least 1); returns the count set."""
+    among ``share`` processes (at least 1) and at most ``OMP_NUM_THREADS`` where
+    the environment sets it; returns the count set."""
     import torch
 
     if threads is not None and threads < 1:
         raise LandscapeError(f"threads: must be >= 1, got {threads}")
     count = int(threads or max(1, usable_cores() // max(1, share)))
+    if threads is None and _omp_threads() is not None:
+        count = min(count, _omp_threads())
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

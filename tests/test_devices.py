@@ -66,6 +66,7 @@ def test_deterministic_settings_on_cuda_only_and_restored(monkeypatch):
 
 def test_train_command_records_its_threads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(7 if usable_cores() != 7 else 5)
     common = ["train", "--model", "mlp", "--width", "8", "--in-shape", "1x4x4", "--samples", "64",
               "--test-samples", "32", "--epochs", "1", "--device", "cpu"]

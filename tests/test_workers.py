@@ -61,7 +61,8 @@ def test_cpu_tasks_plan_one_worker_per_usable_core(tmp_path):
     assert all("CUDA_VISIBLE_DEVICES" not in p.env for p in plan)
 
 
-def test_threads_follow_the_usable_cores():
+def test_threads_follow_the_usable_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert use_threads(None, share=1) == usable_cores() == torch.get_num_threads()
     assert use_threads(1) == 1 == torch.get_num_threads()
     assert use_threads(None, share=10**6) == 1
@@ -69,10 +70,25 @@ def test_threads_follow_the_usable_cores():
         use_threads(0)
 
 
+def test_threads_stay_within_omp_num_threads(monkeypatch):
+    # A user's OMP_NUM_THREADS caps the default (an explicit count still wins);
+    # values that are not a positive integer are ignored.
+    torch.set_num_threads(UNLIKELY)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert use_threads(None) == 1 == torch.get_num_threads()
+    assert use_threads(3) == 3 == torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", str(10**6))
+    assert use_threads(None) == usable_cores()
+    for junk in ("0", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        assert use_threads(None) == usable_cores()
+
+
 SMALL = ["--space", "loss", "--grid", "-1:1:3", "--samples", "16", "--device", "cpu"]
 
 
-def test_a_task_records_the_threads_it_ran_with(tmp_path):
+def test_a_task_records_the_threads_it_ran_with(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(UNLIKELY)  # what the task must not keep
     (task,) = expand_tasks("slice", ["mlp"], ["xavier"], [0.0], [0], tmp_path, args=SMALL)
     assert run_task(task)["error"] is None
