@@ -295,6 +295,28 @@ def test_converged_rests_on_the_explicit_residual():
     np.testing.assert_allclose(res.eigenvalues, [5.0, 5.0], rtol=1e-6)
 
 
+def test_explicit_residuals_come_from_kept_products_where_they_fit():
+    # Where a second basis fits the budget the explicit residuals are formed from the
+    # basis rows' own products: no product beyond the Krylov space, the same residuals.
+    op, H = _synthetic(REPEATED)
+    exact = np.sort(REPEATED)[::-1][:3]
+
+    def true_residuals(res):
+        Y = res.eigenvectors
+        return (Y @ H - torch.as_tensor(res.eigenvalues)[:, None] * Y).norm(dim=1).numpy()
+
+    kept = lanczos(op, top_k=3, tol=1e-8, max_steps=60)
+    assert op.n_products == kept.steps and kept.converged.all()
+    np.testing.assert_allclose(kept.eigenvalues, exact, rtol=1e-8)
+    np.testing.assert_allclose(kept.residuals, true_residuals(kept), rtol=1e-6, atol=1e-13)
+    # A budget for one basis (60 + 15 working rows of 1600 bytes) but not two: fresh products.
+    fresh_op = DenseOperator(H)
+    fresh = lanczos(fresh_op, top_k=3, tol=1e-8, max_steps=60, max_memory=150_000)
+    assert fresh_op.n_products == fresh.steps + 3 and fresh.converged.all()
+    np.testing.assert_allclose(fresh.eigenvalues, exact, rtol=1e-8)
+    np.testing.assert_allclose(fresh.residuals, true_residuals(fresh), rtol=1e-6, atol=1e-13)
+
+
 def _symmetric_net(copies: int = 4, din: int = 12, seed: int = 1):
     """A tanh network whose hidden units are ``copies`` identical copies of one:
     permuting them fixes the point, so the Hessian commutes with the permutation

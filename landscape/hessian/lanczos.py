@@ -32,9 +32,11 @@ A Ritz pair ``(θ_i, y_i = s_iᵀ Q)`` has the residual estimate
 ``‖y_i H − θ_i y_i‖ = ‖s_iᵀ R‖`` (``R`` the last orthogonalised block), which
 costs no product.  Once the estimates of the wanted ``top_k`` largest and
 ``bottom_k`` smallest pairs are at most ``tol · max_i |θ_i|`` the Ritz vectors
-are formed and their residuals ``‖H y − θ y‖`` recomputed explicitly with
-``top_k + bottom_k`` products: a pair is *converged* only when both the
-estimate and the explicit residual are within the tolerance.  (Rounding in the
+are formed and their residuals ``‖H y − θ y‖`` recomputed explicitly: from
+the products of the basis rows, kept beside the basis where a second basis
+fits the memory budget, else with ``top_k + bottom_k`` fresh products.  A pair
+is *converged* only when both the estimate and the explicit residual are within
+the tolerance.  (Rounding in the
 products bounds what the explicit residual can reach, about ``eps · ‖H‖`` for
 the vectors' dtype; a tolerance below that is reported as not converged rather
 than trusted.)  When the explicit check fails the iteration continues with a
@@ -196,6 +198,12 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
     min_steps = k if min_steps is None else min(max(min_steps, k), max_steps)
     generator = torch.Generator().manual_seed(seed)
     basis = torch.empty(max_steps, dim, dtype=op.dtype, device=op.device)
+    # Where a second basis fits the budget, the products themselves are kept, and the
+    # explicit residuals are formed from them (H is linear: H sᵀQ = sᵀ(HQ)) instead of
+    # from k fresh products.
+    vector = dim * itemsize
+    keep = (2 * max_steps + working_rows(k, p, eigenvectors)) * vector <= budget
+    products = torch.empty(max_steps, dim, dtype=op.dtype, device=op.device) if keep else None
     X = _random_rows(p, dim, op.dtype, op.device, generator)
     if start is not None:
         X[0] = start.detach().reshape(-1).to(device=op.device, dtype=op.dtype)
@@ -211,6 +219,8 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
         rows = slice(m, m + len(X))
         basis[rows] = X
         W = op.matmat(X)  # fresh memory, updated in place below
+        if products is not None:
+            products[rows] = W
         A = gram(X, W).cpu().numpy()
         A = (A + A.T) / 2
         T[rows, rows] = A
@@ -235,7 +245,8 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
             estimates = np.sqrt(np.clip(np.einsum("iw,ij,jw->w", last, G, last), 0, None))
             bound = max(np.abs(theta).max(), np.finfo(float).tiny)
             if np.all(estimates <= target * bound) or done:
-                checked = _explicit(op, basis[:m], theta[wanted], S[:, wanted], eigenvectors)
+                checked = _explicit(op, basis[:m], theta[wanted], S[:, wanted], eigenvectors,
+                                    None if products is None else products[:m])
                 failing = checked[2] > tol * bound
                 if done or not failing.any() or np.any(checked[2] > 100 * estimates):
                     break  # converged, out of steps, or at the precision of the products
@@ -263,10 +274,13 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
 
 
 def _explicit(op: HessianOperator, Q: torch.Tensor, values: np.ndarray, S: np.ndarray,
-              keep: bool = True) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
-    """Unit Ritz vectors ``Sᵀ Q`` and their residuals ``‖H y − θ y‖`` from fresh
-    products (float64 norms).  One vector and its product at a time; the
-    vectors are kept (and returned) only when ``keep``."""
+              keep: bool = True, HQ: torch.Tensor | None = None,
+              ) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
+    """Unit Ritz vectors ``Sᵀ Q`` and their residuals ``‖H y − θ y‖`` (float64
+    norms), ``H y`` from a fresh product, or, given the products ``HQ`` of the
+    basis rows, as ``Sᵀ HQ``: the same vector up to the rounding of the products,
+    with no product spent.  One vector at a time; the vectors are kept (and
+    returned) only when ``keep``."""
     coeff = torch.as_tensor(S.T.copy(), dtype=op.dtype, device=op.device)
     theta = torch.as_tensor(values, dtype=op.dtype, device=op.device)
     vectors = torch.empty(len(values), Q.shape[1], dtype=op.dtype, device=op.device) \
@@ -274,8 +288,9 @@ def _explicit(op: HessianOperator, Q: torch.Tensor, values: np.ndarray, S: np.nd
     residuals = np.zeros(len(values))
     for i in range(len(values)):
         y = coeff[i:i + 1] @ Q
-        y.div_(row_norms(y).to(y.dtype)[:, None])
-        hy = op.matmat(y)
+        norm = row_norms(y).to(y.dtype)[:, None]
+        y.div_(norm)
+        hy = op.matmat(y) if HQ is None else (coeff[i:i + 1] @ HQ).div_(norm)
         hy.sub_(theta[i] * y)
         residuals[i] = float(row_norms(hy)[0])
         if keep:
