@@ -132,8 +132,13 @@ def _data_name(dataset) -> str | None:
     return None if dataset is None else str(dataset)
 
 
+def _parameter_bytes(model: nn.Module, *args, **kwargs) -> int:
+    """Bytes of one vector over the model's parameters (the estimators' block)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 @untouched
-@reusing_freed_memory
+@reusing_freed_memory(block_bytes=_parameter_bytes)
 def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                      top_k: int = 5, bottom_k: int = 0, density: bool = False,
                      trace: bool = False, tol: float = 1e-4, *, max_steps: int | None = None,
@@ -329,7 +334,7 @@ def _describe(ds: xr.Dataset) -> None:
 
 
 @untouched
-@reusing_freed_memory
+@reusing_freed_memory(block_bytes=_parameter_bytes)
 def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, k: int = 2,
                      tol: float = 1e-4, **kw) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """The ``k`` largest eigenvalues of the loss Hessian and their unit eigenvectors.
