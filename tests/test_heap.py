@@ -54,6 +54,28 @@ def test_settings_are_restored_when_the_block_raises(fake):
     assert _heap._depth == 0
 
 
+def test_calls_on_blocks_above_the_largest_mmap_threshold_keep_malloc_as_it_is(fake):
+    # Parameter-sized blocks above 32 MiB kept in the heap fragment it: resnet18's
+    # Hessian runs with malloc's defaults, a small network's with the heap reused.
+    from torch import nn
+
+    from landscape.hessian import _parameter_bytes
+
+    seen = []
+
+    @_heap.reusing_freed_memory(block_bytes=_parameter_bytes)
+    def analysis(model, x):
+        seen.append(_heap._depth)
+
+    small, large = nn.Linear(100, 100), nn.Linear(3000, 3000)  # 40 kB and 36 MB of float32
+    assert _parameter_bytes(large) == 4 * (3000 * 3000 + 3000) > _heap.LARGE_BLOCK
+    analysis(large, None)
+    assert fake.calls == [] and seen == [0]
+    analysis(small, None)
+    assert seen == [0, 1] and fake.calls[0] == ("mallopt", _heap._M_MMAP_MAX, 0)
+    assert fake.calls[-1] == ("trim", 0)
+
+
 @pytest.mark.parametrize("env", [("LANDSCAPE_HEAP_REUSE", "0"), ("MALLOC_MMAP_MAX_", "8")])
 def test_opt_out_and_user_tuning_leave_malloc_alone(fake, monkeypatch, env):
     monkeypatch.setenv(*env)
