@@ -77,15 +77,15 @@ SIZES = {
                   surface="-1:1:5", line_grid="-1:1:9", lines=3, hessian_grid=SQUARE,
                   tol=LANCZOS_TOL, min_steps=None, max_steps=40, grid_states=STATES,
                   bn_check=True, bn_check_hessian=True),
-    # resnet18 costs ≈ 1 s of CPU per Hessian-vector product and ≈ 1.5 s per 11-point line
-    # (its direction drawn included): 5 seeds x 4 conditions fit the CPU budget with 8
-    # lines per seed (40 per condition), λmin to tol 1e-2 (the ratio within ±0.01) after
-    # at least 16 products (fewer can take a null direction for λmin, see
-    # _common.lanczos_extremes), the grid on the α axis of trained seed 0 only, and the
-    # bn="batch" check on lines only.
+    # resnet18 costs ≈ 1 s of CPU per Hessian-vector product and ≈ 1.6 s per 11-point line
+    # (its direction drawn included); the 20 centre Hessians (5 seeds x 4 conditions, λmin
+    # to tol 1e-2, i.e. the ratio within ±0.01, after at least 16 products: fewer can take
+    # a null direction for λmin, see _common.lanczos_extremes) take most of the budget, so
+    # the default draws 6 lines per seed (30 per condition), a 5 x 5 surface, the grid on
+    # the α axis of trained seed 0 only, and the bn="batch" check on lines only.
     "default": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(1, 16, 16), seeds=5,
-                    train_samples=None, epochs=1, n=32, surface="-1:1:7", line_grid="-1:1:11",
-                    lines=8, hessian_grid=AXIS, tol=1e-2, min_steps=16, max_steps=40,
+                    train_samples=None, epochs=1, n=32, surface="-1:1:5", line_grid="-1:1:11",
+                    lines=6, hessian_grid=AXIS, tol=1e-2, min_steps=16, max_steps=24,
                     grid_states=("trained",), bn_check=True, bn_check_hessian=False),
     "full": dict(archs={a: dict(name=a) for a in ARCHS}, in_shape=(3, 32, 32), seeds=5,
                  train_samples=None, epochs=20, n=1000, surface="-1:1:51", line_grid="-1:1:41",
