@@ -317,6 +317,23 @@ def test_explicit_residuals_come_from_kept_products_where_they_fit():
     np.testing.assert_allclose(fresh.residuals, true_residuals(fresh), rtol=1e-6, atol=1e-13)
 
 
+def test_default_min_steps_reach_an_outlier_behind_a_null_bulk():
+    # Outliers up to 100, a bulk of 1990 eigenvalues within ±0.2, λmin = −3.  At tol 1e-2
+    # (an absolute bound of 1) bulk Ritz values ≈ 0 pass the residual test after a few
+    # products; the default basis of max(2k + 1, 20) finds −3 from every start.
+    spectrum = np.concatenate([[100.0, 60.0, 40.0, 30.0, 20.0, 10.0, -2.0, -3.0],
+                               np.linspace(-0.2, 0.2, 1990)])
+    op, _ = _synthetic(spectrum)
+    short = [lanczos(op, top_k=1, bottom_k=1, tol=1e-2, block_size=1, min_steps=2, seed=s,
+                     eigenvectors=False) for s in range(4)]
+    assert any(r.converged.all() and r.eigenvalues[-1] > -0.2 for r in short)  # the trap
+    for seed in range(4):
+        res = lanczos(op, top_k=1, bottom_k=1, tol=1e-2, block_size=1, seed=seed,
+                      eigenvectors=False)
+        assert res.steps >= 20 and res.converged.all()
+        np.testing.assert_allclose(res.eigenvalues, [100.0, -3.0], rtol=1e-3)
+
+
 def _symmetric_net(copies: int = 4, din: int = 12, seed: int = 1):
     """A tanh network whose hidden units are ``copies`` identical copies of one:
     permuting them fixes the point, so the Hessian commutes with the permutation

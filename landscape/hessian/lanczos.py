@@ -74,6 +74,13 @@ from .reductions import REORTH_RATIO, gram, orthogonalize, orthonormal_factor, r
 
 BREAKDOWN = 1e-10  # a norm below this (relative to ‖T‖ so far) means an invariant subspace
 DEFAULT_MAX_STEPS = 300
+# Products before a Ritz pair may count as converged, by default: max(2k + 1, this),
+# as ARPACK's default Krylov dimension.  A Hessian whose bulk is a vast near-null
+# space (resnet18: most of its 11 M dimensions) gives Ritz values ≈ 0 with tiny
+# residuals after a few products, which pass for λmin before the negative outliers
+# have entered the Krylov space (a trained resnet18-noskip: −0.001 after 5
+# products, −73 from about 15 on).
+DEFAULT_MIN_STEPS = 20
 # By default on the CPU a Krylov basis (and its working rows) takes at most this
 # share of physical memory: on a 24 GiB machine 3.9 GB, so that a resnet18 basis
 # plus the model and its autograd graph peak under 6 GB.
@@ -173,7 +180,11 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
     size, i.e. the products with ``op`` in the Krylov space (default
     ``max(300, 4 (top_k + bottom_k))``, less if the basis would not fit the
     memory budget ``max_memory``, see :func:`landscape.memory.memory_budget`);
-    ``min_steps`` forces at least that many.  ``start`` seeds the first row of
+    ``min_steps`` (default ``max(2k + 1, 20)``, at most ``max_steps``) is the
+    basis size before any pair may count as converged: a residual says that
+    ``θ`` is *an* eigenvalue, not that it is an extreme one, and a
+    short run can converge on the bulk before an outlier enters its Krylov
+    space.  ``start`` seeds the first row of
     the first block.  ``eigenvectors=False`` returns no vectors (they are
     formed anyway, for the explicit residuals).
     """
@@ -195,7 +206,9 @@ def lanczos(op: HessianOperator, top_k: int = 5, bottom_k: int = 0, tol: float =
     budget = memory_budget(op.device, max_memory) if max_steps is not None \
         else basis_budget(op.device, max_memory)
     max_steps = min(lanczos_steps(dim, itemsize, k, p, budget, max_steps, eigenvectors), dim)
-    min_steps = k if min_steps is None else min(max(min_steps, k), max_steps)
+    if min_steps is None:
+        min_steps = max(2 * k + 1, DEFAULT_MIN_STEPS)
+    min_steps = min(max(min_steps, k), max_steps)
     generator = torch.Generator().manual_seed(seed)
     basis = torch.empty(max_steps, dim, dtype=op.dtype, device=op.device)
     # Where a second basis fits the budget, the products themselves are kept, and the
