@@ -345,12 +345,12 @@ def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     (zero for frozen parameters); each direction has norm 1 over all parameters.
     Eigenvalues repeated among the ``k`` come out as often as they are repeated
     (block Lanczos, block size ``max(2, k)`` unless ``block_size`` says
-    otherwise).  ``kw``: ``max_steps``, ``seed``, ``block_size``, ``max_memory``
-    (for :func:`lanczos`) and ``batch_size``, ``engine``, ``bn``, ``chunk_size``,
+    otherwise).  ``kw``: ``max_steps``, ``min_steps``, ``seed``, ``block_size``,
+    ``max_memory`` (for :func:`lanczos`) and ``batch_size``, ``engine``, ``bn``, ``chunk_size``,
     ``loss_fn`` (for :class:`LossHessian`).
     """
-    lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "seed", "block_size", "max_memory")
-                  if key in kw}
+    lanczos_kw = {key: kw.pop(key) for key in ("max_steps", "min_steps", "seed", "block_size",
+                                               "max_memory") if key in kw}
     kw.setdefault("bn", "auto")
     op = LossHessian(model, x, y, **kw)
     res = lanczos(op, top_k=k, bottom_k=0, tol=tol, **lanczos_kw)
