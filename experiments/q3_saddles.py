@@ -178,6 +178,12 @@ def density_masses(lam: np.ndarray, density: np.ndarray, eps: float) -> tuple[fl
     return mass(-np.inf, -eps) / total, mass(-eps, eps) / total, mass(eps, np.inf) / total
 
 
+def converged_ratio(rows: list[dict]) -> dict:
+    """|λmin/λmax| over the points whose both extremes converged (an unconverged bottom
+    Ritz value lies inside the spectrum: its ratio is only a lower bound)."""
+    return stat([r["ratio_min_max"] for r in rows if r["converged_top"] and r["converged_min"]])
+
+
 def spectrum(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, h: dict, seed: int,
              bn: str = BN, density: bool = True) -> dict:
     """The Lanczos extremes, then the SLQ density at a broadening fitted to their range, and
@@ -306,10 +312,7 @@ def summarise(points: list[dict], cfg: dict) -> dict:
             e["top"] = [stat([r["top"][i] for r in sel]) for i in range(len(sel[0]["top"]))]
             e["converged_top"] = float(np.mean([r["converged_top"] for r in sel]))
             e["converged_min"] = float(np.mean([r["converged_min"] for r in sel]))
-            # |λmin/λmax| of the points whose both extremes converged (an unconverged
-            # bottom Ritz value lies inside the spectrum: its ratio is only a lower bound).
-            e["ratio_min_max_converged"] = stat([r["ratio_min_max"] for r in sel
-                                                 if r["converged_top"] and r["converged_min"]])
+            e["ratio_min_max_converged"] = converged_ratio(sel)
             e["residual_min_rel"] = stat([r["residual_min"] / abs(r["lambda_max"]) for r in sel])
             e["lanczos_hvp"] = stat([r["lanczos_hvp"] for r in sel])
             e["step"] = sel[0]["step"]

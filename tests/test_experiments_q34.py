@@ -106,6 +106,15 @@ def test_lanczos_extremes_min_steps_finds_lambda_min_behind_a_null_bulk():
         assert r["lambda_min"] <= r["lambda_min_half"] <= 0.2  # Ritz values only move outwards
 
 
+def test_q3_converged_ratio_leaves_out_unconverged_extremes():
+    rows = [{"ratio_min_max": 0.1, "converged_top": True, "converged_min": True},
+            {"ratio_min_max": 0.3, "converged_top": True, "converged_min": True},
+            {"ratio_min_max": 0.01, "converged_top": True, "converged_min": False},
+            {"ratio_min_max": 0.02, "converged_top": False, "converged_min": True}]
+    r = q3.converged_ratio(rows)
+    assert r["n"] == 2 and r["mean"] == pytest.approx(0.2)
+
+
 def test_q3_density_masses_closed_form():
     # diag(-1, 0, 1, 1) broadened by σ = 0.01 and split at ±0.1: 1/4, 1/4, 1/2.
     lam = np.linspace(-1.5, 1.5, 6001)
