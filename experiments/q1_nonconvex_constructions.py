@@ -32,7 +32,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, write_summary
+from _common import parse_args, save_figure, write_summary
 from torch import nn
 
 import landscape
@@ -237,10 +237,7 @@ def _figure_curves(clip_ds, quartic_dss, path: Path) -> Path:
     ax.set_title(f"fitted quartic, {len(quartic_dss)} seeds: n_minima {nmin}", fontsize=8)
     ax.set_xlabel("x")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
 def _figure_windows(clip_windows, clip_measured, quartic_windows, agreement, path: Path) -> Path:
@@ -267,10 +264,7 @@ def _figure_windows(clip_windows, clip_measured, quartic_windows, agreement, pat
     ax.set_ylabel("window end b")
     ax.set_title("fitted quartic: quasi-convex / quasi-concave verdicts\nagreeing with x⁴−2x²+0.5",
                  fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
 def _figure_resolution(resolution: dict, smooth: dict, path: Path) -> Path:
@@ -299,10 +293,7 @@ def _figure_resolution(resolution: dict, smooth: dict, path: Path) -> Path:
     ax.set_title("a smooth curve's concave part falls as h²:\nthe quartic reads 'convex' from "
                  f"{smooth['convex_from_samples']} samples", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
 # ----------------------------------------------------------------------------- main

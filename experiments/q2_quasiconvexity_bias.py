@@ -48,7 +48,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, write_summary
+from _common import parse_args, save_figure, write_summary
 
 import landscape
 
@@ -403,9 +403,7 @@ def _figure_fractions(agg: dict, cfg, path: Path) -> Path:
     fig.suptitle("solid: fraction quasi-convex or quasi-concave (flat curves excluded), mean ± std "
                  "over seeds;\ndotted: fraction flat; x: bias scale", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def _figure_mechanism(mech: dict, agg: dict, path: Path) -> Path:
@@ -452,10 +450,7 @@ def _figure_mechanism(mech: dict, agg: dict, path: Path) -> Path:
     ax.set_ylabel("fraction either")
     ax.set_title("cnn, lines through data points", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90, tight=True)
 
 
 # ----------------------------------------------------------------------------- main

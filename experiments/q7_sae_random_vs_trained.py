@@ -56,7 +56,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, write_summary
+from _common import parse_args, save_figure, write_summary
 from torch import nn
 
 import landscape
@@ -522,10 +522,7 @@ def plot_variants(summary: dict, path: Path) -> Path:
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     fig.suptitle("SAE metrics per transformer variant and layer (mean ± std over seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=True)
 
 
 def plot_mechanism(rows: list[dict], info: dict, path: Path) -> Path:
@@ -549,10 +546,7 @@ def plot_mechanism(rows: list[dict], info: dict, path: Path) -> Path:
     axes[1].legend(handles=handles, fontsize=6, loc="lower right")
     fig.suptitle("interpretability metrics follow token identity (o blocks.0, □ last block)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=True)
 
 
 def plot_images(summary: dict, info: dict, path: Path) -> Path:
@@ -574,10 +568,7 @@ def plot_images(summary: dict, info: dict, path: Path) -> Path:
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
     fig.suptitle("SAEs on digits models: trained vs random (init), mean ± std over seeds", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=True)
 
 
 # ----------------------------------------------------------------------------- main

@@ -39,7 +39,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args
+from _common import parse_args, save_figure
 
 import landscape
 from landscape.train import train
@@ -275,10 +275,7 @@ def plot(rows: list[dict], summary: dict, path: Path) -> Path:
                      fontsize=9)
     axes[0][0].set_ylabel("held-out linear-probe accuracy (digits)")
     axes[0][-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
 def plot_shift(rows: list[dict], path: Path) -> Path:
@@ -296,10 +293,7 @@ def plot_shift(rows: list[dict], path: Path) -> Path:
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("accuracy lost, 1-pixel shift")
     ax.set_title("probe accuracy lost when test digits move one pixel (all widths pooled)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
 def main(argv=None) -> dict:
