@@ -31,6 +31,7 @@ from ..memory import memory_budget, require
 from ..models import eval_mode, resolve_layer
 from .metrics import (
     ReconstructionStats,
+    context_features,
     detection_auroc,
     explanations,
     loss_recovered,
@@ -54,6 +55,8 @@ DESCRIPTIONS = {
     "frequency": "share of evaluation activations on which the latent is non-zero",
     "token_entropy": "entropy (bits) of the tokens at the latent's top activations",
     "interp_auroc": "AUROC of the token/bigram explanation predicting activation (held out)",
+    "interp_auroc_context": "AUROC of the token/bigram/recent-context explanation predicting "
+                            "activation (held out)",
     "label_entropy": "entropy (bits) of the labels of the latent's top images",
 }
 
@@ -226,14 +229,18 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                 train_vectors: torch.Tensor | None = None, variant: str = "model",
                 top_n: int = 32, contexts: int = 8,
                 context_window: tuple[int, int] = (12, 3), explanation_size: int = 5,
-                interp_bins: int = 5, interp_per_bin: int = 20, maxact_latents: int = 0,
+                interp_bins: int = 5, interp_per_bin: int = 20, interp_lookback: int = 32,
+                maxact_latents: int = 0,
                 maxact_options: dict | None = None, batch_size: int = 64, seed: int = 0,
                 max_memory=None, dataset: str | None = None) -> xr.Dataset:
     """Every metric of :mod:`landscape.sae.metrics` for ``sae`` on ``layer`` of ``model``.
 
     ``x`` (and labels ``y``) are the evaluation inputs; ``train_x`` the inputs
-    the SAE was trained on, the training split of ``interp_auroc`` (token models
-    only; without it ``interp_auroc`` is NaN); ``train_vectors``, when given, its
+    the SAE was trained on, the training split of ``interp_auroc`` and
+    ``interp_auroc_context`` (token models only; without it both are NaN);
+    ``interp_lookback`` is how many positions back the context features of
+    ``interp_auroc_context`` look (capped at the sequence length − 1; 0 leaves
+    the variable out); ``train_vectors``, when given, its
     activation vectors already cached by :func:`layer_vectors`.  ``maxact_latents`` > 0 also runs
     the max-activation reliability metrics (:func:`landscape.maxact.reliability_metrics`)
     on that many live latents of an image model (a latent's unit function is its
@@ -271,6 +278,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
         ent = np.array([_entropy_row(tokens[safe[j]][where[j, :top_n] >= 0]) for j in range(m)])
         data["token_entropy"] = ("latent", ent, {"long_name": DESCRIPTIONS["token_entropy"]})
         auc = np.full(m, np.nan)
+        lookback = max(0, min(interp_lookback, x.shape[1] - 1))
+        auc_context = np.full(m, np.nan)
         if train_x is not None:
             tv = train_vectors
             if tv is None:
@@ -283,7 +292,19 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                                   per_bin=interp_per_bin, seed=seed)
             data["explanation"] = (("latent", "feature"), feats,
                                    {"long_name": "explanation: token id t, or 256 + 256 t_prev + t"})
+            if lookback:
+                ctx_train = context_features(train_x.cpu().numpy(), lookback)
+                feats, enrich = explanations(tvals, tidx, train_x.reshape(-1).cpu().numpy(),
+                                             _previous_tokens(train_x), m, size=explanation_size,
+                                             context=ctx_train)
+                auc_context = detection_auroc(vals, idx, tokens, previous, feats, enrich,
+                                              bins=interp_bins, per_bin=interp_per_bin, seed=seed,
+                                              context=context_features(x.cpu().numpy(), lookback))
         data["interp_auroc"] = ("latent", auc, {"long_name": DESCRIPTIONS["interp_auroc"]})
+        if lookback:
+            data["interp_auroc_context"] = ("latent", auc_context,
+                                            {"long_name": DESCRIPTIONS["interp_auroc_context"],
+                                             "lookback": lookback})
         seq_len = x.shape[1]
         top = where[:, :contexts]
         data["top_sequence"] = (("latent", "rank"), np.where(top >= 0, top // seq_len, -1))
@@ -313,7 +334,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
     ds = ds.expand_dims(variant=[variant], layer=[layer])
     config = dict(layer=layer, n_samples=int(len(x)), positions=int(per_input), top_n=top_n,
                   contexts=contexts, explanation_size=explanation_size, interp_bins=interp_bins,
-                  interp_per_bin=interp_per_bin, maxact_latents=maxact_latents, seed=seed,
+                  interp_per_bin=interp_per_bin, interp_lookback=interp_lookback,
+                  maxact_latents=maxact_latents, seed=seed,
                   sae=getattr(sae, "train_config", {}))
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
     ds.attrs.update(kind="sae", n_latents=m, k=sae.k, d=sae.d,
