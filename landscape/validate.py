@@ -71,12 +71,12 @@ def probe_model(model, x, y, dataset: str, loss: str | None = None) -> None:
     refused now and in the user's words."""
     import torch
 
-    from .models import eval_mode
-
     name = getattr(model, "name", "?")
     shape = tuple(x.shape[1:])
+    flags = [(m, m.training) for m in model.modules()]
     try:
-        with torch.no_grad(), eval_mode(model):
+        model.eval()
+        with torch.no_grad():
             output = model(x[:2])
     except (Exception, SystemExit) as exc:
         if not torch.is_floating_point(x) and not hasattr(model, "input_view"):
@@ -88,6 +88,9 @@ def probe_model(model, x, y, dataset: str, loss: str | None = None) -> None:
             f"--model {name!r} cannot read --dataset {dataset!r}: its forward pass fails on "
             f"inputs of shape {shape} ({first_line(exc)}); check --in-shape, --model and "
             "--dataset") from None
+    finally:
+        for module, flag in flags:
+            module.training = flag
     if getattr(model, "task", "classify") == "reconstruct" or y is None or \
             not isinstance(output, torch.Tensor):
         return
