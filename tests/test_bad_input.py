@@ -171,7 +171,7 @@ def test_npz_declaring_more_than_the_budget_is_refused_before_reading(monkeypatc
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
 def test_npz_reads_only_the_rows_asked_for(save, monkeypatch):
-    import importlib
+    import importlib.util
     import tracemalloc
 
     if importlib.util.find_spec("landscape.npz"):  # decompress 1 MB at a time
