@@ -244,12 +244,16 @@ def sae_analysis(opts: dict):
     variants = _names(opts["variant"], "variant")
     layers = _names(opts["layer"], "layer")
     saved = load_weights(opts["sae"]) if opts["sae"] else None
-    for key, sae in (saved or {}).items():
-        _adopt_saved(opts, sae, key)
+    if saved:
+        _adopt_saved(opts, saved)
     for key, value in DEFAULT_SAE.items():
         opts[key] = value if opts[key] is None else opts[key]
     setup = Setup("sae", opts)
-    check_writable(weights_path(setup.out), opts["overwrite"])  # before any training
+    # The weights go beside the result, checked before any training; --sae naming that
+    # very file re-analyses it and leaves it as it is.
+    in_place = bool(saved) and Path(opts["sae"]).resolve() == weights_path(setup.out).resolve()
+    if not in_place:
+        check_writable(weights_path(setup.out), opts["overwrite"])
     n = len(setup.x)
     n_eval = max(1, round(EVAL_SHARE * n))
     if n - n_eval < 1:
@@ -294,23 +298,33 @@ def sae_analysis(opts: dict):
     attrs = dict(parts[0].attrs)
     ds = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
     ds.attrs = attrs
+    for ablation in ("mean", "zero"):  # per-part reasons do not survive the merge
+        name = f"loss_recovered_{ablation}"
+        if ds[name].isnull().any():
+            ds[name].attrs["reason"] = (f"NaN where {ablation} ablation changes the loss within "
+                                        f"noise (2 x loss_{ablation}_gap_stderr)")
     ds.attrs["variants"] = ",".join(str(v) for v in ds.variant.values)
     ds.attrs["sae_source"] = str(opts["sae"] or "trained")
     ds.attrs["bn"] = ",".join(bn_modes)
     ds.attrs["sae_weights"] = weights_path(setup.out).name
-    _save_alongside(setup, states)
+    if not in_place:
+        _save_alongside(setup, states)
     return ds, setup
 
 
-def _adopt_saved(opts: dict, sae, key: str) -> None:
-    """Record the expansion and k of a saved SAE in ``opts``; refuse values given on
-    the command line that differ from them."""
-    used = {"expansion": sae.n_latents // sae.d, "k": sae.k}
-    for name, value in used.items():
-        if opts[name] is not None and opts[name] != value:
-            raise LandscapeError(f"{name}: {opts['sae']!r} holds an SAE for {key!r} with {name} "
-                                 f"{value}, not {opts[name]}; leave --{name} out with --sae")
-        opts[name] = value
+def _adopt_saved(opts: dict, saved: dict) -> None:
+    """Record the expansion and k of the saved SAEs in ``opts`` (one number, or
+    ``{"variant/layer": number}`` where they differ); refuse a value given on the
+    command line that differs from theirs."""
+    for name in ("expansion", "k"):
+        values = {key: sae.n_latents // sae.d if name == "expansion" else sae.k
+                  for key, sae in saved.items()}
+        for key, value in values.items():
+            if opts[name] is not None and opts[name] != value:
+                raise LandscapeError(f"{name}: {opts['sae']!r} holds an SAE for {key!r} with "
+                                     f"{name} {value}, not {opts[name]}; leave --{name} out with "
+                                     "--sae")
+        opts[name] = values.popitem()[1] if len(set(values.values())) == 1 else values
 
 
 def _save_alongside(setup: Setup, states: dict) -> None:

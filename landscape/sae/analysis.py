@@ -273,7 +273,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
             for name, value in scalars.items()}
     for name in ("mean", "zero"):
         gap, se = losses[name] - losses["clean"], losses[f"{name}_stderr"]
-        data[f"loss_{name}_ablated"][2]["gap_stderr"] = se
+        data[f"loss_{name}_gap_stderr"] = ((), se, {"long_name": f"standard error of {name} "
+                                                    "ablation's mean per-prediction loss change"})
         if not np.isfinite(scalars[f"loss_recovered_{name}"]):
             data[f"loss_recovered_{name}"][2]["reason"] = (
                 f"{name} ablation changes the loss by {gap:.3g}, within noise (standard error "
