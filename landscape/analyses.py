@@ -16,7 +16,6 @@ options to the provenance and saves.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ import numpy as np
 
 from .errors import LandscapeError
 from .losses import LOSSES
+from .validate import SEED_MAX, THREADS_HELP, check_labels
 
 
 @dataclass(frozen=True)
@@ -92,22 +92,20 @@ def with_options(params: Sequence[click.Parameter]):
 
 
 def progress_bar(unit: str = "pt"):
-    """A factory ``(total, description) -> tqdm bar on stderr`` (hidden when stderr
-    is not a terminal)."""
+    """A factory ``(total, description) -> bar on stderr``: tqdm's on a terminal, else
+    a line every ~30 s (:class:`landscape.progress.LineProgress`)."""
+    from .progress import stderr_bar
 
-    def factory(total: int, desc: str):
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, file=sys.stderr, unit=unit, leave=False,
-                    disable=None, dynamic_ncols=True)
-
-    return factory
+    return stderr_bar(unit)
 
 
 def run_command(name: str, opts: dict) -> None:
     """Run analysis ``name``, print its summary and save; the last stdout line
     names the file written."""
+    from .memory import use_threads
+
     entry = ANALYSES[name]
+    use_threads(opts.get("threads"))
     ds, setup = entry.run(opts)
     for line in entry.summary(ds):
         click.echo(line)
@@ -160,7 +158,7 @@ MODEL_OPTIONS = _options(
     click.option("--split", default="train", show_default=True, help="train or test."),
     click.option("--samples", type=int, default=256, show_default=True,
                  help="Deterministic subset of the data to use."),
-    click.option("--seed", type=int, default=None,
+    click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None,
                  help="Seeds the weights, the data subset and the directions. Default: the "
                       "checkpoint's, else 0."),
     click.option("--device", default="auto", show_default=True,
@@ -168,6 +166,7 @@ MODEL_OPTIONS = _options(
     click.option("--out", type=click.Path(dir_okay=False), default=None,
                  help="netCDF file to write (default: a new file in the current folder)."),
     click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+    click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP),
 )
 
 
@@ -326,19 +325,6 @@ def input_shape(model, opts: dict):
     return opts["in_shape"] if opts["in_shape"] is not None else getattr(model, "in_shape", None)
 
 
-def check_labels(model, *labels) -> None:
-    """Refuse class labels beyond a registered classifier's classes."""
-    *ys, dataset = labels
-    classes = getattr(model, "num_classes", None)
-    if classes is None or getattr(model, "task", "classify") != "classify":
-        return
-    top = max((int(y.max()) for y in ys if y is not None and y.numel() and not y.is_floating_point()),
-              default=-1)
-    if top >= classes:
-        raise LandscapeError(f"dataset {dataset!r} has labels up to {top} but the model has "
-                             f"{classes} classes")
-
-
 class Setup:
     """The model, data and bookkeeping one analysis command needs."""
 
@@ -347,6 +333,7 @@ class Setup:
 
         from .data import load_dataset
         from .models import INIT_KEYS, adopt_meta, input_view, load_checkpoint, read_checkpoint
+        from .validate import probe_model
 
         self.opts = opts
         self.device = pick_device(opts["device"])
@@ -368,6 +355,7 @@ class Setup:
                             split=opts["split"], seed=opts["seed"], in_shape=input_shape(model, opts),
                             download=opts["download"])
         check_labels(model, y, opts["dataset"])
+        probe_model(model, x[:2].to(self.device), y, opts["dataset"], opts.get("loss"))
         self.x = x.to(self.device)
         self.y = None if y is None else y.to(self.device)
         # Input-space analyses move through token embeddings for a token model.
@@ -377,12 +365,15 @@ class Setup:
 
     def finish(self, ds) -> Path:
         """Add the command line's own options to the provenance and save."""
+        import torch
+
         from .results import config_of, save, to_json
 
         config = config_of(ds)
         config.update({k: v for k, v in self.opts.items() if k not in config and k != "overwrite"})
         config["state"] = "trained" if self.opts["checkpoint"] else "random"
         config["overridden"] = self.overridden
+        config["threads"] = ds.attrs["threads"] = torch.get_num_threads()
         ds.attrs["config"] = to_json(config)
         ds.attrs["overridden"] = to_json(self.overridden)
         ds.attrs["state"] = config["state"]

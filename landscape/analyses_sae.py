@@ -20,11 +20,10 @@ activation vectors, 96 steps per epoch, 4 epochs, 384 steps.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .analyses import (
     MAX_MEMORY_OPTION,
@@ -39,6 +38,7 @@ from .analyses import (
     resolve_recipe,
 )
 from .errors import LandscapeError
+from .results import check_writable
 
 EVAL_SHARE = 0.25
 # --samples and --batch-size when the command line leaves them unset, by kind of model.
@@ -46,6 +46,7 @@ SAE_DEFAULTS = {"token": {"samples": 2048, "batch_size": 1024},
                 "image": {"samples": 1024, "batch_size": 256}}
 # --epochs left unset: the fewest passes that make at least this many optimiser steps.
 MIN_STEPS = 384
+DEFAULT_SAE = {"expansion": 16, "k": 32}
 
 
 def model_kind(opts: dict) -> str:
@@ -95,8 +96,7 @@ def _sae_summary(ds) -> list[str]:
                 continue
             text = (f"{variant:>14s} {layer}: fvu {float(part.fvu):.3f}, l0 {float(part.l0):.1f}, "
                     f"dead {100 * float(part.dead_frac):.0f}%, loss recovered "
-                    f"{float(part.loss_recovered_mean):.3f} (mean abl.) "
-                    f"{float(part.loss_recovered_zero):.3f} (zero abl.)")
+                    f"{_recovered(part, 'mean')} (mean abl.) {_recovered(part, 'zero')} (zero abl.)")
             if "interp_auroc" in part:
                 text += (f", interp AUROC {float(part.interp_auroc.mean()):.3f}, token entropy "
                          f"{float(part.token_entropy.mean()):.2f} bits")
@@ -104,6 +104,14 @@ def _sae_summary(ds) -> list[str]:
                 text += f", label entropy {float(part.label_entropy.mean()):.2f} bits"
             lines.append(text)
     return lines
+
+
+def _recovered(part, ablation: str) -> str:
+    """loss_recovered as text; n/a, and why, when ablation's loss change is noise."""
+    value = float(part[f"loss_recovered_{ablation}"])
+    if np.isfinite(value):
+        return f"{value:.3f}"
+    return "n/a (ablation within noise)" if "loss_clean" in part else "nan"
 
 
 def _names(text: str | None, what: str) -> list:
@@ -125,28 +133,27 @@ def weights_path(out: Path) -> Path:
 def _save_weights(states: dict, path: Path) -> None:
     import torch
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
-    os.close(fd)
-    try:
+    from .results import atomic_write
+
+    with atomic_write(path) as tmp:  # the umask's permissions, never half a file
         torch.save({"saes": states}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_weights(path) -> dict:
     """``{"variant/layer": TopKSAE}`` from a file written by ``landscape sae``."""
-    import torch
-
     from .sae import TopKSAE
+    from .validate import torch_load
 
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"sae: no such file {str(path)!r}")
+    obj = torch_load(path, f"sae: {str(path)!r} holds no SAE weights")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return {key: TopKSAE.from_state(state) for key, state in obj["saes"].items()}
+        saes = {}
+        for key, state in obj["saes"].items():
+            saes[key] = TopKSAE.from_state(state)
+            saes[key].train_config = dict(state.get("train_config") or {})
+        return saes
     except LandscapeError:
         raise
     except Exception as exc:
@@ -171,17 +178,22 @@ SAE_OPTIONS = _options(
     bn_option(per_sample=True),
     click.option("--variant", default=None,
                   help="Comma-separated variants of the model: trained, init, rerandomised, "
-                       "rerandomised-except-embeddings, control (default: the model as loaded)."),
+                       "rerandomised-except-embeddings, control, or init:SCHEME[:S] (re-drawn with "
+                       "init SCHEME and bias scale S, e.g. init:xavier:0.1; default: the model as "
+                       "loaded)."),
     click.option("--layer", default=None,
                   help="Comma-separated modules whose activations to encode (default: the one "
                        "feeding the head)."),
-    click.option("--expansion", type=int, default=16, show_default=True,
-                  help="Latents per activation feature."),
-    click.option("--k", type=int, default=32, show_default=True, help="Active latents (TopK)."),
+    click.option("--expansion", type=int, default=None,
+                  help=f"Latents per activation feature [{DEFAULT_SAE['expansion']}; with --sae: "
+                       "the file's, which a different value is refused against]."),
+    click.option("--k", type=int, default=None,
+                  help=f"Active latents (TopK) [{DEFAULT_SAE['k']}; with --sae: the file's]."),
     click.option("--aux-k", type=int, default=None,
                   help="Dead latents in the AuxK loss (default: half the features; 0: off)."),
     click.option("--tokens", type=int, default=None,
-                  help="Activations to train on per epoch (default: all of the training inputs')."),
+                  help="Activations to train on per epoch, at least --batch-size (default: all of "
+                       "the training inputs')."),
     click.option("--epochs", type=int, default=None,
                   help=f"Passes over the training activations (default: the fewest that make "
                        f"{MIN_STEPS} optimiser steps; 4 for the default transformer)."),
@@ -225,10 +237,23 @@ def sae_analysis(opts: dict):
     for name in ("tokens", "aux_k", "maxact_latents"):
         if opts[name] is not None and opts[name] < 0:
             raise LandscapeError(f"{name.replace('_', '-')}: must be >= 0, got {opts[name]}")
+    if opts["tokens"] is not None and opts["tokens"] < opts["batch_size"]:
+        raise LandscapeError(f"tokens: {opts['tokens']} activations per epoch are fewer than one "
+                             f"batch (--batch-size {opts['batch_size']}); leave --tokens out to "
+                             "train on all of them")
     variants = _names(opts["variant"], "variant")
     layers = _names(opts["layer"], "layer")
     saved = load_weights(opts["sae"]) if opts["sae"] else None
+    if saved:
+        _adopt_saved(opts, saved)
+    for key, value in DEFAULT_SAE.items():
+        opts[key] = value if opts[key] is None else opts[key]
     setup = Setup("sae", opts)
+    # The weights go beside the result, checked before any training; --sae naming that
+    # very file re-analyses it and leaves it as it is.
+    in_place = bool(saved) and Path(opts["sae"]).resolve() == weights_path(setup.out).resolve()
+    if not in_place:
+        check_writable(weights_path(setup.out), opts["overwrite"])
     n = len(setup.x)
     n_eval = max(1, round(EVAL_SHARE * n))
     if n - n_eval < 1:
@@ -273,12 +298,33 @@ def sae_analysis(opts: dict):
     attrs = dict(parts[0].attrs)
     ds = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
     ds.attrs = attrs
+    for ablation in ("mean", "zero"):  # per-part reasons do not survive the merge
+        name = f"loss_recovered_{ablation}"
+        if ds[name].isnull().any():
+            ds[name].attrs["reason"] = (f"NaN where {ablation} ablation changes the loss within "
+                                        f"noise (2 x loss_{ablation}_gap_stderr)")
     ds.attrs["variants"] = ",".join(str(v) for v in ds.variant.values)
     ds.attrs["sae_source"] = str(opts["sae"] or "trained")
     ds.attrs["bn"] = ",".join(bn_modes)
     ds.attrs["sae_weights"] = weights_path(setup.out).name
-    _save_alongside(setup, states)
+    if not in_place:
+        _save_alongside(setup, states)
     return ds, setup
+
+
+def _adopt_saved(opts: dict, saved: dict) -> None:
+    """Record the expansion and k of the saved SAEs in ``opts`` (one number, or
+    ``{"variant/layer": number}`` where they differ); refuse a value given on the
+    command line that differs from theirs."""
+    for name in ("expansion", "k"):
+        values = {key: sae.n_latents // sae.d if name == "expansion" else sae.k
+                  for key, sae in saved.items()}
+        for key, value in values.items():
+            if opts[name] is not None and opts[name] != value:
+                raise LandscapeError(f"{name}: {opts['sae']!r} holds an SAE for {key!r} with "
+                                     f"{name} {value}, not {opts[name]}; leave --{name} out with "
+                                     "--sae")
+        opts[name] = values.popitem()[1] if len(set(values.values())) == 1 else values
 
 
 def _save_alongside(setup: Setup, states: dict) -> None:

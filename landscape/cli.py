@@ -134,7 +134,7 @@ def hessian_command(**opts) -> None:
 @cli.command("plot")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the PNG files (default: beside FILE).")
+              help="Folder for the PNG files (default: FILE's name with _figures, beside it).")
 def plot_command(file: str, out_dir: str | None) -> None:
     """Draw every figure of a saved result (PNG files named after FILE)."""
     from .plot import plot_file

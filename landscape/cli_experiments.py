@@ -30,7 +30,7 @@ from .errors import LandscapeError
 from .losses import loss_name
 from .sweep import SWEEP_DIMS
 
-TRAIN_SKIP = ("split", "out", "samples")
+TRAIN_SKIP = ("split", "out", "samples", "threads")  # train has its own --threads
 # What `train` uses when neither the command line nor the model
 # (``model.train_defaults``, e.g. the transformer's) says otherwise.
 TRAIN_DEFAULTS = {"epochs": 10, "optimizer": "sgd", "lr": None, "weight_decay": 0.0,
@@ -58,7 +58,9 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
     if old and not overwrite:
         raise LandscapeError(f"trajectory-dir: {str(path)!r} already holds checkpoints; choose "
                              "another --trajectory-dir or pass --overwrite")
-    return path
+    from .validate import check_folder_writable
+
+    return check_folder_writable(path, "trajectory-dir")
 
 
 def _load_split(opts: dict, split: str, key: str, given: bool, common: dict):
@@ -125,6 +127,7 @@ def train_command(**opts) -> None:
     from .memory import use_threads
     from .models import load_checkpoint, read_checkpoint
     from .train import CUBLAS_DETERMINISTIC, save_checkpoint, train
+    from .validate import probe_model
 
     resolve_recipe(opts, read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {})
     out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
@@ -148,6 +151,7 @@ def train_command(**opts) -> None:
     x, y = _load_split(opts, "train", "samples", "samples" in given, common)
     x_test, y_test = _load_split(opts, "test", "test_samples", "test_samples" in given, common)
     check_labels(model, y, y_test, opts["dataset"])
+    probe_model(model, x[:2].to(device), y, opts["dataset"], opts["loss"])
     labels = getattr(model, "task", "classify") != "reconstruct"
     every = opts["trajectory_every"]
     if opts["save_trajectory"] and every is None:
@@ -190,7 +194,8 @@ def train_command(**opts) -> None:
         from .train import save_checkpoint as save_step
 
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("step_*.pt"):
+        # Checkpoints of an earlier run, and temporary files a killed one left behind.
+        for old in [*folder.glob("step_*.pt"), *folder.glob(".step_*.pt.*.tmp")]:
             old.unlink()
         for step, state in zip(history["snapshot_steps"], snapshots):
             save_step(folder / f"step_{step:03d}.pt", state, {**meta, "step": step})

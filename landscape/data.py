@@ -259,24 +259,40 @@ def _user_file(kind: str, path: str, folder: bool = False) -> Path:
     return p
 
 
-def _npz(path: str, split: str, in_shape) -> tuple[np.ndarray, np.ndarray | None]:
+def _npz(path: str, split: str, in_shape, n, seed) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` and ``y`` of an npz file, only the ``n`` rows chosen by ``seed`` read
+    (see :mod:`landscape.npz`)."""
+    from .npz import read_rows
+
     p = _user_file("npz", path)
+    xkey, ykey = ("x", "y") if split == "train" else ("x_test", "y_test")
+
+    def rows(total: int):
+        if n is None:
+            return None
+        if n > total:
+            raise LandscapeError(f"samples: 'npz:{path}' {split} split has {total} samples, "
+                                 f"asked for {n}")
+        return subset_index(total, n, seed)
+
     try:
-        with np.load(p, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
+        arrays = read_rows(p, f"npz:{path}", (xkey, ykey), rows)
+    except LandscapeError:
+        raise
     except Exception as exc:  # not a zip, truncated, object arrays
         raise LandscapeError(f"dataset npz:{path}: cannot be read as an .npz file "
                              f"({type(exc).__name__})") from None
-    xkey, ykey = ("x", "y") if split == "train" else ("x_test", "y_test")
+    held = arrays.pop("__held__")
     if xkey not in arrays:
-        held = ", ".join(sorted(arrays)) or "nothing"
         hint = " (the test split needs arrays x_test, y_test)" if split == "test" else ""
-        raise LandscapeError(f"dataset npz:{path}: no array {xkey!r}{hint}; it holds {held}")
+        raise LandscapeError(f"dataset npz:{path}: no array {xkey!r}{hint}; it holds "
+                             f"{', '.join(held) or 'nothing'}")
     x, y = arrays[xkey], arrays.get(ykey)
     if x.ndim < 1 or len(x) < 1:
         raise LandscapeError(f"dataset npz:{path}: {xkey!r} holds no samples")
-    if y is not None and len(y) != len(x):
-        raise LandscapeError(f"dataset npz:{path}: {len(y)} {ykey!r} for {len(x)} {xkey!r}")
+    if y is not None and (y.ndim < 1 or len(y) != len(x)):
+        raise LandscapeError(f"dataset npz:{path}: {len(y) if y.ndim else 0} {ykey!r} for "
+                             f"{len(x)} {xkey!r}")
 
     def convert(a: np.ndarray, name: str) -> np.ndarray:
         if a.dtype.kind == "f" or a.dtype.kind == "b":
@@ -334,10 +350,10 @@ def _folder(path: str, split: str, in_shape, n, seed) -> tuple[np.ndarray, np.nd
 # Datasets named KIND:PATH -> loader(path, split, in_shape, n, seed) -> (x, y), the
 # subset already taken when the loader says so in SUBSETS_ITSELF.
 USER_DATASETS = {
-    "npz": lambda path, split, shape, n, seed: _npz(path, split, shape),
+    "npz": _npz,
     "folder": _folder,
 }
-SUBSETS_ITSELF = {"folder"}  # decodes only the images of the subset
+SUBSETS_ITSELF = {"folder", "npz"}  # read only the rows of the subset
 
 
 def load_dataset(name: str = "digits", root=None, n: int | None = None, split: str = "train",
@@ -346,6 +362,7 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
     """Load ``name`` as ``(x, y)`` tensors (``y`` is ``None`` for an npz file
     without labels); see the module docstring."""
     from .models import parse_shape
+    from .validate import check_finite
 
     kind, colon, path = name.partition(":") if isinstance(name, str) else ("", "", "")
     user = bool(colon) and kind in USER_DATASETS
@@ -377,6 +394,9 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
             raise LandscapeError(f"samples: {name!r} {split} split has {len(x)} samples, asked for {n}")
         idx = subset_index(len(x), n, seed)
         x, y = x[idx], None if y is None else y[idx]
+    check_finite(x, name, "x")
+    if y is not None:
+        check_finite(y, name, "y")
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if shape is not None and xt.is_floating_point() and xt.dim() == 4:
         xt = to_shape(xt, shape)

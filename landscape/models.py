@@ -257,8 +257,9 @@ def _sha256(path: Path) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    from .validate import first_line
+
+    return first_line(exc)
 
 
 def load_factory(spec: str) -> tuple[Callable[..., nn.Module], Path | None]:
@@ -283,7 +284,7 @@ def load_factory(spec: str) -> tuple[Callable[..., nn.Module], Path | None]:
             module = importlib.util.module_from_spec(loader_spec)
             try:
                 loader_spec.loader.exec_module(module)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a script's sys.exit() is its failure too
                 raise LandscapeError(f"model: {source!r} fails to import ({_first_line(exc)})") from None
             sys.modules[module_name] = module  # so that workers and pickles find it again
         where = repr(source)
@@ -293,7 +294,7 @@ def load_factory(spec: str) -> tuple[Callable[..., nn.Module], Path | None]:
                                  f"(in {spec!r})")
         try:
             module = importlib.import_module(source)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise LandscapeError(f"model: cannot import module {source!r} ({_first_line(exc)})") from None
         file = getattr(module, "__file__", None)
         path = Path(file) if file else None
@@ -344,7 +345,7 @@ def user_model(spec: str, model_args: dict | str | None = None, init: str = "def
             model = factory(**args)
         except LandscapeError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # user code: sys.exit() is a failure to name
             raise LandscapeError(f"model: {spec}(**{json.dumps(args)}) failed ({_first_line(exc)})") \
                 from None
         if not isinstance(model, nn.Module):
@@ -390,11 +391,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-tensor objects
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LandscapeError(f"checkpoint {str(path)!r} cannot be read: {first}") from None
+    from .validate import torch_load
+
+    # Pickle errors, truncated files, non-tensor objects: one line of ours.
+    obj = torch_load(path, f"checkpoint {str(path)!r} cannot be read")
     meta: dict = {}
     if isinstance(obj, dict) and "state_dict" in obj:
         meta = obj.get("meta") or {}

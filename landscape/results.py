@@ -148,6 +148,9 @@ def check_writable(path: Path, overwrite: bool) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise LandscapeError(f"out: folder {str(folder)!r} does not exist")
+    from .validate import check_folder_writable
+
+    check_folder_writable(folder, "out")
     return path
 
 

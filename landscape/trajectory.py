@@ -49,11 +49,9 @@ def _state_dict(item) -> dict[str, torch.Tensor]:
     if isinstance(item, dict):
         return item
     path = Path(item)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise LandscapeError(f"trajectory: checkpoint {str(path)!r} cannot be read "
-                             f"({type(exc).__name__})") from None
+    from .validate import torch_load
+
+    obj = torch_load(path, f"trajectory: checkpoint {str(path)!r} cannot be read")
     return obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj
 
 

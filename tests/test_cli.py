@@ -202,7 +202,7 @@ def test_hessian_loss_and_input_end_to_end():
     di = landscape.load("hi.nc", kind="input_hessian")
     assert di.eigenvalue.dims == ("unit", "anchor", "eig") and di.sizes["unit"] == 3
     res, _ = run(["plot", "h.nc"])
-    assert res.exit_code == 0 and res.stdout.split() == ["h_spectrum.png"]
+    assert res.exit_code == 0 and res.stdout.split() == [str(Path("h_figures", "h_spectrum.png"))]
 
 
 def test_slice_along_hessian_directions():

@@ -198,7 +198,7 @@ def test_combine_single_results_compare_and_plot(tmp_path, monkeypatch):
     landscape.save(ds, "sweep.nc")
     res = run(cli, ["plot", "sweep.nc"])
     assert res.exit_code == 0, res.output
-    assert Path("sweep_convexity.png").read_bytes()[:4] == b"\x89PNG"
+    assert Path("sweep_figures", "sweep_convexity.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(landscape.LandscapeError, match="same point"):
         combine([files[0], files[0]])
 

@@ -93,7 +93,7 @@ def test_train_trajectory_then_pca_slice_through_the_cli():
     assert float(ds.trajectory_beta[-1]) == pytest.approx(0, abs=1e-9)
     np.testing.assert_allclose(ds.direction_norm, 1, atol=1e-5)
     res = run(cli, ["plot", "p.nc"])
-    assert res.exit_code == 0 and Path("p_loss.png").is_file()
+    assert res.exit_code == 0 and Path("p_figures", "p_loss.png").is_file()
     # Loss-space PCA without a trajectory: one clear line, no file.
     res = run(cli, ["slice", "--model", "mlp", "--space", "loss", "--directions", "pca", "--out", "q.nc"])
     assert res.exit_code != 0 and "--trajectory" in res.stderr

@@ -1,5 +1,6 @@
 """Figures drawn from saved results only: ``plot_file(path)`` reads a netCDF file
-written by :func:`landscape.save` and writes PNG files named after it."""
+written by :func:`landscape.save` and writes PNG files named after it, by default
+into a folder named after it (``r.nc`` -> ``r_figures/r_loss.png``, ...)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,24 @@ from pathlib import Path
 
 from ..errors import LandscapeError
 from ..results import load
+from ..validate import check_folder_writable
+
+
+def default_folder(path) -> Path:
+    """Where the figures of ``path`` go by default: ``STEM_figures/`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_figures")
 
 
 def plot_file(path, out_dir=None) -> list[Path]:
-    """Draw every figure for the result in ``path``; returns the PNG paths."""
+    """Draw every figure for the result in ``path`` into ``out_dir`` (default:
+    :func:`default_folder`); returns the PNG paths."""
     path = Path(path)
     ds = load(path)
-    out = Path(out_dir) if out_dir is not None else (path.parent if str(path.parent) else Path("."))
+    out = Path(out_dir) if out_dir is not None else default_folder(path)
     if out.exists() and not out.is_dir():
         raise LandscapeError(f"out: {str(out)!r} is not a folder")
+    check_folder_writable(out, "out")
     out.mkdir(parents=True, exist_ok=True)
     kind = ds.attrs["kind"]
     stem = path.stem

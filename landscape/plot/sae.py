@@ -11,6 +11,7 @@ from .common import plt, save_figure, title
 
 SCALAR_METRICS = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recovered_mean",
                   "loss_recovered_zero", "kl")
+LINE_INCHES = 0.15  # a line of 7-point monospace text, with its spacing and fallback glyphs
 LATENT_METRICS = ("token_entropy", "interp_auroc", "label_entropy", "rho", "p_hit", "n_maxima")
 
 
@@ -20,7 +21,8 @@ def _metrics_figure(ds, path: Path) -> Path:
     names = [n for n in SCALAR_METRICS if n in ds] + [n for n in LATENT_METRICS if n in ds]
     cols = 4
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False,
+                             layout="constrained")
     variants, layers = list(ds.variant.values), list(ds.layer.values)
     width = 0.8 / max(len(variants), 1)
     x = np.arange(len(layers))
@@ -39,14 +41,14 @@ def _metrics_figure(ds, path: Path) -> Path:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=7)
     fig.suptitle(title(ds, "SAE metrics per variant and layer"), fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
 def _frequency_figure(ds, path: Path) -> Path:
     """Histograms of log10 activation frequency per latent; dead latents counted apart."""
     layers = list(ds.layer.values)
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.2), squeeze=False,
+                             layout="constrained")
     for ax, layer in zip(axes.ravel(), layers):
         lowest = []
         for variant in ds.variant.values:
@@ -64,7 +66,6 @@ def _frequency_figure(ds, path: Path) -> Path:
         ax.set_title(str(layer), fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle(title(ds, "latent frequency"), fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -79,8 +80,10 @@ def _contexts_figure(ds, path: Path, latents: int = 4, shown: int = 4) -> Path:
     variants = list(ds.variant.values)
     offsets = ds.offset.values
     centre = int(np.nonzero(offsets == 0)[0][0])
-    fig, axes = plt.subplots(len(variants), 1, figsize=(11, 1.0 + 0.22 * latents * (shown + 1)
-                                                          * 1.0), squeeze=False)
+    # Each variant's block of text gets its own height: a title and one line per row.
+    block = 0.45 + LINE_INCHES * latents * (shown + 1)
+    fig, axes = plt.subplots(len(variants), 1, figsize=(11, 0.5 + block * len(variants)),
+                             squeeze=False, layout="constrained")
     for ax, variant in zip(axes.ravel(), variants):
         part = ds.sel(variant=variant, layer=layer)
         freq = part.frequency.values.astype(float)
@@ -92,7 +95,7 @@ def _contexts_figure(ds, path: Path, latents: int = 4, shown: int = 4) -> Path:
             if "interp_auroc" in part:
                 head += f"  AUROC {float(part.interp_auroc[j]):.2f}"
             if "token_entropy" in part:
-                head += f"  entropy {float(part.token_entropy[j]):.2f} bits"
+                head += f"  entropy {abs(float(part.token_entropy[j])):.2f} bits"  # never -0.00
             lines.append(head)
             for r in range(min(shown, part.sizes["rank"])):
                 ids = part.top_context.values[j, r].astype(int)

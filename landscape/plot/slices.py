@@ -38,48 +38,59 @@ def _constant_note(ds, var: str) -> str:
     return f", {100 * frac:.0f}% constant" if np.isfinite(frac) and frac > 0 else ""
 
 
+def _loss_name(ds) -> str:
+    """``loss`` with the loss function named (``loss (mse)``)."""
+    name = ds.attrs.get("loss_function", "")
+    return f"loss ({name})" if name else "loss"
+
+
 def _loss_figure(ds, path: Path) -> Path:
     loss = ds["loss"]
+    what = _loss_name(ds)
     if "beta" in loss.dims:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
         a, b = ds.alpha.values, ds.beta.values
         z = loss.transpose("beta", "alpha").values
         lo, hi = np.nanmin(z), np.nanmax(z)
         # Geometric levels resolve the flat basin when the loss spans a wide range.
-        levels = np.geomspace(lo, hi, 30) if lo > 0 and hi / lo > 3 else 30
+        geometric = lo > 0 and hi / lo > 3
+        levels = np.geomspace(lo, hi, 30) if geometric else 30
         cs = axes[0].contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
-        fig.colorbar(cs, ax=axes[0], label="loss")
-        axes[0].plot(0, 0, "r+", ms=10)
+        spacing = "log-spaced levels, log scale" if geometric else "evenly spaced levels"
+        bar = fig.colorbar(cs, ax=axes[0], label=f"{what} ({spacing})")
+        if geometric:
+            bar.ax.set_yscale("log")
+        axes[0].plot(0, 0, "r+", ms=10, label="centre (α = β = 0)")
         if "trajectory_beta" in ds:  # the training path in the plane of its principal directions
             for ax in axes:
                 ax.plot(ds["trajectory_alpha"], ds["trajectory_beta"], "o-", color="tab:red", ms=2.5,
                         lw=1, label="training trajectory")
-            axes[0].legend(loc="upper right", fontsize=8)
-        axes[0].set(xlabel="alpha", ylabel="beta", title="loss (contours)")
+        axes[0].legend(loc="upper right", fontsize=8)
+        axes[0].set(xlabel="α", ylabel="β", title=f"{what} (contours)")
         if np.isfinite(ds["accuracy"].values).any():
             im = axes[1].pcolormesh(a, b, ds["accuracy"].transpose("beta", "alpha").values,
                                     shading="nearest", cmap="magma", vmin=0, vmax=1)
             fig.colorbar(im, ax=axes[1], label="accuracy")
-            axes[1].set(xlabel="alpha", ylabel="beta", title="accuracy")
+            axes[1].set(xlabel="α", ylabel="β", title="accuracy")
         else:
             im = axes[1].pcolormesh(a, b, z, shading="nearest", cmap="viridis")
-            fig.colorbar(im, ax=axes[1], label="loss")
-            axes[1].set(xlabel="alpha", ylabel="beta", title="loss")
+            fig.colorbar(im, ax=axes[1], label=what)
+            axes[1].set(xlabel="α", ylabel="β", title=what)
         frac = ds.attrs.get("loss_frac_quasi_convex", np.nan)
-        fig.suptitle(title(ds, f"loss surface ({100 * frac:.0f}% of lines quasi-convex"
+        fig.suptitle(title(ds, f"{what} surface ({100 * frac:.0f}% of lines quasi-convex"
                                f"{_constant_note(ds, 'loss')})"), fontsize=10)
     else:
         fig, ax = plt.subplots(figsize=(6.5, 4.4), layout="constrained")
         label, colour = _verdict(ds, "loss")
         ax.plot(ds.alpha, loss, color=colour, lw=2, label=f"loss ({label})")
-        ax.set(xlabel="alpha", ylabel="loss")
+        ax.set(xlabel="α", ylabel=what)
         if np.isfinite(ds["accuracy"].values).any():
             twin = ax.twinx()
             twin.plot(ds.alpha, ds["accuracy"], color="tab:orange", ls="--", label="accuracy")
             twin.set(ylabel="accuracy", ylim=(0, 1))
             twin.legend(loc="upper right", fontsize=8)
         ax.legend(loc="upper left", fontsize=8)
-        ax.set_title(title(ds, "loss along one direction"), fontsize=9)
+        ax.set_title(title(ds, f"{what} along one direction"), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -103,8 +114,10 @@ def _activation_figure(ds, path: Path) -> Path:
             ax.contourf(ds.alpha, ds.beta, z, levels=20, cmap="viridis")
             ax.plot(0, 0, "r+", ms=8)
             ax.set_title(f"unit {u} (anchor 0)", fontsize=8)
+            ax.set_xlabel("α", fontsize=8)
+            ax.set_ylabel("β", fontsize=8)
             ax.tick_params(labelsize=7)
-        what = "input-response surfaces"
+        what = "input-response surfaces (+: the anchor)"
     else:
         seen = set()
         for ax, (i, u) in zip(axes, enumerate(units)):
@@ -115,6 +128,8 @@ def _activation_figure(ds, path: Path) -> Path:
                 seen.add(label)
             ax.axvline(0, color="0.8", lw=0.6, zorder=0)
             ax.set_title(f"unit {u}", fontsize=8)
+            ax.set_xlabel("α (step from the anchor)", fontsize=8)
+            ax.set_ylabel("activation", fontsize=8)
             ax.tick_params(labelsize=7)
         fig.legend(loc="outside lower center", ncol=5, fontsize=8, frameon=False)
         what = "input-response curves"

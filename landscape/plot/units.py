@@ -51,9 +51,13 @@ def _examples_figure(ds, path: Path) -> Path:
 
 
 def _metrics_figure(ds, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), layout="constrained")
+    fig.get_layout_engine().set(wspace=0.08)  # room between the colour bar and the next panel
     sc = axes[0].scatter(ds.rho, ds.p_hit, c=ds.n_maxima, cmap="viridis", s=28)
-    fig.colorbar(sc, ax=axes[0], label="n_maxima")
+    bar = fig.colorbar(sc, ax=axes[0], label="n_maxima (maxima found)")
+    bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # a count: short integer ticks
     axes[0].set(xlabel="rho (top example / best maximum)", ylabel="p_hit",
                 title="reliability per unit")
     names = [n for n in ("rho", "p_hit", "dist_to_data", "topk_compactness", "topk_jaccard",
@@ -68,7 +72,7 @@ def _metrics_figure(ds, path: Path) -> Path:
         axes[1].boxplot([ds[n].values[np.isfinite(ds[n].values)] for n in names],
                         tick_labels=names)
         axes[1].set(title="metrics across units")
-    axes[1].tick_params(axis="x", labelrotation=35, labelsize=7)
+    axes[1].tick_params(axis="x", labelrotation=90, labelsize=7)  # long names never overlap
     fig.suptitle(title(ds, f"max-activation reliability, layer {ds.attrs.get('layer', '?')}"),
                  fontsize=9)
     return save_figure(fig, path)

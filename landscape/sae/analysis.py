@@ -175,7 +175,8 @@ def spliced_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
                    y: torch.Tensor | None, mean: torch.Tensor, batch_size: int = 64) -> dict:
     """The model's mean loss clean, with the SAE's reconstruction spliced in, and with
     the layer mean- and zero-ablated; the mean KL(clean ‖ spliced)."""
-    sums = dict(clean=0.0, sae=0.0, mean=0.0, zero=0.0, kl=0.0)
+    sums = dict(clean=0.0, sae=0.0, mean=0.0, zero=0.0, kl=0.0, mean_sq=0.0, zero_sq=0.0,
+                mean_gap=0.0, zero_gap=0.0)
     count = 0
     replacements = {"sae": lambda v: sae(v.float()),
                     "mean": lambda v: mean.to(v).expand_as(v),
@@ -191,10 +192,17 @@ def spliced_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
                 with splice(model, layer, fn):
                     loss, logp = _loss_parts(model, model(xb), xb, yb)
                 sums[name] += float(loss.double().sum())
+                if name != "sae":  # the spread of ablation's per-prediction change
+                    gap = (loss - clean).double()
+                    sums[f"{name}_gap"] += float(gap.sum())
+                    sums[f"{name}_sq"] += float(gap.pow(2).sum())
                 if name == "sae" and logp_clean is not None:
                     kl = (logp_clean.exp() * (logp_clean - logp)).sum(-1)
                     sums["kl"] += float(kl.double().sum())
     out = {k: v / count for k, v in sums.items()}
+    for name in ("mean", "zero"):  # standard error of the mean change
+        var = max(0.0, out.pop(f"{name}_sq") - out.pop(f"{name}_gap") ** 2)
+        out[f"{name}_stderr"] = (var / max(1, count - 1)) ** 0.5
     if logp_clean is None:
         out["kl"] = float("nan")
     return out
@@ -262,12 +270,22 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
     m = sae.n_latents
     scalars = dict(fvu=quality["fvu"], cosine=quality["cosine"], l0=quality["l0"],
                    dead_frac=quality["dead_frac"], dense_frac=quality["dense_frac"],
-                   loss_recovered_mean=loss_recovered(losses["clean"], losses["sae"], losses["mean"]),
-                   loss_recovered_zero=loss_recovered(losses["clean"], losses["sae"], losses["zero"]),
+                   loss_recovered_mean=loss_recovered(losses["clean"], losses["sae"], losses["mean"],
+                                                      losses["mean_stderr"]),
+                   loss_recovered_zero=loss_recovered(losses["clean"], losses["sae"], losses["zero"],
+                                                      losses["zero_stderr"]),
                    kl=losses["kl"], loss_clean=losses["clean"], loss_sae=losses["sae"],
                    loss_mean_ablated=losses["mean"], loss_zero_ablated=losses["zero"])
     data = {name: ((), float(value), {"long_name": DESCRIPTIONS.get(name, name)})
             for name, value in scalars.items()}
+    for name in ("mean", "zero"):
+        gap, se = losses[name] - losses["clean"], losses[f"{name}_stderr"]
+        data[f"loss_{name}_gap_stderr"] = ((), se, {"long_name": f"standard error of {name} "
+                                                    "ablation's mean per-prediction loss change"})
+        if not np.isfinite(scalars[f"loss_recovered_{name}"]):
+            data[f"loss_recovered_{name}"][2]["reason"] = (
+                f"{name} ablation changes the loss by {gap:.3g}, within noise (standard error "
+                f"{se:.2g})")
     data["frequency"] = ("latent", quality["frequency"], {"long_name": DESCRIPTIONS["frequency"]})
     tokens_model = not torch.is_floating_point(x) and x.dim() == 2 and per_input == x.shape[1]
     where, top_act = top_positions(vals, idx, m, max(top_n, contexts))
@@ -319,8 +337,10 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
         np.add.at(per_image, (pos // per_input, idx[pos, slot]), vals[pos, slot])
         per_image /= per_input
         order = np.argsort(-per_image, axis=0, kind="stable")[:contexts].T
-        data["top_image"] = (("latent", "rank"), np.where(
-            np.take_along_axis(per_image, order.T, 0).T > 0, order, -1))
+        top = np.where(np.take_along_axis(per_image, order.T, 0).T > 0, order, -1)
+        # Fewer inputs than ranks: the missing ranks are -1, as for a latent that never fires.
+        top = np.pad(top, ((0, 0), (0, contexts - top.shape[1])), constant_values=-1)
+        data["top_image"] = (("latent", "rank"), top)
         if y is not None:
             ent = top_entropy(per_image, y.cpu().numpy(), top_n)
             data["label_entropy"] = ("latent", ent, {"long_name": DESCRIPTIONS["label_entropy"]})

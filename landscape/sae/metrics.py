@@ -16,6 +16,8 @@ Quality, on evaluation activations ``x_1..x_N`` (rows) and reconstructions ``x̂
                     activations (``L_ablated``, one variable each:
                     ``loss_recovered_zero``, ``loss_recovered_mean``).  1: the
                     reconstruction loses nothing; 0: no better than ablation.
+                    NaN when ablation's loss change is within 2 standard errors
+                    of zero (noise; the variable's ``reason`` attribute says so).
 ``kl``              mean over predictions (tokens, or samples of a classifier) of
                     ``KL(p_clean ‖ p_sae)`` of the output distributions.
 
@@ -113,10 +115,18 @@ class ReconstructionStats:
                 "dead_frac": float(np.mean(freq == 0)), "dense_frac": float(np.mean(freq > 0.1))}
 
 
-def loss_recovered(l_clean: float, l_sae: float, l_ablated: float) -> float:
-    """``(L_ablated − L_sae) / (L_ablated − L_clean)``; NaN when ablation costs nothing."""
+# Ablation's loss change is noise when it is within this many standard errors of zero.
+NOISE_SE = 2.0
+
+
+def loss_recovered(l_clean: float, l_sae: float, l_ablated: float, gap_stderr: float = 0.0) -> float:
+    """``(L_ablated − L_sae) / (L_ablated − L_clean)``; NaN when ablation costs nothing,
+    or no more than :data:`NOISE_SE` standard errors (``gap_stderr``, of the mean
+    per-prediction change) of its loss change: a ratio over noise means nothing."""
     gap = l_ablated - l_clean
-    return (l_ablated - l_sae) / gap if abs(gap) > 1e-12 else float("nan")
+    if abs(gap) <= max(1e-12, NOISE_SE * gap_stderr):
+        return float("nan")
+    return (l_ablated - l_sae) / gap
 
 
 # ----------------------------------------------------------------------------- entropy
