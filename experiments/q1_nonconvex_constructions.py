@@ -16,7 +16,7 @@ answer known in closed form (clip) or the same scores of the exact polynomial
 (quartic), and the convexity excess (a sample's height above the lower convex hull
 of all samples) against the number of samples, from 21 to 4 001: predicted not to
 fade (clip's kinks: between 1/2 − 2h and 1/2 of the range at spacing h; the exact
-quartic: (0.5 − min_j f_j) / 9 → 1/9), where the chord of two neighbours, the
+quartic: (0.5 − min_j f_j) / (8.5 − min_j f_j) → 1/9), where the chord of two neighbours, the
 test it replaced, falls as h for a kink and as h² for a smooth curve.
 
 Writes results/q1_nonconvex_constructions/ (netCDF slices, summary.json) and
@@ -189,9 +189,10 @@ def smooth_resolution(resolutions, nets) -> dict:
 
     On a symmetric grid (odd counts, a sample at 0) the two lowest samples, near ±1, are
     equal, the lower hull is flat between them, and the worst sample above it is f(0) =
-    0.5: the excess is (0.5 − min_j f_j) / 9 exactly, → 1/9 as h → 0, at every count
-    non-convex.  The chord of two neighbours gave f(0) − (f(h) + f(−h)) / 2 = 2h² − h⁴
-    instead, below ``tol`` (the quartic read "convex") from h < √(9 tol / 2)."""
+    0.5: over the samples' range 8.5 − min_j f_j the excess is exactly
+    (0.5 − min_j f_j) / (8.5 − min_j f_j), → 1/9 as h → 0, at every count non-convex.
+    The chord of two neighbours gave f(0) − (f(h) + f(−h)) / 2 = 2h² − h⁴ instead, below
+    ``tol`` (the quartic read "convex") from h < √(9 tol / 2)."""
     import xarray as xr
 
     span = 9.0
@@ -205,7 +206,8 @@ def smooth_resolution(resolutions, nets) -> dict:
         out["samples"].append(n)
         out["spacing"].append(float(h))
         out["cvx_excess"].append(float(scores["cvx_excess"]))
-        out["predicted"].append(float((0.5 - quartic(x).min()) / span))
+        lowest = quartic(x).min()
+        out["predicted"].append(float((0.5 - lowest) / (8.5 - lowest)))
         out["neighbour_chord"].append(neighbour_chord_excess(quartic(x)))
         out["convex"].append(bool(scores["convex"]))
         if nets:
@@ -297,7 +299,7 @@ def _figure_resolution(resolution: dict, smooth: dict, path: Path) -> Path:
     ax = axes[1]
     n = np.array(smooth["samples"])
     ax.loglog(n, smooth["cvx_excess"], "o", label="exact quartic on [-2, 2], cvx_excess")
-    ax.loglog(n, smooth["predicted"], "-", color="grey", label="predicted (0.5 − min f) / 9")
+    ax.loglog(n, smooth["predicted"], "-", color="grey", label="predicted (0.5 − min f) / (8.5 − min f)")
     if smooth.get("fitted_cvx_excess"):
         ax.loglog(n, smooth["fitted_cvx_excess"], "s--", label="fitted ReLU nets (mean)")
     ax.loglog(n, smooth["neighbour_chord"], "^:", color="C3",

@@ -83,8 +83,10 @@ def test_q1_smooth_concavity_does_not_fade(q1_quick):
     for n, h, excess, local in zip(smooth["samples"], smooth["spacing"], smooth["cvx_excess"],
                                    smooth["neighbour_chord"]):
         x = np.linspace(-2, 2, n)
-        # The hull is flat at the lowest sample between ±1, 0.5 = f(0) above it, range 9.
-        assert excess == pytest.approx((0.5 - (x**4 - 2 * x**2 + 0.5).min()) / 9, rel=1e-9)
+        # The hull is flat at the lowest sample m between ±1, f(0) = 0.5 is 0.5 - m above
+        # it, over the samples' range 8.5 - m.
+        lowest = (x**4 - 2 * x**2 + 0.5).min()
+        assert excess == pytest.approx((0.5 - lowest) / (8.5 - lowest), rel=1e-9)
         assert excess == pytest.approx(1 / 9, abs=2 * 24 * h / 9)  # within 2ω(h) of the limit
         # f(0) - (f(h) + f(-h)) / 2 = 2h² - h⁴: the neighbour chord, fading as h².
         assert local == pytest.approx((2 * h ** 2 - h ** 4) / 9, rel=1e-9)
