@@ -6,9 +6,10 @@ default layer, 41 points on [-1, 1]).  Prints, for each verdict, the share of cu
 verdict differs over all curves and among the curves both precisions resolve (neither is
 constant), the share of constant curves in each precision, and the float32 error in units
 of eps · max |f| — flatness judged at float32 resolution in both (the default) and, for
-comparison, at each dtype's own resolution.
+comparison, at each dtype's own resolution — and the convex/concave verdicts without the
+rounding-noise floor on the hull gap, for comparison.
 
-    python experiments/float32_verdicts.py [--bias-scale 8] [--activation tanh]
+    python experiments/float32_verdicts.py [--bias-scale 8] [--activation tanh] [--anchors 8]
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 import landscape
-from landscape.convexity import add_scores
+from landscape.convexity import DEFAULT_TOL, add_scores
+from landscape.hull import lower_hull_gap
 
 
 def main() -> None:
@@ -27,13 +29,14 @@ def main() -> None:
     parser.add_argument("--bias-scale", type=float, default=8.0)
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--init", default="xavier")
+    parser.add_argument("--anchors", type=int, default=8)
     ns = parser.parse_args()
     x = landscape.load_dataset("digits", n=256, in_shape=(1, 8, 8))[0]
     results = {}
     for dtype in (torch.float32, torch.float64):
         model = landscape.build_model("mlp", init=ns.init, bias_scale=ns.bias_scale, seed=0,
                                       activation=ns.activation).to(dtype)
-        results[dtype] = landscape.input_slice(model, units=64, anchors=x[:8].to(dtype),
+        results[dtype] = landscape.input_slice(model, units=64, anchors=x[:ns.anchors].to(dtype),
                                                grid="-1:1:41", seed=0)
     f32 = results[torch.float32]
     for resolution in ("float32", "own dtype"):
@@ -57,7 +60,15 @@ def main() -> None:
     error = np.abs(a32 - a64).max(1) / (np.finfo(np.float32).eps * np.where(magnitude > 0, magnitude, 1))
     print("float32 error / (eps * max|f|): median {:.2f}, 99th percentile {:.2f}, max {:.2f}".format(
         *np.quantile(error, [0.5, 0.99, 1.0])))
-    for name in ("activation_frac_quasi_convex", "activation_frac_either", "activation_frac_constant"):
+    # Convex / concave without the noise floor: the hull gap against tol · range alone.
+    live = ~(f32.activation_constant.values | f64.activation_constant.values).ravel()
+    for verdict, sign in (("convex", 1.0), ("concave", -1.0)):
+        a, b = (lower_hull_gap(sign * v) <= DEFAULT_TOL * np.ptp(v, axis=1) for v in (a32, a64))
+        print(f"  {verdict} without the floor differs on {(a != b)[live].sum()} of {c32.size} "
+              f"curves ({(a != b)[live].sum() / c32.size:.4f}); with it "
+              f"{(f32[f'activation_{verdict}'].values != f64[f'activation_{verdict}'].values).mean():.4f}")
+    for name in ("activation_frac_quasi_convex", "activation_frac_either", "activation_frac_constant",
+                 "activation_frac_convex", "activation_frac_concave"):
         print(f"{name}: float32 {f32.attrs[name]:.3f}, float64 {f64.attrs[name]:.3f}")
 
 

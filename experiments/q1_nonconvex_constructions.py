@@ -13,9 +13,11 @@ Both are scored with :func:`landscape.input_slice` on their 1-D input (one ancho
 window: the window's centre, the direction its half-width, ``alpha`` in [-1, 1]).
 Beyond the main window the script scans every window [a, b] of a grid, against the
 answer known in closed form (clip) or the same scores of the exact polynomial
-(quartic), and the resolution at which the local convexity excess stops seeing
-clip's kinks (predicted: between h/4 and h/2 of the range for a kink of slope
-change 1 and sample spacing h).
+(quartic), and the convexity excess (a sample's height above the lower convex hull
+of all samples) against the number of samples, from 21 to 4 001: predicted not to
+fade (clip's kinks: between 1/2 − 2h and 1/2 of the range at spacing h; the exact
+quartic: (0.5 − min_j f_j) / (8.5 − min_j f_j) → 1/9), where the chord of two neighbours, the
+test it replaced, falls as h for a kink and as h² for a smooth curve.
 
 Writes results/q1_nonconvex_constructions/ (netCDF slices, summary.json) and
 figures/q1_*.png.
@@ -177,18 +179,25 @@ def polynomial_reference(windows: np.ndarray, samples: int) -> dict[str, np.ndar
     return out
 
 
+def neighbour_chord_excess(f: np.ndarray) -> float:
+    """The test the hull replaced: max_j [f_j − (f_{j−1} + f_{j+1}) / 2]⁺ / range."""
+    return float(np.clip(-np.diff(f, 2) / 2, 0, None).max() / np.ptp(f))
+
+
 def smooth_resolution(resolutions, nets) -> dict:
     """Convexity excess of the exact quartic on [-2, 2] against the number of samples.
 
-    With a sample at 0 (odd counts), the worst chord excess is at 0:
-    f(0) - (f(h) + f(-h)) / 2 = 2h² - h⁴, over the range 9.  It falls below ``tol`` — the
-    quartic, concave on |x| < 1/√3, reads "convex" — from h < √(9 tol / 2).  The fitted
-    nets, piecewise linear, keep kinks whose excess falls only as h."""
+    On a symmetric grid (odd counts, a sample at 0) the two lowest samples, near ±1, are
+    equal, the lower hull is flat between them, and the worst sample above it is f(0) =
+    0.5: over the samples' range 8.5 − min_j f_j the excess is exactly
+    (0.5 − min_j f_j) / (8.5 − min_j f_j), → 1/9 as h → 0, at every count non-convex.
+    The chord of two neighbours gave f(0) − (f(h) + f(−h)) / 2 = 2h² − h⁴ instead, below
+    ``tol`` (the quartic read "convex") from h < √(9 tol / 2)."""
     import xarray as xr
 
     span = 9.0
     out = {"samples": [], "spacing": [], "cvx_excess": [], "predicted": [], "convex": [],
-           "fitted_cvx_excess": []}
+           "neighbour_chord": [], "fitted_cvx_excess": []}
     for n in resolutions:
         n = n if n % 2 else n + 1
         x = np.linspace(*QUARTIC_WINDOW, n)
@@ -197,14 +206,17 @@ def smooth_resolution(resolutions, nets) -> dict:
         out["samples"].append(n)
         out["spacing"].append(float(h))
         out["cvx_excess"].append(float(scores["cvx_excess"]))
-        out["predicted"].append(float((2 * h ** 2 - h ** 4) / span))
+        lowest = quartic(x).min()
+        out["predicted"].append(float((0.5 - lowest) / (8.5 - lowest)))
+        out["neighbour_chord"].append(neighbour_chord_excess(quartic(x)))
         out["convex"].append(bool(scores["convex"]))
         if nets:
             ds = [window_slices(net, np.array([QUARTIC_WINDOW]), n) for net in nets]
             out["fitted_cvx_excess"].append(float(np.mean(
                 [d["activation_cvx_excess"].values[0, 0] for d in ds])))
-    out["convex_from_samples"] = int(np.ceil(1 + 4 / np.sqrt(span * TOL / 2)))
-    out["prediction_holds"] = bool(np.allclose(out["cvx_excess"], out["predicted"], rtol=1e-6))
+    out["neighbour_chord_convex_from_samples"] = int(np.ceil(1 + 4 / np.sqrt(span * TOL / 2)))
+    out["prediction_holds"] = bool(np.allclose(out["cvx_excess"], out["predicted"], rtol=1e-9))
+    out["non_convex_at_every_count"] = not any(out["convex"])
     return out
 
 
@@ -275,23 +287,28 @@ def _figure_resolution(resolution: dict, smooth: dict, path: Path) -> Path:
     span = resolution["range"]
     ax.loglog(n, resolution["cvx_excess"], "o-", label="cvx_excess (kink at 1)")
     ax.loglog(n, resolution["ccv_excess"], "s--", label="ccv_excess (kink at 0)")
-    ax.fill_between(n, h / 4 / span, h / 2 / span, color="grey", alpha=0.3,
-                    label="predicted [h/4, h/2] / range")
+    ax.fill_between(n, 0.5 - 2 * h / span, 0.5, color="grey", alpha=0.3,
+                    label="predicted [1/2 − 2h, 1/2]")
+    ax.loglog(n, resolution["neighbour_chord"], "^:", color="C3",
+              label="chord of two neighbours (replaced)")
     ax.axhline(TOL, color="k", ls="--", lw=1, label=f"tol {TOL:g}")
     ax.set_xlabel("samples over [-1, 2]")
     ax.set_ylabel("excess / range")
-    ax.set_title("clip: a kink's local excess falls as h", fontsize=8)
+    ax.set_title("clip: the hull excess of a kink stays at 1/2", fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
     n = np.array(smooth["samples"])
     ax.loglog(n, smooth["cvx_excess"], "o", label="exact quartic on [-2, 2], cvx_excess")
-    ax.loglog(n, smooth["predicted"], "-", color="grey", label="predicted (2h² − h⁴) / 9")
+    ax.loglog(n, smooth["predicted"], "-", color="grey", label="predicted (0.5 − min f) / (8.5 − min f)")
     if smooth.get("fitted_cvx_excess"):
         ax.loglog(n, smooth["fitted_cvx_excess"], "s--", label="fitted ReLU nets (mean)")
+    ax.loglog(n, smooth["neighbour_chord"], "^:", color="C3",
+              label="chord of two neighbours (replaced)")
     ax.axhline(TOL, color="k", ls="--", lw=1, label=f"tol {TOL:g}")
     ax.set_xlabel("samples over [-2, 2]")
-    ax.set_title("a smooth curve's concave part falls as h²:\nthe quartic reads 'convex' from "
-                 f"{smooth['convex_from_samples']} samples", fontsize=8)
+    ax.set_title("the quartic's hull excess stays at 1/9 at every count\n(the neighbour chord "
+                 f"read 'convex' from {smooth['neighbour_chord_convex_from_samples']} samples)",
+                 fontsize=8)
     ax.legend(fontsize=7)
     return save_figure(fig, path, dpi=110, tight=True)
 
@@ -338,7 +355,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
 
     # --- clip: resolution of the local convexity excess (a prediction that can fail)
     res = {"samples": [], "spacing": [], "cvx_excess": [], "ccv_excess": [], "convex": [],
-           "concave": [], "range": 1.0}
+           "concave": [], "neighbour_chord": [], "range": 1.0}
     for n in cfg["resolutions"]:
         ds = window_slices(clip, np.array([CLIP_WINDOW]), n)
         h = (CLIP_WINDOW[1] - CLIP_WINDOW[0]) / (n - 1)
@@ -348,20 +365,22 @@ def run(size: str, out: Path, figures: Path) -> dict:
         res["ccv_excess"].append(float(ds["activation_ccv_excess"][0, 0]))
         res["convex"].append(bool(ds["activation_convex"][0, 0]))
         res["concave"].append(bool(ds["activation_concave"][0, 0]))
+        res["neighbour_chord"].append(neighbour_chord_excess(
+            ds["activation"].isel(unit=0, anchor=0).values))
+    # The hull sits above the envelope of clip (so each gap is at most the envelope's 1/2)
+    # and within 2h of it (module docstring of landscape.convexity; Lipschitz 1, range 1).
     h = np.array(res["spacing"])
-    inside = [(h[i] / 4 - 1e-12 <= e <= h[i] / 2 + 1e-12)
-              for i, e in enumerate(res["cvx_excess"])] + \
-             [(h[i] / 4 - 1e-12 <= e <= h[i] / 2 + 1e-12) for i, e in enumerate(res["ccv_excess"])]
+    inside = [0.5 - 2 * step - 1e-12 <= e <= 0.5 + 1e-12
+              for excess in (res["cvx_excess"], res["ccv_excess"]) for step, e in zip(h, excess)]
     res["prediction_holds"] = bool(all(inside))
-    res["non_convex_certain_below_samples"] = 1 + (CLIP_WINDOW[1] - CLIP_WINDOW[0]) / (4 * TOL)
-    res["non_convex_lost_from_samples"] = 1 + (CLIP_WINDOW[1] - CLIP_WINDOW[0]) / (2 * TOL)
+    res["non_convex_at_every_count"] = not any(res["convex"]) and not any(res["concave"])
     summary["clip_resolution"] = res
 
     # --- quartic: fitted nets, the main window and every window of a grid
     quartic_windows = window_grid(*QUARTIC_WINDOW, cfg["window_grid"])
     reference = polynomial_reference(quartic_windows, cfg["samples"])
-    # The same windows sampled 4x finer: if the fitted nets' convexity failures are ReLU kinks
-    # seen by the local excess (h/4 .. h/2 of the slope change, as clip shows), they fade.
+    # The same windows sampled 4x finer: the convex verdicts of the fitted nets against the
+    # polynomial's should not depend on the spacing (the hull excess does not fade).
     fine_samples = 4 * (cfg["samples"] - 1) + 1
     reference_fine = polynomial_reference(quartic_windows, fine_samples)
     agree_cvx_fine = []
@@ -477,7 +496,8 @@ def main(argv=None) -> dict:
     print(f"clip windows agreeing with the closed form: {summary['clip_windows']['agreement']}")
     r = summary["clip_resolution"]
     print(f"clip excess vs samples {r['samples']}: cvx {np.round(r['cvx_excess'], 5).tolist()} "
-          f"convex verdict {r['convex']}; prediction [h/4, h/2] holds: {r['prediction_holds']}")
+          f"convex verdict {r['convex']}; prediction [1/2 - 2h, 1/2] holds: "
+          f"{r['prediction_holds']}")
     q = summary["quartic"]
     print(f"quartic ({len(q['per_seed'])} seeds): two minima in all {q['all_seeds_two_minima']}, "
           f"neither quasi-convex nor quasi-concave in all {q['all_seeds_neither']}, "

@@ -21,11 +21,12 @@ curve's range ``max f − min f`` so that they are invariant to ``a·f + b``, a 
   :func:`qccv_barrier` is the same on −f (quasi-concavity).
 * **convexity excess** (:func:`cvx_excess`)::
 
-      max_j [f_j − chord_j]⁺ / (max f − min f),   0 < j < n
+      max_j [f_j − H(x_j)] / (max f − min f),   H the lower convex hull of {(x_i, f_i)}
 
-  with chord_j the linear interpolation at x_j between (x_{j−1}, f_{j−1}) and
-  (x_{j+1}, f_{j+1}); on a uniform grid f_j − chord_j = −Δ²f_j / 2.  It is 0
-  for a convex sequence.  :func:`ccv_excess` is the same on −f.
+  the height of the worst sample above the chord of any two samples around it
+  (H(x_j) = min over i ≤ j ≤ k of the chord (i, k) at x_j; :mod:`landscape.hull`), read
+  as 0 within the rounding-noise floor below.  It is 0 for a convex sequence.
+  :func:`ccv_excess` is the same on −f (the upper hull).
 * **significant extrema** (:func:`count_extrema`): local minima and maxima,
   endpoints and plateaus included, whose topographic prominence (persistence,
   Edelsbrunner, Letscher & Zomorodian 2002) is at least ``tol · (max f − min f)``,
@@ -38,6 +39,32 @@ A curve *is* quasi-convex when ``qcvx_barrier ≤ tol``, quasi-concave when
 ``qccv_barrier ≤ tol``, convex when ``cvx_excess ≤ tol`` and concave when
 ``ccv_excess ≤ tol``; ``tol`` defaults to 1e-3.
 
+**Verdicts that hold as the grid refines.**  Let f be continuous on [a, b], sampled at
+a = x_0 < .. < x_n = b with spacing ≤ h, ω its modulus of continuity (ω(h) ≤ L·h for an
+L-Lipschitz f); scores before the division by the range (itself within ω(h) of f's).
+
+* Excess.  Let P be the piecewise-linear interpolant of the samples: ‖P − f‖∞ ≤ ω(h),
+  and H is the convex envelope of P (the envelope of a polygon is the hull of its
+  vertices).  Taking envelopes does not increase sup distances (conv f − ω ≤ P gives
+  conv f − ω ≤ conv P, and symmetrically), so ‖H − conv f‖∞ ≤ ω(h); and since P − H is
+  linear between samples, max_j (f_j − H(x_j)) = sup (P − conv P), within 2ω(h) of
+  sup (f − conv f).  That limit is 0 for a convex f, where the excess is 0 at every h
+  (samples of a convex function lie below the chord of any two around them), and a
+  fixed positive number for a non-convex f (x⁴ − 2x² + 0.5 on [−2, 2]: 1 over a range
+  of 9 at every sample count), so the verdict settles once 2ω(h) < excess − tol.  The
+  local test it replaces compared f_j with the chord of its two neighbours, a gap of
+  −h² f''(x_j) / 2 + O(h⁴) → 0: on a fine grid every smooth curve read convex and
+  concave at once, and a kink's gap fell as h.
+* Barrier.  The prefix and suffix minima of the samples are within ω(h) of the
+  continuum's, and every point within ω(h) of a sample, so the barrier is within a few
+  ω(h) of the continuum's: a bump of height B above the lower side is seen at every h
+  with a few ω(h) < B − tol·range, and a quasi-convex f (barrier 0) reads 0 at every h.
+* Extrema: each prominence moves by a few ω(h) likewise, and the counts settle.
+* Flatness compares the range with a floor that does not depend on h at all.
+* Rounding adds errors of a few eps · max |f| at every h, which can lift a sample of a
+  convex curve above the hull of its rounded neighbours: a gap within the noise floor
+  below reads 0 (the barrier needs none, see below).
+
 **Flat curves.**  A curve is *constant* when its range is within the rounding noise of
 float32, or of the precision it was evaluated in if that is coarser::
 
@@ -45,25 +72,28 @@ float32, or of the precision it was evaluated in if that is coarser::
 
 eps the larger machine epsilon of the dtype the values were evaluated in (``dtype``; by
 default the values' own, but a float32 forward pass stored as float64 must say float32)
-and of the resolution ``RESOLUTION`` = float32 (``resolution``).  The resolution makes
-flatness a property of the curve, not of the precision a run happened to use: a saturated
-tanh whose output moves by 1e-7 of its magnitude is flat whether it was computed in float32
-(where that is a few ulps of rounding noise) or in float64 (where it is resolved).  With a
-float32 floor for float64 runs too, the float32 and float64 verdicts of a tanh mlp at bias
-scale 8 differ on 0.2 % of all curves; with each dtype's own floor on 17 %, because 42 % of
-its curves are flat in float32 and 3 % in float64.  ``resolution="float64"`` asks for the
-finer floor of a float64 run.  A constant curve (a dead ReLU
-unit, a saturated tanh) is every shape at once: its scores are 0, all four verdicts are
-true, it has one minimum and one maximum, and it is marked ``constant`` and left out of
-every fraction but ``frac_constant``.  The factor was measured: evaluating the same
-input-space slices (mlp with tanh and ReLU, cnn; bias scales 0, 1, 8) in float32 and
-float64, the float32 error ``max_j |f32_j − f64_j|`` reads 0.2–3 eps · max |f| at the
-median and 6–80 at the 99th percentile, the worst cases being units near a ReLU's kink,
-whose small value is the difference of large terms.  The verdicts of curves that are not
-constant keep the tolerance ``tol``: rounding to nearest is monotone and quasi-convexity is
-invariant under monotone maps, and on those curves the float32 and float64 quasi-convexity
-verdicts agree on all but 1 in 300 (tanh mlp at bias scale 8), whereas widening ``tol`` by
-the noise floor made them disagree on 5 %.
+and of the resolution ``RESOLUTION`` = float32 (``resolution``; "float64" asks for the
+finer floor of a float64 run).  The resolution makes flatness a property of the curve,
+not of the precision a run happened to use: a saturated tanh whose output moves by 1e-7
+of its magnitude is flat whether computed in float32 (a few ulps of rounding noise) or
+in float64 (where it is resolved).  With a float32 floor for float64 runs too, the
+float32 and float64 verdicts of a tanh mlp at bias scale 8 differ on 0.2 % of all
+curves; with each dtype's own floor on 17 % (42 % of its curves are flat in float32, 3 %
+in float64).  A constant curve (a dead ReLU unit, a saturated tanh) is every shape at
+once: its scores are 0, all four verdicts are true, it has one minimum and one maximum,
+and it is marked ``constant`` and left out of every fraction but ``frac_constant``.  The
+factor was measured: evaluating the same input-space slices (mlp with tanh and ReLU,
+cnn; bias scales 0, 1, 8) in float32 and float64, the float32 error
+``max_j |f32_j − f64_j|`` reads 0.2–3 eps · max |f| at the median and 6–80 at the 99th
+percentile, the worst cases being units near a ReLU's kink, whose small value is the
+difference of large terms.  The same floor bounds the hull gap that counts: on that tanh
+mlp the float32 and float64 convex and concave verdicts differ on none of 512 curves with
+it, on 0.8 % and 1.4 % without (``experiments/float32_verdicts.py``; curves of a range of
+a few hundred ulps, whose shape is partly rounding noise, read convex within it).  The quasi-convexity
+verdicts keep ``tol``: rounding to nearest is monotone and quasi-convexity is invariant
+under monotone maps; on curves that are not constant the float32 and float64 verdicts
+agree on all but 1 in 300 (tanh mlp at bias scale 8), whereas widening ``tol`` by the
+noise floor made them disagree on 5 %.
 
 The 1-D scores work along the last axis (or ``axis``) of an array, so many
 curves are scored at once, in O(n) per curve.  A curve holding a NaN or an
@@ -85,6 +115,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import LandscapeError
+from .hull import lower_hull_gap
 
 DEFAULT_TOL = 1e-3
 # The rounding-noise floor of a curve evaluated in a dtype of machine epsilon eps is
@@ -109,8 +140,9 @@ _SCORE_ATTRS = {
                      "hill-shaped curves"),
     "quasi_convex": ("quasi-convex", "qcvx_barrier <= tol"),
     "quasi_concave": ("quasi-concave", "qccv_barrier <= tol"),
-    "cvx_excess": ("convexity excess", "max_j [f_j - chord_j]+ / (max f - min f) over interior "
-                   "samples; 0 for convex curves"),
+    "cvx_excess": ("convexity excess", "max_j [f_j - H(x_j)] / (max f - min f), H the lower "
+                   "convex hull of the samples (0 when within the noise floor); 0 for convex "
+                   "curves"),
     "ccv_excess": ("concavity excess", "cvx_excess of -f; 0 for concave curves"),
     "convex": ("convex", "cvx_excess <= tol"),
     "concave": ("concave", "ccv_excess <= tol"),
@@ -167,6 +199,7 @@ class _Curves(NamedTuple):
     invalid: np.ndarray  # the curve holds NaN or inf
     span: np.ndarray     # max f - min f, 0 for flat curves
     flat: np.ndarray     # the range is within the rounding-noise floor (False for invalid ones)
+    floor: np.ndarray    # the rounding-noise floor NOISE_ULPS · eps · max |f|
 
 
 def _coarser(*names: str) -> str:
@@ -203,21 +236,19 @@ def _prepare(values, axis, dtype=None, resolution=RESOLUTION) -> _Curves:
     # relative scores of a constant computed in floating point would read its rounding noise.
     floor = NOISE_ULPS * eps * np.abs(curves).max(axis=-1)
     flat = (span <= floor) & ~invalid
-    return _Curves(curves, invalid, np.where(flat, 0.0, span), flat)
-
+    return _Curves(curves, invalid, np.where(flat, 0.0, span), flat, floor)
 
 
 def _relative(excess: np.ndarray, curves: _Curves):
     """excess / span, 0 for flat curves, NaN for invalid ones."""
-    span = curves.span
-    out = np.where(span > 0, excess / np.where(span > 0, span, 1.0), 0.0)
+    out = np.where(curves.span > 0, excess / np.where(curves.span > 0, curves.span, 1.0), 0.0)
     return np.where(curves.invalid, np.nan, out)[()]
 
 
-def _chord_weights(x, n: int, name: str = "x"):
-    """w_j with chord_j = (1 - w_j) f_{j-1} + w_j f_{j+1}: 1/2 on a uniform grid."""
+def _positions(x, n: int, name: str = "x"):
+    """Sample positions as a float array of ``n`` strictly monotone values, or None (uniform)."""
     if x is None:
-        return 0.5
+        return None
     try:
         coords = np.asarray(x, dtype=float)
     except (TypeError, ValueError):
@@ -229,7 +260,7 @@ def _chord_weights(x, n: int, name: str = "x"):
     if not np.isfinite(coords).all() or not ((steps > 0).all() or (steps < 0).all()):
         raise LandscapeError(f"{name}: sample positions must be finite and strictly monotone, "
                              f"got {coords.tolist()}")
-    return (coords[1:-1] - coords[:-2]) / (coords[2:] - coords[:-2])
+    return coords
 
 
 # ----------------------------------------------------------------------------- 1-D scores
@@ -243,12 +274,10 @@ def _barrier(f: np.ndarray, curves: _Curves):
     return _relative(excess, curves)
 
 
-def _excess(f: np.ndarray, weight, curves: _Curves):
-    if f.shape[-1] < 3:
-        return _relative(np.zeros(f.shape[:-1]), curves)
-    chord = (1.0 - weight) * f[..., :-2] + weight * f[..., 2:]
-    excess = np.clip(f[..., 1:-1] - chord, 0.0, None).max(axis=-1)
-    return _relative(excess, curves)
+def _excess(f: np.ndarray, x, curves: _Curves):
+    """The hull gap relative to the range; 0 when within the rounding-noise floor."""
+    gap = lower_hull_gap(f, x)
+    return _relative(np.where(gap > curves.floor, gap, 0.0), curves)
 
 
 def qcvx_barrier(values, axis: int = -1, *, dtype=None):
@@ -282,18 +311,22 @@ def qccv_barrier(values, axis: int = -1, *, dtype=None):
 def cvx_excess(values, x=None, axis: int = -1, *, dtype=None):
     """Convexity excess of every curve along ``axis`` (see the module docstring).
 
-    ``max_j [f_j − chord_j]⁺ / (max f − min f)`` over interior samples, chord_j the
-    linear interpolation at ``x[j]`` between samples j−1 and j+1; ``x`` (strictly
-    monotone, one position per sample) defaults to a uniform grid, where
-    f_j − chord_j = −Δ²f_j / 2.  0 for convex curves and curves of fewer than 3 samples.
+    ``max_j [f_j − H(x_j)] / (max f − min f)``, H the lower convex hull of the samples
+    (the lowest chord of two samples around x_j), read as 0 when the gap is within the
+    rounding-noise floor ``NOISE_ULPS · eps · max |f|``; ``x`` (strictly monotone, one
+    position per sample) defaults to a uniform grid.  0 for convex curves and curves of
+    fewer than 3 samples; unlike a chord of neighbours, it does not fade as the grid
+    refines.
 
     >>> float(cvx_excess([0.0, 2.0, 2.0]))  # 2 above the chord (0 + 2) / 2 = 1, range 2
     0.5
     >>> float(cvx_excess([0.0, 2.0, 2.0], x=[0.0, 1.0, 4.0]))  # chord at 1: 0.5
     0.75
+    >>> float(cvx_excess([0.0, 3.0, 3.0, 1.0, 2.0]))  # hull (0, 0), (3, 1): 3 - 1/3 at 1
+    0.8888888888888888
     """
     curves = _prepare(values, axis, dtype)
-    return _excess(curves.values, _chord_weights(x, curves.values.shape[-1]), curves)
+    return _excess(curves.values, _positions(x, curves.values.shape[-1]), curves)
 
 
 def ccv_excess(values, x=None, axis: int = -1, *, dtype=None):
@@ -303,7 +336,7 @@ def ccv_excess(values, x=None, axis: int = -1, *, dtype=None):
     0.5
     """
     curves = _prepare(values, axis, dtype)
-    return _excess(-curves.values, _chord_weights(x, curves.values.shape[-1]), curves)
+    return _excess(-curves.values, _positions(x, curves.values.shape[-1]), curves)
 
 
 def _count_maxima(f: np.ndarray, threshold: np.ndarray) -> np.ndarray:
@@ -364,9 +397,9 @@ def _score_curves(values: np.ndarray, x, tol: float, dtype) -> dict[str, np.ndar
     """Every score of CONVEXITY_SCORES for the curves along the last axis of ``values``."""
     curves = _prepare(values, -1, dtype, resolution=dtype)  # dtype: already the floor's
     f = curves.values
-    weight = _chord_weights(x, f.shape[-1])
+    x = _positions(x, f.shape[-1])
     qcvx, qccv = np.asarray(_barrier(f, curves)), np.asarray(_barrier(-f, curves))
-    cvx, ccv = np.asarray(_excess(f, weight, curves)), np.asarray(_excess(-f, weight, curves))
+    cvx, ccv = np.asarray(_excess(f, x, curves)), np.asarray(_excess(-f, x, curves))
     n_minima, n_maxima = (np.asarray(c) for c in _counts(curves, tol))
     return {"qcvx_barrier": qcvx, "qccv_barrier": qccv,
             "quasi_convex": qcvx <= tol, "quasi_concave": qccv <= tol,
@@ -438,7 +471,7 @@ def _coordinate_positions(da: xr.DataArray, dim: Hashable):
     if dim not in da.coords or not np.issubdtype(da[dim].dtype, np.number):
         return None
     positions = da[dim].values
-    _chord_weights(positions, da.sizes[dim], name=f"coordinate {dim!r}")  # validates them
+    _positions(positions, da.sizes[dim], name=f"coordinate {dim!r}")  # validates them
     return positions
 
 

@@ -62,26 +62,36 @@ def test_q1_clip_verdicts_exact(q1_quick):
         assert (tmp / "figures" / name).stat().st_size > 1000
 
 
-def test_q1_clip_kink_excess_follows_spacing(q1_quick):
+def test_q1_clip_kink_excess_holds_as_the_grid_refines(q1_quick):
     summary, _ = q1_quick
     res = summary["clip_resolution"]
-    for n, h, cvx, ccv in zip(res["samples"], res["spacing"], res["cvx_excess"], res["ccv_excess"]):
+    for n, h, cvx, ccv, local in zip(res["samples"], res["spacing"], res["cvx_excess"],
+                                     res["ccv_excess"], res["neighbour_chord"]):
         assert h == pytest.approx(3 / (n - 1))
-        # A kink of slope change 1 on a range-1 curve: local excess between h/4 and h/2.
-        assert h / 4 - 1e-12 <= cvx <= h / 2 + 1e-12
-        assert h / 4 - 1e-12 <= ccv <= h / 2 + 1e-12
-    assert res["convex"] == [False, False, True]  # 41, 101 samples see the kink, 2001 not (h/2 < tol)
+        # Kinks of slope change 1 on a range-1 curve: the hull misses f(1) = 1 (and f(0) = 0)
+        # by the envelope's 1/2 less at most 2h; the chord of two neighbours by h/4 .. h/2.
+        assert 0.5 - 2 * h <= cvx <= 0.5 and 0.5 - 2 * h <= ccv <= 0.5
+        assert h / 4 - 1e-12 <= local <= h / 2 + 1e-12
+    assert res["convex"] == [False] * 3 and res["concave"] == [False] * 3
+    assert res["prediction_holds"] and res["non_convex_at_every_count"]
 
 
-def test_q1_smooth_concavity_fades_as_h_squared(q1_quick):
+def test_q1_smooth_concavity_does_not_fade(q1_quick):
     summary, _ = q1_quick
     smooth = summary["quartic_resolution"]
-    for h, excess in zip(smooth["spacing"], smooth["cvx_excess"]):
-        # f(0) - (f(h) + f(-h)) / 2 = 2h² - h⁴ for x⁴ - 2x² + 0.5, over its range 9 on [-2, 2]
-        assert excess == pytest.approx((2 * h ** 2 - h ** 4) / 9, rel=1e-9)
     assert smooth["samples"] == [41, 101, 2001]
-    assert smooth["convex"] == [False, True, True]  # "convex" from 61 samples on
-    assert smooth["convex_from_samples"] == 61
+    for n, h, excess, local in zip(smooth["samples"], smooth["spacing"], smooth["cvx_excess"],
+                                   smooth["neighbour_chord"]):
+        x = np.linspace(-2, 2, n)
+        # The hull is flat at the lowest sample m between ±1, f(0) = 0.5 is 0.5 - m above
+        # it, over the samples' range 8.5 - m.
+        lowest = (x**4 - 2 * x**2 + 0.5).min()
+        assert excess == pytest.approx((0.5 - lowest) / (8.5 - lowest), rel=1e-9)
+        assert excess == pytest.approx(1 / 9, abs=2 * 24 * h / 9)  # within 2ω(h) of the limit
+        # f(0) - (f(h) + f(-h)) / 2 = 2h² - h⁴: the neighbour chord, fading as h².
+        assert local == pytest.approx((2 * h ** 2 - h ** 4) / 9, rel=1e-9)
+    assert smooth["convex"] == [False] * 3
+    assert smooth["neighbour_chord_convex_from_samples"] == 61
 
 
 def test_q1_quartic(q1_quick):
