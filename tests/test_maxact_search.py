@@ -12,7 +12,7 @@ import landscape
 from landscape.cli import cli
 from landscape.errors import LandscapeError
 from landscape.maxact import ascend, maxact, reliability_metrics, search_region
-from landscape.maxact.search import project_simplex
+from landscape.maxact.search import project_simplex, simplex_tangent
 
 W = torch.tensor([1.0, -2.0, 0.5, 3.0, -0.7], dtype=torch.float64)
 
@@ -111,6 +111,25 @@ def test_simplex_projection_against_a_solver():
                        bounds=[(0, None)] * 6, constraints={"type": "eq", "fun": lambda w: w.sum() - 1},
                        options={"ftol": 1e-14}).x
         got = project_simplex(torch.as_tensor(v)[None])[0].numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+def test_simplex_tangent_cone_projection_against_a_solver():
+    # argmin ‖d − g‖² subject to Σ d = 0 and d_j ≥ 0 where w_j = 0: the direction the
+    # data region's ascent follows (a zero weight may only grow).
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(2)
+    for zeros in ([1, 3], [0, 2, 4, 5], []):
+        g = rng.normal(size=6) * 3
+        w = rng.uniform(0.1, 1, size=6)
+        w[zeros] = 0
+        w /= w.sum()
+        ref = minimize(lambda d, g=g: ((d - g) ** 2).sum(), np.zeros(6), method="SLSQP",
+                       bounds=[(0, None) if j in zeros else (None, None) for j in range(6)],
+                       constraints={"type": "eq", "fun": lambda d: d.sum()},
+                       options={"ftol": 1e-14}).x
+        got = simplex_tangent(torch.as_tensor(g)[None], torch.as_tensor(w)[None])[0].numpy()
         np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
