@@ -26,13 +26,32 @@ SGD with :func:`landscape.train.train`), over seeds:
    activations with the trained ones over the data, purity, Moran's I, and (mlp,
    cnn) the ascent metrics.
 
+Every maximum depends on where it is sought, so parts 1-3 run under each search
+region of :func:`landscape.maxact.maxact` (``box``: the per-pixel data box; ``ball``:
+within the largest datum-to-mean distance of the mean; ``data``: blends of a start's
+16 nearest digits, the library's default), with the same networks, units, starts and
+seeds; the cascade's ascent metrics use the default region.
+
 Predictions that could fail: (a) if dense data near the maximum is what makes the
 top datum strong, thinning the data moves the top datum away from the maximum and
 lowers rho by more than the seed-to-seed spread, and units whose maximum lies
 closer to the data have higher rho (negative rank correlation rho ~ dist_to_data);
 (b) if many extrema make the top datum miss the maximum, rho falls with n_maxima.
+Pass/fail rules, fixed before the run (:data:`CRITERIA`; per region, over the six
+model x state cells; "supported" when at least 5 cells pass, "not supported" when
+at most 1 does, "mixed" otherwise):
 
-Writes results/q5_maxact_reliability/ (units.csv, summary.json) and figures/q5_*.png.
+- thinning lowers rho: rho(all data) − rho(N = 100) > 2 × the larger seed std;
+- the maximum lies among the data: dist_to_data ≤ 1 h (under ``data`` close to
+  true by construction, reported for completeness);
+- rho falls with the distance of the maximum to the data: Spearman ≤ −0.2;
+- rho falls with n_maxima: Spearman ≤ −0.2;
+- random directions score like units: |AUROC(directions vs units) − 0.5| ≤ 0.15
+  for rho.
+
+Writes results/q5_maxact_reliability/ (units.csv, density.csv, cascade.csv with a
+``region`` column, summary.json with ``regions`` and ``verdicts``; ``models`` is the
+default region's) and figures/q5_*.png (q5_regions.png: the regions side by side).
 
     python experiments/q5_maxact_reliability.py [--quick | --full] [--out DIR]
 """
@@ -67,7 +86,8 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import landscape
-from landscape.maxact import METRICS, maxact, morans_i
+from landscape.maxact import METRICS, REGIONS, maxact, morans_i
+from landscape.maxact.search import DEFAULT_REGION
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -90,7 +110,7 @@ SIZES = {
     "default": dict(seeds=5, samples=None, epochs=None,
                     units={"mlp": 16, "cnn": 16, "resnet18": 6}, nulls={"mlp": 3, "cnn": 3, "resnet18": 1},
                     top_k=9, restarts=6, steps=60, ns=(100, 300, 1000), draws=5,
-                    cascade_ascent=("mlp", "cnn")),
+                    cascade_ascent=MODELS),
     "full": dict(seeds=10, samples=None, epochs={"mlp": 20, "cnn": 15, "resnet18": 8},
                  units={"mlp": 64, "cnn": 64, "resnet18": 32}, nulls={"mlp": 4, "cnn": 4, "resnet18": 4},
                  top_k=9, restarts=16, steps=200, ns=(100, 300, 1000), draws=10, cascade_ascent=MODELS),
@@ -207,66 +227,75 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 is_dead = dead(act_all)
                 units = live_units(act_all, cfg["units"][name])
                 chosen[state] = units
-                ds = maxact(net, None, units, x, null_models=cfg["nulls"][name], seed=seed, **options)
-                # Null draws: how many of the same units are dead there (the library pools
-                # them into the null as they are; counted here).
-                null_dead = 0
-                for s in ds.attrs.get("null_seeds", []):
-                    null_dead += int(dead(activations(build(name, int(s)), x, units)).sum())
-                pur = purity(labels, ds["topk_index"].values)
                 act = act_all[:, units]
                 # the share of the data on which a unit rises above its floor (sparse units)
                 low = act.min(axis=0)
                 active = (act > low + 1e-6 * np.maximum(1.0, np.abs(act).max(axis=0))).mean(axis=0)
                 mine = topk_sets(act, cfg["top_k"])
-                checks["topk_units"] += len(units)
-                checks["topk_mismatch_units"] += int(sum(
-                    set(a) != set(b) for a, b in zip(mine, ds["topk_index"].values)))
-                nets_info[-1][f"{state}_dead"] = int(is_dead.sum())
-                nets_info[-1][f"{state}_units_total"] = int(len(is_dead))
-                nets_info[-1][f"{state}_null_dead"] = null_dead
-                nets_info[-1][f"{state}_null_units"] = len(units) * len(ds.attrs.get("null_seeds", []))
-                for i, u in enumerate(units):
-                    row = {"model": name, "seed": seed, "state": state, "kind": "unit", "unit": u,
-                           "purity": pur[i], "active_frac": float(active[i])}
-                    for m in METRICS:
-                        row[m] = float(ds[m].values[i])
-                        row[f"{m}_z"] = float(ds[f"{m}_z"].values[i])
-                    units_rows.append(row)
-                # Density: the maximum fixed, the data thinned.
-                maximum = ds["maximum"].values.reshape(len(units), -1).astype(float)
-                best = ds["best_activation"].values
-                full = thinned(act, xn, maximum, best)
-                checks["rho_max_abs_diff"] = max(checks["rho_max_abs_diff"], float(np.nanmax(
-                    np.abs(full["rho"] - ds["rho"].values))))
-                checks["dist_max_rel_diff"] = max(checks["dist_max_rel_diff"], float(np.nanmax(
-                    np.abs(full["dist_h"] - ds["dist_to_data"].values)
-                    / np.maximum(ds["dist_to_data"].values, 1e-12))))
-                for n in (*cfg["ns"], len(x)):
-                    for draw in range(cfg["draws"] if n < len(x) else 1):
-                        rng = np.random.default_rng(1000 * seed + draw)
-                        idx = np.sort(rng.choice(len(x), n, replace=False)) if n < len(x) else np.arange(n)
-                        res = thinned(act[idx], xn[idx], maximum, best)
-                        for i, u in enumerate(units):
-                            density_rows.append({
-                                "model": name, "seed": seed, "state": state, "unit": u, "n": n,
-                                "draw": draw, "h": res["h"], "n_maxima": float(ds["n_maxima"].values[i]),
-                                "constant": bool(res["constant"][i]),
-                                **{k: float(res[k][i]) for k in ("rho", "dist", "dist_h", "top_dist",
-                                                                 "hill")}})
-                # Random directions in the layer's whole activation space.
                 v = random_directions(act_all.shape[1], len(units), seed)
-                wrapper = Directions(net, v)
-                dd = maxact(wrapper, "proj", list(range(len(units))), x, seed=seed, **options)
-                dpur = purity(labels, dd["topk_index"].values)
                 dir_act = act_all @ v.double().numpy()
                 dir_dead = dead(dir_act)
-                for i in range(len(units)):
-                    row = {"model": name, "seed": seed, "state": state, "kind": "direction",
-                           "unit": i, "purity": dpur[i] if not dir_dead[i] else np.nan}
-                    for m in METRICS:
-                        row[m] = float(dd[m].values[i]) if not dir_dead[i] else np.nan
-                    units_rows.append(row)
+                nets_info[-1][f"{state}_dead"] = int(is_dead.sum())
+                nets_info[-1][f"{state}_units_total"] = int(len(is_dead))
+                for region in REGIONS:
+                    ds = maxact(net, None, units, x, null_models=cfg["nulls"][name], seed=seed,
+                                region=region, **options)
+                    if region == REGIONS[0]:
+                        # Null draws: how many of the same units are dead there (the library
+                        # pools them into the null as they are; counted here).  The null seeds
+                        # do not depend on the region.
+                        null_dead = 0
+                        for s in ds.attrs.get("null_seeds", []):
+                            null_dead += int(dead(activations(build(name, int(s)), x, units)).sum())
+                        nets_info[-1][f"{state}_null_dead"] = null_dead
+                        nets_info[-1][f"{state}_null_units"] = len(units) * len(
+                            ds.attrs.get("null_seeds", []))
+                    pur = purity(labels, ds["topk_index"].values)
+                    checks["topk_units"] += len(units)
+                    checks["topk_mismatch_units"] += int(sum(
+                        set(a) != set(b) for a, b in zip(mine, ds["topk_index"].values)))
+                    for i, u in enumerate(units):
+                        row = {"model": name, "seed": seed, "state": state, "region": region,
+                               "kind": "unit", "unit": u, "purity": pur[i],
+                               "active_frac": float(active[i])}
+                        for m in METRICS:
+                            row[m] = float(ds[m].values[i])
+                            row[f"{m}_z"] = float(ds[f"{m}_z"].values[i])
+                        units_rows.append(row)
+                    # Density: the maximum fixed, the data thinned.
+                    maximum = ds["maximum"].values.reshape(len(units), -1).astype(float)
+                    best = ds["best_activation"].values
+                    full = thinned(act, xn, maximum, best)
+                    checks["rho_max_abs_diff"] = max(checks["rho_max_abs_diff"], float(np.nanmax(
+                        np.abs(full["rho"] - ds["rho"].values))))
+                    checks["dist_max_rel_diff"] = max(checks["dist_max_rel_diff"], float(np.nanmax(
+                        np.abs(full["dist_h"] - ds["dist_to_data"].values)
+                        / np.maximum(ds["dist_to_data"].values, 1e-12))))
+                    for n in (*cfg["ns"], len(x)):
+                        for draw in range(cfg["draws"] if n < len(x) else 1):
+                            rng = np.random.default_rng(1000 * seed + draw)
+                            idx = (np.sort(rng.choice(len(x), n, replace=False)) if n < len(x)
+                                   else np.arange(n))
+                            res = thinned(act[idx], xn[idx], maximum, best)
+                            for i, u in enumerate(units):
+                                density_rows.append({
+                                    "model": name, "seed": seed, "state": state, "region": region,
+                                    "unit": u, "n": n, "draw": draw, "h": res["h"],
+                                    "n_maxima": float(ds["n_maxima"].values[i]),
+                                    "constant": bool(res["constant"][i]),
+                                    **{k: float(res[k][i]) for k in ("rho", "dist", "dist_h", "top_dist",
+                                                                     "hill")}})
+                    # Random directions in the layer's whole activation space.
+                    dd = maxact(Directions(net, v), "proj", list(range(len(units))), x, seed=seed,
+                                region=region, **options)
+                    dpur = purity(labels, dd["topk_index"].values)
+                    for i in range(len(units)):
+                        row = {"model": name, "seed": seed, "state": state, "region": region,
+                               "kind": "direction", "unit": i,
+                               "purity": dpur[i] if not dir_dead[i] else np.nan}
+                        for m in METRICS:
+                            row[m] = float(dd[m].values[i]) if not dir_dead[i] else np.nan
+                        units_rows.append(row)
             # Cascading re-randomisation of the trained network, top down.
             trained = nets["trained"]
             fresh = build(name, 5000 + seed)
@@ -289,7 +318,8 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 pur = purity(labels, top)
                 row_metrics = {}
                 if name in cfg["cascade_ascent"]:
-                    cd = maxact(net, None, units, x, seed=seed, bn=bn, **options)
+                    cd = maxact(net, None, units, x, seed=seed, bn=bn, region=DEFAULT_REGION,
+                                **options)
                     row_metrics = {m: cd[m].values.astype(float) for m in METRICS}
                 for i, u in enumerate(units):
                     r = spearmanr(base_act[:, i], act[:, i]).statistic if not is_dead[i] else np.nan
@@ -312,7 +342,14 @@ def run(size: str, out: Path, figures: Path) -> dict:
                   f"{nets_info[-1]['random_dead']}/{nets_info[-1]['trained_dead']} of "
                   f"{nets_info[-1]['random_units_total']}, {time.process_time() - cpu:.0f} s CPU",
                   flush=True)
-    summary = summarise(units_rows, density_rows, cascade_rows, nets_info, cfg, len(x))
+    regions = {region: summarise([r for r in units_rows if r["region"] == region],
+                                 [r for r in density_rows if r["region"] == region],
+                                 cascade_rows, nets_info, cfg, len(x))["models"]
+               for region in REGIONS}
+    summary = {"config": cfg, "n_samples": len(x), "default_region": DEFAULT_REGION,
+               "region_k": options.get("region_k", 16), "models": regions[DEFAULT_REGION],
+               "regions": regions}
+    summary["verdicts"] = {region: verdicts(regions[region], cfg, len(x)) for region in REGIONS}
     summary["checks"] = checks
     summary["chance_overlap"] = cfg["top_k"] / len(x)
     summary["wall_s"], summary["cpu_s"] = time.time() - wall, time.process_time() - cpu
@@ -323,7 +360,8 @@ def run(size: str, out: Path, figures: Path) -> dict:
         plot_metrics(summary, figures / "q5_metrics.png"),
         plot_density(summary, cfg, len(x), figures / "q5_density.png"),
         plot_cascade(summary, figures / "q5_cascade.png"),
-        plot_directions(summary, figures / "q5_directions.png"))]
+        plot_directions(summary, figures / "q5_directions.png"),
+        plot_regions(summary, cfg, len(x), figures / "q5_regions.png"))]
     write_summary(out, summary)
     return summary
 
@@ -417,6 +455,53 @@ def summarise(units_rows, density_rows, cascade_rows, nets_info, cfg, n_all) -> 
     return s
 
 
+# ----------------------------------------------------------------------------- verdicts
+
+# Written before the run: a claim is "supported" when its test passes in at least 5 of
+# the 6 model x state cells, "not supported" in at most 1, "mixed" otherwise.
+CRITERIA = {
+    "thinning_lowers_rho": "rho(all data) - rho(smallest N) > 2 x the larger seed std of the two",
+    "maximum_among_data": "dist_to_data (mean over seeds, all data) <= 1 h",
+    "rho_falls_with_dist": "Spearman(rho, dist_to_data) across units <= -0.2",
+    "rho_falls_with_n_maxima": "Spearman(rho, n_maxima) across units <= -0.2",
+    "directions_like_units": "|AUROC(directions vs units) - 0.5| <= 0.15 for rho",
+}
+
+
+def verdicts(models: dict, cfg: dict, n_all: int) -> dict:
+    """Each claim of :data:`CRITERIA` in every model x state cell of one region's
+    summary ``models``, the count of cells that pass and the verdict."""
+    small = str(cfg["ns"][0])
+    out = {}
+    for claim, rule in CRITERIA.items():
+        cells = {}
+        for name in MODELS:
+            for state in STATES:
+                st = models[name]["states"][state]
+                if claim == "thinning_lowers_rho":
+                    lo, hi = st["density"][small]["rho"], st["density"][str(n_all)]["rho"]
+                    value = hi["mean"] - lo["mean"]
+                    ok = value > 2 * max(lo["std"], hi["std"])
+                elif claim == "maximum_among_data":
+                    value = st["metrics"]["dist_to_data"]["mean"]
+                    ok = value <= 1
+                elif claim == "rho_falls_with_dist":
+                    value = st["spearman_rho_dist_to_data"]
+                    ok = value <= -0.2
+                elif claim == "rho_falls_with_n_maxima":
+                    value = st["spearman_rho_n_maxima"]
+                    ok = value <= -0.2
+                else:
+                    value = st["directions_vs_units_auroc"]["rho"]
+                    ok = abs(value - 0.5) <= 0.15
+                cells[f"{name}/{state}"] = {"value": float(value), "pass": bool(ok)}
+        passes = sum(c["pass"] for c in cells.values())
+        verdict = ("supported" if passes >= 5 else "not supported" if passes <= 1 else "mixed")
+        out[claim] = {"rule": rule, "cells": cells, "passes": passes, "of": len(cells),
+                      "verdict": verdict}
+    return out
+
+
 # ----------------------------------------------------------------------------- figures
 
 def plot_metrics(summary: dict, path: Path) -> Path:
@@ -464,22 +549,69 @@ def plot_density(summary: dict, cfg: dict, n_all: int, path: Path) -> Path:
 
 
 def plot_cascade(summary: dict, path: Path) -> Path:
+    """One row per model, x ticks named by the layer group re-randomised at that stage."""
     keys = (("overlap", "top-k overlap with trained"), ("spearman", "rank corr. with trained"),
-            ("purity", "top-k label purity"), ("rho", "rho"), ("morans_i_data", "Moran's I (data kNN)"))
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3.2), squeeze=False)
-    for ax, (key, label) in zip(axes[0], keys):
-        for name, colour in zip(MODELS, ("C0", "C1", "C2")):
-            stages = [e for e in summary["models"][name]["cascade"] if key in e]
-            if not stages:
-                continue
-            ax.errorbar([e["stage"] for e in stages], [e[key]["mean"] for e in stages],
-                        yerr=[e[key]["std"] for e in stages], marker="o", capsize=2, color=colour,
-                        label=name)
-        if key == "overlap":
-            ax.axhline(summary["chance_overlap"], color="grey", ls=":", label="chance k/N")
-        ax.set_xlabel("layer groups re-randomised (top down)")
-        ax.set_title(label, fontsize=9)
-    axes[0][0].legend(fontsize=7)
+            ("purity", "top-k label purity"), ("rho", f"rho ({summary['default_region']} region)"),
+            ("morans_i_data", "Moran's I (data kNN)"))
+    fig, axes = plt.subplots(len(MODELS), len(keys), figsize=(3.1 * len(keys), 2.5 * len(MODELS)),
+                             squeeze=False, sharey="col")
+    for row, (name, colour) in enumerate(zip(MODELS, ("C0", "C1", "C2"))):
+        stages = summary["models"][name]["cascade"]
+        names = ["trained", *(f"+{e['label']}" for e in stages[1:])]
+        for col, (key, label) in enumerate(keys):
+            ax = axes[row][col]
+            have = [e for e in stages if key in e]
+            if have:
+                ax.errorbar([e["stage"] for e in have], [e[key]["mean"] for e in have],
+                            yerr=[e[key]["std"] for e in have], marker="o", capsize=2, color=colour)
+            else:
+                ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=8, color="grey")
+            if key == "overlap":
+                ax.axhline(summary["chance_overlap"], color="grey", ls=":", label="chance k/N")
+                ax.legend(fontsize=6, loc="upper right")
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+            if row == 0:
+                ax.set_title(label, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(name, fontsize=9)
+    fig.suptitle("cascading re-randomisation, top down (each stage adds the named group)", fontsize=9)
+    return save_figure(fig, path, dpi=110)
+
+
+def plot_regions(summary: dict, cfg: dict, n_all: int, path: Path) -> Path:
+    """Each mechanism number beside each other for the three search regions."""
+    keys = (("rho", "rho (all data)"), ("dist_to_data", "best maximum to data (h)"),
+            ("thinning", "rho lost thinning to N = " + str(cfg["ns"][0])),
+            ("spearman_rho_dist_to_data", "Spearman(rho, dist_to_data)"),
+            ("spearman_rho_n_maxima", "Spearman(rho, n_maxima)"))
+    labels = [f"{m}\n{s}" for m in MODELS for s in STATES]
+    xs = np.arange(len(labels))
+    width = 0.8 / len(REGIONS)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys):
+        for j, region in enumerate(REGIONS):
+            models = summary["regions"][region]
+            vals, errs = [], []
+            for m in MODELS:
+                for s in STATES:
+                    st = models[m]["states"][s]
+                    if key in ("rho", "dist_to_data"):
+                        vals.append(st["metrics"][key]["mean"])
+                        errs.append(st["metrics"][key]["std"])
+                    elif key == "thinning":
+                        d = st["density"]
+                        vals.append(d[str(n_all)]["rho"]["mean"] - d[str(cfg["ns"][0])]["rho"]["mean"])
+                        errs.append(0.0)
+                    else:
+                        vals.append(st[key])
+                        errs.append(0.0)
+            ax.bar(xs + (j - (len(REGIONS) - 1) / 2) * width, vals, width, yerr=errs, capsize=2,
+                   color=f"C{j}", label=region)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+    axes[0][0].legend(fontsize=7, title="region", title_fontsize=7)
     return save_figure(fig, path, dpi=110)
 
 
@@ -515,6 +647,9 @@ def main(argv=None) -> dict:
                 for n, d in st["density"].items()))
         print("  cascade overlap: " + ", ".join(
             f"{c['label']} {c['overlap']['mean']:.2f}" for c in e["cascade"]))
+    for region, claims in summary["verdicts"].items():
+        print(f"{region}: " + "; ".join(f"{c} {v['verdict']} ({v['passes']}/{v['of']})"
+                                        for c, v in claims.items()))
     print(f"checks: {summary['checks']}")
     print(f"{summary['wall_s']:.0f} s wall, {summary['cpu_s']:.0f} s CPU")
     return summary

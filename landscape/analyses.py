@@ -655,9 +655,18 @@ MAXACT_OPTIONS = _options(
                   help="Random starts of gradient ascent per unit (the top-k start too)."),
     click.option("--steps", type=int, default=200, show_default=True, help="Ascent steps."),
     click.option("--lr", type=float, default=0.05, show_default=True,
-                  help="Ascent step, as a fraction of each feature's data range."),
-    click.option("--norm-ball", type=float, default=None,
-                  help="Also keep maxima within this L2 distance of the data mean."),
+                  help="Ascent step: a fraction of each feature's data range (box), of the "
+                       "region's diameter (ball, data)."),
+    click.option("--region", type=click.Choice(["data", "ball", "box"]), default="data",
+                  show_default=True,
+                  help="Where maxima are sought: data = convex combinations of a start's "
+                       "--region-k nearest examples; ball = within --radius of the data mean; "
+                       "box = each feature within its data range."),
+    click.option("--region-k", type=int, default=16, show_default=True,
+                  help="Nearest examples whose blends form the data region."),
+    click.option("--radius", type=float, default=None,
+                  help="Radius of the ball region (default: the largest distance of an "
+                       "example to the data mean)."),
     click.option("--null", type=int, default=0, show_default=True,
                   help="Re-initialised copies of the architecture for z-scores."),
     click.option("--relate/--no-relate", default=False, show_default=True,
@@ -671,7 +680,8 @@ def _maxact_summary(ds) -> list[str]:
     def mean(name: str) -> str:
         return f"{float(ds[name].mean()):.3g}"
 
-    line = (f"{ds.sizes['unit']} units of {ds.attrs['layer']}: mean rho {mean('rho')}, "
+    line = (f"{ds.sizes['unit']} units of {ds.attrs['layer']}, maxima sought in the "
+            f"{ds.attrs.get('region', 'box')} region: mean rho {mean('rho')}, "
             f"p_hit {mean('p_hit')}, n_maxima {mean('n_maxima')}, dist_to_data "
             f"{mean('dist_to_data')}, Moran's I {mean('morans_i')}")
     lines = [line]
@@ -686,7 +696,7 @@ def maxact_analysis(opts: dict):
     """Dataset top-k, gradient-ascent maxima and reliability metrics."""
     from .maxact import maxact
 
-    for name in ("units", "top_k", "restarts", "steps"):
+    for name in ("units", "top_k", "restarts", "steps", "region_k"):
         if opts[name] < 1:
             raise LandscapeError(f"{name.replace('_', '-')}: must be >= 1, got {opts[name]}")
     if opts["null"] < 0:
@@ -694,7 +704,8 @@ def maxact_analysis(opts: dict):
     setup = Setup("maxact", opts)
     ds = maxact(setup.input_model, opts["layer"], opts["units"], setup.input_x, top_k=opts["top_k"],
                 restarts=opts["restarts"], steps=opts["steps"], lr=opts["lr"],
-                norm_ball=opts["norm_ball"], null_models=opts["null"], seed=opts["seed"],
+                region=opts["region"], region_k=opts["region_k"], radius=opts["radius"],
+                null_models=opts["null"], seed=opts["seed"],
                 relation=opts["relate"], bn=opts["bn"], progress=progress_bar(),
                 dataset=opts["dataset"], max_memory=opts["max_memory"])
     return ds, setup
