@@ -232,6 +232,13 @@ def test_regions_of_constant_clusters_have_closed_form_heights():
     # -a: median 0, max 0; constant on most points: one region of everything.
     n, second = embedding.response_regions(coords, cols[:, :1], level=0.2, min_size=31)
     assert n[0] == 1 and second[0] == 0  # regions of 30 points do not count
+    # Smoothing: with clusters of k + 1 points every point's neighbours are its own
+    # cluster, so the smoothed value is the cluster mean; cluster B alternates 1 and 0
+    # (6 ones of 11), so its region stands at 6/11, not at its raw maximum 1.
+    coords, a = _clusters([1.0, 0.0, 0, 0, 0], size=11)
+    a[11:22] = np.arange(11) % 2 == 0
+    n, second = embedding.response_regions(coords, a[:, None], level=0.2, min_size=5, k=10)
+    assert n[0] == 2 and second[0] == pytest.approx(6 / 11, abs=1e-12)
 
 
 def test_planted_two_cluster_units_are_found_where_their_top_k_show_one(mlp):
