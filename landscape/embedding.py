@@ -47,7 +47,7 @@ show.  On planted units of digits (100 maxima of two class detectors with
 unequal heights against 100 one-detector controls, a draw held out from the one
 the options were chosen on; ``experiments/q6_tsne_vs_maxact.py``)
 ``second_region`` on the input map separates the two kinds at AUROC 0.96 (on
-two map seeds) where the statistics of their top-k examples reach 0.60 at best
+two map seeds) where the statistics of their top-k examples reach 0.61 at best
 (FINDINGS Q6).  t-SNE separates clusters that the inputs' own kNN graph still
 links: the same statistic on the input 10-NN graph reaches 0.70.  Read
 ``second_region`` as a height, not ``n_regions`` as a verdict: broad one-class
