@@ -718,17 +718,27 @@ TSNE_OPTIONS = _options(
     click.option("--layer", default=None, help="Module whose units colour the map (default: the "
                                                 "one feeding the head)."),
     click.option("--units", type=int, default=16, show_default=True, help="First N units of the layer."),
-    click.option("--features", default="input", show_default=True,
-                  help="What the map is made of: 'input' or a layer name."),
+    click.option("--space", type=click.Choice(["input", "features"]), default="input",
+                  show_default=True,
+                  help="What the map is fitted to: the inputs (one map for every network), or "
+                       "the layer's own output, flattened."),
+    click.option("--feature-layer", default=None,
+                  help="With --space features: the module whose output is mapped (default: "
+                       "--layer)."),
     click.option("--perplexity", type=float, default=30.0, show_default=True),
     click.option("--n-iter", type=int, default=500, show_default=True,
                   help="t-SNE iterations after the early exaggeration phase."),
     click.option("--pca-dims", type=int, default=50, show_default=True,
-                  help="PCA components fed to t-SNE."),
+                  help="PCA components fed to t-SNE (0: no PCA)."),
     click.option("--gradient", type=click.Choice(["auto", "bh", "fft"]), default="auto",
                   show_default=True,
                   help="t-SNE repulsive forces: Barnes-Hut, FFT interpolation, or 'auto' "
                        "(Barnes-Hut below 10 000 points)."),
+    click.option("--region-level", type=float, default=0.2, show_default=True,
+                  help="High set of a heatmap: at this share of the climb from its median to "
+                       "its maximum (n_regions, second_region)."),
+    click.option("--region-min-size", type=int, default=10, show_default=True,
+                  help="Points a high region needs to count."),
     click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                   help="Keep fitted maps here and reuse them."),
     click.option("--maxact", "maxact", type=click.Path(dir_okay=False), default=None,
@@ -738,8 +748,11 @@ TSNE_OPTIONS = _options(
 
 
 def _tsne_summary(ds) -> list[str]:
+    regions = ds["n_regions"].values
     return [f"t-SNE map of {ds.sizes['sample']} samples ({ds.attrs['features']} features); "
-            f"heatmaps of {ds.sizes['unit']} units of {ds.attrs['layer']}"]
+            f"heatmaps of {ds.sizes['unit']} units of {ds.attrs['layer']}",
+            f"{int((regions >= 2).sum())} of {len(regions)} units respond in two or more separate "
+            f"regions of the map (n_regions, at level {ds.attrs['region_level']})"]
 
 
 @analysis("tsne", MODEL_OPTIONS + TSNE_OPTIONS, _tsne_summary)
@@ -756,7 +769,9 @@ def tsne_analysis(opts: dict):
         raise LandscapeError(f"maxact: {opts['maxact']!r} was made on more samples than "
                              f"--samples {opts['samples']}; use the same data options")
     ds = tsne_heatmaps(setup.input_model, opts["layer"], opts["units"], setup.input_x, setup.labels,
-                       features=opts["features"], perplexity=opts["perplexity"],
+                       space=opts["space"], feature_layer=opts["feature_layer"],
+                       region_level=opts["region_level"],
+                       region_min_size=opts["region_min_size"], perplexity=opts["perplexity"],
                        pca_dims=opts["pca_dims"], n_iter=opts["n_iter"], seed=opts["seed"],
                        gradient=opts["gradient"], cache_dir=opts["cache_dir"],
                        maxact=ma, bn=opts["bn"], dataset=opts["dataset"],

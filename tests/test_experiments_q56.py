@@ -272,3 +272,52 @@ def test_q6_quick_map_statistics_are_those_of_the_map(q6_quick):
     values = np.array([float(r["tsne_morans_i"]) for r in rows])
     assert np.isfinite(values).all() and np.median(values) > 0.2
     assert all(0 < float(r["purity"]) <= 1 for r in rows)
+
+
+# ----------------------------------------------------------------------------- Q6 planted units
+
+def test_q6_planted_detectors_peak_where_built():
+    # Every detector is normalised to peak at 1 on the data: a unit with only its first
+    # (or only its second) detector switched on reaches 1 on the data, up to the small
+    # linear background, and a two-cluster unit's top datum carries its first class.
+    planted = _script("_planted")
+    x, y = landscape.load_dataset("digits", n=400, in_shape=(1, 8, 8))
+    flat, labels = x.flatten(1).double().numpy(), y.numpy()
+    module, info = planted.planted_units(flat, labels, 6, seed=3)
+    bg = (x.flatten(1) @ module.background.T).detach().numpy()
+    with torch.no_grad():
+        module.height.data[:, 1] = 0.0
+        first = module(x).numpy() - bg
+        module.height.data[:, 0], module.height.data[:, 1] = 0.0, 1.0
+        second = module(x).numpy() - bg
+    np.testing.assert_allclose(first.max(0), 1.0, rtol=1e-5)
+    two = [j for j, i in enumerate(info) if i["group"] == "two"]
+    np.testing.assert_allclose(second.max(0)[two], 1.0, rtol=1e-5)
+    assert len(two) == 6 and all(0.5 <= info[j]["r"] < 0.9 for j in two)
+    assert all(i["class_b"] == -1 and i["r"] == 0 for i in info if i["group"] == "one")
+
+
+def test_q6_quick_planted_study_reports_its_own_numbers(q6, q6_quick):
+    import csv
+
+    from sklearn.metrics import roc_auc_score
+
+    summary, tmp = q6_quick
+    with open(tmp / "results" / "planted.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    pl = summary["planted"]
+    truth = np.array([r["group"] == "two" for r in rows])
+    assert truth.sum() == pl["n_two"] == len(truth) - pl["n_one"]
+    for key, st in pl["stats"].items():
+        vals = np.array([float(r[key]) for r in rows])
+        assert st["auroc"] == pytest.approx(roc_auc_score(truth, vals), abs=1e-12), key
+    # The verdict is the criterion stated in the script, applied to these numbers.
+    topk = ["purity", "topk_compactness", "topk_jaccard", "tsne_topk_spread_s0"]
+    best = max(pl["stats"][k]["separation"] for k in topk)
+    heat = min(pl["stats"][f"second_region_s{s}"]["auroc"] for s in q6.MAP_SEEDS)
+    assert pl["found"] == (heat >= 0.9 and best < 0.9)
+    assert pl["options"]["region_level"] == 0.2 and pl["options"]["region_min_size"] == 10
+    # the feature-space map is the network's own, PCA-reduced as recorded
+    for e in summary["models"].values():
+        assert 2 <= e["feat_pca_dims"] <= 50
+    assert (tmp / "figures" / "q6_planted.png").stat().st_size > 1000
