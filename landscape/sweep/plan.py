@@ -159,9 +159,9 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
                  bias_scales: Sequence[float], seeds: Sequence[int], out_dir,
                  states: Sequence[str] = ("random",), trained: str | None = None,
                  args: Sequence[str] = (), threads: int | None = None) -> list[Task]:
-    """Every point of the product, each with the options the analysis command's
-    click parser gives ``args`` plus the point's own ``--model/--init/--bias-scale/
-    --seed/--out`` (and ``--checkpoint`` for state ``trained``).
+    """Every point of the product, each with the options dict the analysis command's
+    click parser gives ``args`` (parsed once) updated with the point's own model,
+    init, bias scale, seed and output file (and checkpoint for state ``trained``).
 
     ``trained``: a checkpoint, or a template filled per point with ``{model}``,
     ``{init}``, ``{bias_scale}``, ``{seed}`` (``ckpt/{model}_{init}_s{seed}.pt``).
@@ -181,6 +181,9 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
         raise LandscapeError("states: 'trained' needs --trained CKPT")
     _check_pass_through(args)
     entry = ANALYSES[analysis]
+    # The options every task shares, parsed once; each point then sets its own by key.
+    shared = entry.parse(list(args), prog=f"sweep {analysis}")
+    key = {flag: p.name for p in entry.options for flag in p.opts}
     folder = Path(out_dir) / analysis
     tasks = []
     for model in models:
@@ -189,17 +192,17 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
                 for seed in seeds:
                     for state in states:
                         path = folder / task_name(model, init, bias, seed, state)
-                        argv = ["--model", model, "--init", init, "--bias-scale", repr(float(bias)),
-                                "--seed", str(seed), "--out", str(path), "--overwrite"]
+                        point = {key["--model"]: model, key["--init"]: init,
+                                 key["--bias-scale"]: float(bias), key["--seed"]: int(seed),
+                                 key["--out"]: str(path), key["--overwrite"]: True}
                         if state == "trained":
                             ckpt = _trained_checkpoint(trained, model, init, bias, seed)
                             if not Path(ckpt).is_file():
                                 raise LandscapeError(f"trained: no such checkpoint {ckpt!r} "
                                                      f"(for {model}, {init}, bias {bias:g}, seed {seed})")
-                            argv += ["--checkpoint", ckpt]
-                        opts = entry.parse([*argv, *args], prog=f"sweep {analysis}")
+                            point[key["--checkpoint"]] = ckpt
                         tasks.append(Task(analysis, model, init, float(bias), int(seed), state,
-                                          str(path), opts, threads))
+                                          str(path), {**shared, **point}, threads))
     _check_points(tasks)
     return tasks
 
