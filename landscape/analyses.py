@@ -431,6 +431,9 @@ SLICE_OPTIONS = _options(
                   help="Folder of step_NNN.pt checkpoints (`landscape train --save-trajectory`): "
                        "--directions pca then slices the loss along its principal directions, centred "
                        "at its last checkpoint unless --checkpoint is given."),
+    click.option("--scheduler", default=None,
+                 help="Shard the grid points over Dask workers: local:N (N worker processes here) "
+                      "or a scheduler's address (tcp://host:8786). Same result as one process."),
 )
 
 
@@ -456,10 +459,8 @@ def _slice_summary(ds) -> list[str]:
 @analysis("slice", MODEL_OPTIONS + LOSS_OPTIONS + SLICE_OPTIONS, _slice_summary)
 def slice_analysis(opts: dict):
     """Loss and/or input slices as the `slice` command's options say."""
-    import xarray as xr
-
     from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
-    from .slicing import input_slice, loss_slice, parse_grid
+    from .slicing import parse_grid, sharding
 
     parse_grid(opts["grid"])  # fail on a malformed grid before any work
     space, chosen = opts["space"], opts["directions"]
@@ -480,7 +481,7 @@ def slice_analysis(opts: dict):
     if trajectory and not loss_pca:
         raise LandscapeError("trajectory: --trajectory serves --directions pca with --space loss or both")
     if trajectory:
-        from .trajectory import load_trajectory, trajectory_files
+        from .trajectory import trajectory_files
 
         if not opts["checkpoint"]:  # centre the slice at the trajectory's end
             opts = {**opts, "checkpoint": str(trajectory_files(trajectory)[-1])}
@@ -490,15 +491,30 @@ def slice_analysis(opts: dict):
         check_per_sample(opts["bn"], "the input space (use --space loss)")
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
+    shards = sharding(opts.get("scheduler"))  # a malformed --scheduler fails here
     setup = Setup("slice", opts)
     # One choice of BatchNorm statistics for every part of the result.
     bn = _resolve_bn(setup, opts["bn"])
+    with shards as client:
+        ds = _slices(opts, setup, bn, spaces, chosen, loss_pca, trajectory, client)
+    if client is not None:
+        ds.attrs["scheduler"] = str(opts["scheduler"])
+    return ds, setup
+
+
+def _slices(opts, setup, bn, spaces, chosen, loss_pca, trajectory, client):
+    """The loss and/or input slices of :func:`slice_analysis`, merged."""
+    import xarray as xr
+
+    from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
+    from .slicing import input_slice, loss_slice
+
     parts = []
     if "loss" in spaces:
         kind = chosen if chosen in PARAMETER_DIRECTIONS else "filter"
         dims = opts["dims"] or 2
         if loss_pca:
-            from .trajectory import trajectory_dataset, trajectory_directions
+            from .trajectory import load_trajectory, trajectory_dataset, trajectory_directions
 
             steps, states = load_trajectory(trajectory)
             pcs, projections = trajectory_directions(setup.model, states, n=dims)
@@ -508,7 +524,7 @@ def slice_analysis(opts: dict):
             include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=bn,
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
             dataset=opts["dataset"], progress=progress_bar(), loss_fn=opts["loss"],
-            max_memory=opts["max_memory"],
+            max_memory=opts["max_memory"], scheduler=client,
             hessian_options={"batch_size": opts["batch_size"]} if kind == "hessian" else None)
         if loss_pca:
             part = part.merge(trajectory_dataset(setup.model, states, steps, pcs, projections))
@@ -523,9 +539,9 @@ def slice_analysis(opts: dict):
             directions=kind, dims=opts["dims"] or 1, grid=opts["grid"], data=setup.input_x,
             anchor_labels=None if setup.labels is None else setup.labels[:n_anchor],
             bn=bn, batch_size=opts["batch_size"], seed=opts["seed"], tol=opts["tol"],
-            dataset=opts["dataset"], progress=progress_bar(), max_memory=opts["max_memory"]))
-    ds = parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
-    return ds, setup
+            dataset=opts["dataset"], progress=progress_bar(), max_memory=opts["max_memory"],
+            scheduler=client))
+    return parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
 
 
 def _resolve_bn(setup, bn: str) -> str:

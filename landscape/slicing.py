@@ -18,6 +18,7 @@ sliced variable.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from functools import partial
 
@@ -116,106 +117,186 @@ def _pick_engine(model: torch.nn.Module, device: torch.device) -> str:
     return "loop" if any(isinstance(m, conv) for m in model.modules()) else "vmap"
 
 
+class LossGrid:
+    """Sums of the loss and of correct labels of ``model`` on ``(x, y)`` at
+    ``θ + Σ_j coeffs[i, j] d_j``, evaluated by ranges of rows of ``coeffs``.
+
+    The one evaluation of every loss slice, in this process or sharded over Dask
+    workers (:mod:`landscape.sweep.shard`): each range of rows is one chunk of
+    points, evaluated the same way wherever it runs, so a sharded surface equals
+    the single-process one bit for bit.  ``how``: ``vmap`` evaluates a chunk per
+    data batch in one batched call; ``loop`` makes one plain call per point in a
+    private copy of the model.  Pickles as its data only (the model, the data, the
+    directions, the coefficients); the batched functions are rebuilt on first use.
+    """
+
+    def __init__(self, model, x, y, directions: list[Direction], coeffs: np.ndarray,
+                 batch_size: int, how: str, objective: Objective):
+        self.model, self.x, self.y, self.directions = model, x, y, directions
+        self.coeffs, self.batch_size, self.how, self.objective = coeffs, batch_size, how, objective
+        self._run = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_run": None}
+
+    def evaluate(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Loss sums (over samples) and correct counts of rows ``start:stop``."""
+        if self._run is None:
+            self._run = self._build()
+        with torch.inference_mode():
+            loss, correct = self._run(self._coeff_t[start:stop])
+        return loss.cpu().numpy(), correct.cpu().numpy()
+
+    def _build(self):
+        model, x, y, directions, objective = (self.model, self.x, self.y, self.directions,
+                                              self.objective)
+        params = {k: p.detach() for k, p in model.named_parameters()}
+        buffers = {k: b.detach() for k, b in model.named_buffers()}
+        moving = [k for k in params if any(bool(d[k].abs().max() > 0) for d in directions)]
+        fixed = {k: v for k, v in params.items() if k not in moving}
+        base = {k: params[k] for k in moving}
+        dirs = [{k: d[k].to(params[k]) for k in moving} for d in directions]
+        batch_size, how = self.batch_size, self.how
+        self._coeff_t = torch.as_tensor(self.coeffs, dtype=next(iter(params.values())).dtype,
+                                        device=x.device)
+
+        # The objective is a batch mean: times the batch size it sums over samples.
+        def scores(out, xb, yb):
+            loss = objective(out, xb, yb) * xb.shape[0]
+            correct = (objective.correct(out, yb) if objective.counts(out, yb)
+                       else torch.zeros((), device=out.device))
+            return loss, correct
+
+        def point_loss(p, xb, yb):
+            return scores(functional_call(model, (p, fixed, buffers), (xb,), strict=False), xb, yb)
+
+        batched = vmap(point_loss, in_dims=(0, None, None))
+        batches = [(x[b:b + batch_size], None if y is None else y[b:b + batch_size])
+                   for b in range(0, x.shape[0], batch_size)]
+
+        # Directions of each moving tensor stacked as rows, so that the parameters of
+        # C points are one fused θ + C·D product per tensor.
+        flat_base = {k: w.reshape(1, -1) for k, w in base.items()}
+        stacked = {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}
+
+        def points(c: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {k: torch.addmm(flat_base[k], c, stacked[k]).view(c.shape[0], *w.shape)
+                    for k, w in base.items()}
+
+        if how == "loop":
+            # A private copy whose moving parameters are overwritten in place at each
+            # point: one plain forward pass per point and batch, without the cost of
+            # re-binding parameters that a functional call pays on every call.
+            with torch.inference_mode(False):
+                net = copy.deepcopy(model)
+            slots = {k: p.detach() for k, p in net.named_parameters() if k in base}
+
+            def net_loss(xb, yb):
+                return scores(net(xb), xb, yb)
+
+            def write_point(c_row: torch.Tensor) -> None:
+                for k, slot in slots.items():
+                    if slot.is_contiguous():
+                        torch.addmm(flat_base[k], c_row, stacked[k], out=slot.view(1, -1))
+                    else:
+                        slot.copy_(torch.addmm(flat_base[k], c_row, stacked[k]).view(slot.shape))
+
+        def run(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            loss = torch.zeros(c.shape[0], dtype=torch.float64, device=x.device)
+            correct = torch.zeros_like(loss)
+            if how == "vmap" and base:
+                p = points(c)
+                for xb, yb in batches:
+                    l, k_ = batched(p, xb, yb)
+                    loss += l.double()
+                    correct += k_.double()
+                return loss, correct
+            for i in range(c.shape[0]):
+                if how == "loop":
+                    write_point(c[i:i + 1])
+                    evaluate = net_loss
+                else:  # vmap with nothing moving: every point is θ itself
+                    evaluate = partial(point_loss, {})
+                for xb, yb in batches:
+                    l, k_ = evaluate(xb, yb)
+                    loss[i] += l.double()
+                    correct[i] += k_.double()
+            return loss, correct
+
+        return run
+
+
+def evaluate_ranges(grid, ranges: list[tuple[int, int]], progress, desc: str,
+                    scheduler=None) -> list:
+    """``grid.evaluate(start, stop)`` for every range, in order: here, or sharded over
+    the Dask workers of ``scheduler`` (see :func:`landscape.sweep.shard.evaluate_sharded`)."""
+    bar = start_progress(progress, ranges[-1][1] if ranges else 0, desc)
+    try:
+        if scheduler is not None:
+            from .sweep.shard import evaluate_sharded
+
+            return evaluate_sharded(grid, ranges, scheduler, bar)
+        out = []
+        for start, stop in ranges:
+            out.append(grid.evaluate(start, stop))
+            bar.update(stop - start)
+        return out
+    finally:
+        bar.close()
+
+
+class InputGrid:
+    """Activations of ``units`` of ``layer`` at ``anchors[a] + Σ_j coeffs[p, j] dirs[a, j]``
+    for flat indices ``a * n_points + p``, evaluated by ranges of indices, each one
+    forward pass; picklable, like :class:`LossGrid`, for sharding."""
+
+    def __init__(self, net, layer: str, units, anchors: torch.Tensor, coeffs: torch.Tensor,
+                 dirs: torch.Tensor):
+        self.net, self.layer, self.units = net, layer, units
+        self.anchors, self.coeffs, self.dirs = anchors, coeffs, dirs
+
+    def evaluate(self, start: int, stop: int) -> np.ndarray:
+        """Activations ``(stop - start, units)`` in float64."""
+        n_points = self.coeffs.shape[0]
+        with torch.inference_mode():
+            idx = torch.arange(start, stop, device=self.anchors.device)
+            a_idx, p_idx = idx // n_points, idx % n_points
+            points = self.anchors.flatten(1)[a_idx] + torch.einsum(
+                "nd,ndf->nf", self.coeffs[p_idx], self.dirs.flatten(2)[a_idx])
+            acts = unit_activations(self.net, self.layer,
+                                    points.view(-1, *self.anchors.shape[1:]), self.units)
+            return acts.double().cpu().numpy()
+
+
+def sharding(scheduler):
+    """A context manager giving the client of ``scheduler`` (``None``: no sharding), so
+    that several slices share one cluster; ``local:N`` clusters close on exit."""
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from .sweep.shard import connected
+
+    return connected(scheduler)
+
+
 def _evaluate_grid(model, x, y, directions: list[Direction], coeffs: np.ndarray,
                    batch_size: int, chunk_size: int, engine: str,
-                   progress, objective: Objective) -> tuple[np.ndarray, np.ndarray, str]:
+                   progress, objective: Objective,
+                   scheduler=None) -> tuple[np.ndarray, np.ndarray, str]:
     """Mean loss and accuracy at ``θ + Σ_j coeffs[:, j] d_j`` for every row of
-    ``coeffs``, and the engine that computed them.
-
-    ``vmap`` evaluates a chunk of points per data batch in one batched call;
-    ``loop`` makes one functional call per point; ``auto`` see :func:`_pick_engine`.
-    """
-    params = {k: p.detach() for k, p in model.named_parameters()}
-    buffers = {k: b.detach() for k, b in model.named_buffers()}
-    moving = [k for k in params if any(bool(d[k].abs().max() > 0) for d in directions)]
-    fixed = {k: v for k, v in params.items() if k not in moving}
-    base = {k: params[k] for k in moving}
-    dirs = [{k: d[k].to(params[k]) for k in moving} for d in directions]
-    n = x.shape[0]
-
-    # The objective is a batch mean: times the batch size it sums over samples.
-    def scores(out, xb, yb):
-        loss = objective(out, xb, yb) * xb.shape[0]
-        correct = (objective.correct(out, yb) if objective.counts(out, yb)
-                   else torch.zeros((), device=out.device))
-        return loss, correct
-
-    def point_loss(p, xb, yb):
-        return scores(functional_call(model, (p, fixed, buffers), (xb,), strict=False), xb, yb)
-
-    batched = vmap(point_loss, in_dims=(0, None, None))
-    batches = [(x[b:b + batch_size], None if y is None else y[b:b + batch_size])
-               for b in range(0, n, batch_size)]
-
-    # Directions of each moving tensor stacked as rows, so that the parameters of
-    # C points are one fused θ + C·D product per tensor.
-    flat_base = {k: w.reshape(1, -1) for k, w in base.items()}
-    stacked = {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}
-
-    def points(c: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: torch.addmm(flat_base[k], c, stacked[k]).view(c.shape[0], *w.shape)
-                for k, w in base.items()}
-
-    how = _pick_engine(model, x.device) if engine == "auto" else engine
-    if how == "loop":
-        # A private copy whose moving parameters are overwritten in place at each
-        # point: one plain forward pass per point and batch, without the cost of
-        # re-binding parameters that a functional call pays on every call.
-        with torch.inference_mode(False):
-            net = copy.deepcopy(model)
-        slots = {k: p.detach() for k, p in net.named_parameters() if k in base}
-
-        def net_loss(xb, yb):
-            return scores(net(xb), xb, yb)
-
-        def write_point(c_row: torch.Tensor) -> None:
-            for k, slot in slots.items():
-                if slot.is_contiguous():
-                    torch.addmm(flat_base[k], c_row, stacked[k], out=slot.view(1, -1))
-                else:
-                    slot.copy_(torch.addmm(flat_base[k], c_row, stacked[k]).view(slot.shape))
-
-    def run(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = torch.zeros(c.shape[0], dtype=torch.float64, device=x.device)
-        correct = torch.zeros_like(loss)
-        if how == "vmap" and base:
-            p = points(c)
-            for xb, yb in batches:
-                l, k_ = batched(p, xb, yb)
-                loss += l.double()
-                correct += k_.double()
-            return loss, correct
-        for i in range(c.shape[0]):
-            if how == "loop":
-                write_point(c[i:i + 1])
-                evaluate = net_loss
-            else:  # vmap with nothing moving: every point is θ itself
-                evaluate = partial(point_loss, {})
-            for xb, yb in batches:
-                l, k_ = evaluate(xb, yb)
-                loss[i] += l.double()
-                correct[i] += k_.double()
-        return loss, correct
-
+    ``coeffs`` in chunks of ``chunk_size`` points (see :class:`LossGrid`), and the
+    engine that computed them (``auto``: see :func:`_pick_engine`)."""
     with torch.no_grad():  # two samples: batch statistics need more than one
         probe = model(x[:2])
     counted = objective.counts(probe, None if y is None else y[:2])
     labels = 0 if not counted else y.numel()
-    coeff_t = torch.as_tensor(coeffs, dtype=next(iter(params.values())).dtype, device=x.device)
-    loss_sum = np.zeros(len(coeffs))
-    correct = np.zeros(len(coeffs))
-    bar = start_progress(progress, len(coeffs), "loss slice")
-    try:
-        for start in range(0, len(coeffs), chunk_size):
-            c = coeff_t[start:start + chunk_size]
-            l, k_ = run(c)
-            loss_sum[start:start + len(c)] = l.cpu().numpy()
-            correct[start:start + len(c)] = k_.cpu().numpy()
-            bar.update(len(c))
-    finally:
-        bar.close()
+    how = _pick_engine(model, x.device) if engine == "auto" else engine
+    grid = LossGrid(model, x, y, directions, coeffs, batch_size, how, objective)
+    ranges = [(s, min(s + chunk_size, len(coeffs))) for s in range(0, len(coeffs), chunk_size)]
+    parts = evaluate_ranges(grid, ranges, progress, "loss slice", scheduler)
+    loss_sum = np.concatenate([p[0] for p in parts])
+    correct = np.concatenate([p[1] for p in parts])
     accuracy = correct / labels if counted else np.full(len(coeffs), np.nan)
-    return loss_sum / n, accuracy, how
+    return loss_sum / x.shape[0], accuracy, how
 
 
 def _evaluation_dtype(model: torch.nn.Module, x: torch.Tensor) -> torch.dtype:
@@ -251,7 +332,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
                tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
                hessian_options: dict | None = None,
-               loss_fn: str | LossFn | None = None, max_memory=None) -> xr.Dataset:
+               loss_fn: str | LossFn | None = None, max_memory=None, scheduler=None) -> xr.Dataset:
     """Loss and accuracy of ``model`` on ``(x, y)`` over a 1-D or 2-D slice of
     parameter space, ``L(θ + α d₁ + β d₂)``.
 
@@ -269,6 +350,10 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     ``"6GB"``; default :func:`landscape.memory.memory_budget`) bounds the grid's
     results plus the chunk of points evaluated at once: chunks are sized to it, and
     a grid whose results or single point do not fit is refused before any work.
+    ``scheduler``: ``"local:N"`` (a local cluster of N worker processes), a Dask
+    scheduler's address or a ``distributed.Client``: the chunks of grid points are
+    evaluated on its workers (:mod:`landscape.sweep.shard`), with the same chunks,
+    directions and arithmetic as here, so the result is identical.
     Returns a Dataset of kind ``slice`` with ``loss`` and ``accuracy`` (NaN unless
     the outputs score the labels ``y``; per token for sequences) over ``alpha``
     (and ``beta``) and their quasi-convexity scores (``loss_qcvx_barrier`` ...;
@@ -304,7 +389,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     coeffs = _coefficients(alpha, beta)
     with torch.inference_mode():
         loss, acc, used = _evaluate_grid(net, x, y, dirs, coeffs, batch_size, chunk_size,
-                                         engine, progress, objective)
+                                         engine, progress, objective, scheduler)
     dims_names = ("alpha",) if beta is None else ("alpha", "beta")
     shape = tuple(len(g) for g in (alpha, beta) if g is not None)
     coords = {"alpha": alpha} if beta is None else {"alpha": alpha, "beta": beta}
@@ -341,7 +426,7 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
                 orthogonal: bool = True, bn: str = "auto", batch_size: int | None = None,
                 seed: int = 0,
                 tol: float = 1e-3, dataset: str | None = None,
-                progress: Progress | None = None, max_memory=None) -> xr.Dataset:
+                progress: Progress | None = None, max_memory=None, scheduler=None) -> xr.Dataset:
     """Activations of ``units`` of ``layer`` at ``x_a + α d₁ (+ β d₂)`` around each
     anchor ``x_a``.
 
@@ -355,7 +440,8 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
     bounds the activations kept (anchors x points x units) plus the batch of points
     evaluated at once, as in :func:`loss_slice`.  Returns a Dataset of
     kind ``slice`` with ``activation(unit, anchor, alpha[, beta])`` and its
-    quasi-convexity scores (``activation_qcvx_barrier`` ...).
+    quasi-convexity scores (``activation_qcvx_barrier`` ...).  ``scheduler``: shard the
+    batches of points over Dask workers, as :func:`loss_slice` does.
     """
     if anchors is None or anchors.dim() < 2 or anchors.shape[0] < 1:
         raise LandscapeError("anchors: need a tensor of at least one input, shape (A, *in_shape)")
@@ -389,22 +475,11 @@ def input_slice(model: torch.nn.Module, layer: str | None = None, units=16,
             )
     coeffs = torch.as_tensor(_coefficients(alpha, beta), dtype=anchors.dtype, device=anchors.device)
     n_points = coeffs.shape[0]
-    out = torch.empty((n_anchor, n_points, len(unit_idx)), dtype=torch.float64)
     total = n_anchor * n_points
-    bar = start_progress(progress, total, "input slice")
-    try:
-        with torch.inference_mode():
-            flat_dirs = d.flatten(2)  # (A, D, F)
-            for start in range(0, total, batch_size):
-                idx = torch.arange(start, min(start + batch_size, total), device=anchors.device)
-                a_idx, p_idx = idx // n_points, idx % n_points
-                points = anchors.flatten(1)[a_idx] + torch.einsum(
-                    "nd,ndf->nf", coeffs[p_idx], flat_dirs[a_idx])
-                acts = unit_activations(net, layer, points.view(-1, *anchors.shape[1:]), unit_idx)
-                out.view(total, -1)[start:start + len(idx)] = acts.double().cpu()
-                bar.update(len(idx))
-    finally:
-        bar.close()
+    grid = InputGrid(net, layer, unit_idx, anchors, coeffs, d)
+    ranges = [(s, min(s + batch_size, total)) for s in range(0, total, batch_size)]
+    parts = evaluate_ranges(grid, ranges, progress, "input slice", scheduler)
+    out = torch.from_numpy(np.concatenate(parts)).view(n_anchor, n_points, len(unit_idx))
     grid_dims = ("alpha",) if beta is None else ("alpha", "beta")
     grid_shape = tuple(len(g) for g in (alpha, beta) if g is not None)
     act = out.numpy().reshape(n_anchor, *grid_shape, len(unit_idx))

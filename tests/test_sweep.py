@@ -177,6 +177,30 @@ def test_interrupted_sweep_resumes_and_equals_an_uninterrupted_one(tmp_path, sch
     assert a.loss_frac_quasi_convex.dims == ("model", "init", "bias_scale", "seed", "state")
 
 
+def _sweep_bench():
+    """bench/sweep_bench.py, whose scale scenario this test runs at small size."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "bench" / "sweep_bench.py"
+    spec = importlib.util.spec_from_file_location("sweep_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing_and_writes_nothing_twice(tmp_path, scheduler):
+    # 20 tiny tasks on 2 workers; the worker that writes the 10th file dies right after
+    # writing it, before its answer reaches the scheduler, which runs that task again.
+    from dask.distributed import Client
+
+    with Client(scheduler) as client:
+        report = _sweep_bench().scale_sweep(20, tmp_path, client)
+    assert report["killed"] and report["failures"] == {}
+    assert report["files"] == 20 and report["never_written"] == []
+    assert sorted(report["writes"].values()) == [1] * 20 and report["written_twice"] == []
+    assert report["identical"]  # the combined sweep equals the serial run's
+
+
 def test_combine_single_results_compare_and_plot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = CliRunner().invoke
