@@ -378,8 +378,8 @@ def _figure_fractions(agg: dict, cfg, path: Path) -> Path:
         for i, geometry in enumerate(GEOMETRIES):
             ax = axes[i, j]
             if not any(geometry in by_geometry for by_geometry in agg[model].values()):
-                # Loss lines of the resnets are left out of the default size (each would cost
-                # about as much as the rest of the run): say so instead of an empty frame.
+                # Loss lines of the resnets are left out of the default size (≈ 60x the forward
+                # passes of their input curves): say so instead of an empty frame.
                 ax.text(0.5, 0.5, f"{geometry} lines\nnot run for\n{model}", ha="center",
                         va="center", fontsize=7, color="0.4", transform=ax.transAxes)
                 ax.set_axis_off()  # not set_xticks([]): the axes share their tick locators
