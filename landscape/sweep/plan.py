@@ -104,9 +104,10 @@ class Task:
 
     def identity(self) -> str:
         """JSON of what determines the result: the options minus where it is
-        written, and the content of the checkpoint it loads (retraining into the
-        same path makes a new task)."""
-        opts = {k: v for k, v in self.opts.items() if k not in ("out", "overwrite")}
+        written and where it is computed (a sharded slice is identical), and the
+        content of the checkpoint it loads (retraining into the same path makes a
+        new task)."""
+        opts = {k: v for k, v in self.opts.items() if k not in ("out", "overwrite", "scheduler")}
         ckpt = self.opts.get("checkpoint")
         content = file_fingerprint(ckpt) if ckpt else None
         return to_json({"analysis": self.analysis, "opts": opts, "checkpoint_content": content})
