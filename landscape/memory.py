@@ -16,7 +16,7 @@ Threads: torch's intra-op pool runs on OpenMP threads, and the OpenMP runtime
 (libgomp in torch's wheels) makes an idle thread spin for a while before it
 sleeps.  Between the many small operations of a small network every thread
 spins, so when another process holds one of the cores the spinning threads take
-its time slices from the thread that has work: measured on 2 cores, 10x the
+its time slices from the thread that has work: measured on 2 cores, 11x the
 wall time and 9x the CPU time of 50 gradients of the ``cnn``
 (bench/threads_bench.py, bench/RESULTS.md).  :func:`thread_defaults`, which the
 command line calls before torch loads, makes idle threads sleep
