@@ -12,10 +12,15 @@ import sys
 
 import click
 
-from .analyses import ANALYSES, run_command, with_options
-from .cli_experiments import compare_command, sweep_command, train_command
-from .cli_units import maxact_command, sae_command, tsne_command
-from .errors import LandscapeError
+from .memory import thread_defaults
+
+# Before anything loads torch: its OpenMP runtime reads the wait policy once, at load.
+THREAD_DEFAULTS = thread_defaults()
+
+from .analyses import ANALYSES, run_command, with_options  # noqa: E402
+from .cli_experiments import compare_command, sweep_command, train_command  # noqa: E402
+from .cli_units import maxact_command, sae_command, tsne_command  # noqa: E402
+from .errors import LandscapeError  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -87,6 +92,7 @@ def info() -> None:
     from .directions import INPUT_DIRECTIONS, PARAMETER_DIRECTIONS
     from .init import INITS
     from .losses import LOSSES
+    from .memory import describe_threads
     from .models import MODELS
 
     click.echo(f"landscape {__version__}")
@@ -96,7 +102,8 @@ def info() -> None:
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         click.echo(f"device: cuda ({names}); --device auto uses it")
     else:
-        click.echo(f"device: cpu ({torch.get_num_threads()} threads); no CUDA device")
+        click.echo("device: cpu; no CUDA device")
+    click.echo(f"cpu threads: {describe_threads()}")
     click.echo("models:")
     for name, (_, shape, task, options) in MODELS.items():
         extra = f", options: {', '.join(options)}" if options else ""

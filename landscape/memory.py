@@ -12,9 +12,15 @@ environment variable ``LANDSCAPE_MAX_MEMORY``.
 Work whose smallest unit does not fit is refused before anything is
 allocated, with the size it would need (:func:`require`).
 
-Threads: torch's intra-op pool spins while it waits, so a pool larger than the
-cores a process really gets (its affinity mask, shared among the workers of a
-sweep) slows it down by orders of magnitude as soon as another process is busy.
+Threads: torch's intra-op pool runs on OpenMP threads, and the OpenMP runtime
+(libgomp in torch's wheels) makes an idle thread spin for a while before it
+sleeps.  Between the many small operations of a small network every thread
+spins, so when another process holds one of the cores the spinning threads take
+its time slices from the thread that has work: measured on 2 cores, 11x the
+wall time and 9x the CPU time of 50 gradients of the ``cnn``
+(bench/threads_bench.py, bench/RESULTS.md).  :func:`thread_defaults`, which the
+command line calls before torch loads, makes idle threads sleep
+(``OMP_WAIT_POLICY=PASSIVE``) unless the user chose a wait policy.
 :func:`use_threads` sets the pool to :func:`usable_cores` divided by the
 processes sharing them (never above ``OMP_NUM_THREADS`` where it is set), or to
 an explicit count.
@@ -178,6 +184,42 @@ def _omp_threads() -> int | None:
     """The positive integer in ``OMP_NUM_THREADS``, if the environment sets one."""
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+# Variables that decide how the OpenMP runtime's idle threads wait; a user who sets
+# any of them has chosen, and :func:`thread_defaults` leaves the choice alone.
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+DEFAULT_WAIT_POLICY = "PASSIVE"
+_SET_BY = "LANDSCAPE_SET_WAIT_POLICY"  # marks the policy as ours, for child processes too
+
+
+def thread_defaults() -> dict[str, str]:
+    """Make the OpenMP threads that torch's intra-op pool uses sleep, not spin, while
+    they wait for work (``OMP_WAIT_POLICY=PASSIVE``), unless the environment already
+    sets one of :data:`WAIT_VARIABLES`; returns what it set.
+
+    The runtime reads the variable once, when it loads with torch: call this before
+    the first ``import torch`` (the command line does), later it has no effect.
+    """
+    if any(os.environ.get(name) for name in WAIT_VARIABLES):
+        return {}  # the user's choice (or ours, inherited by a child process)
+    os.environ["OMP_WAIT_POLICY"] = DEFAULT_WAIT_POLICY
+    os.environ[_SET_BY] = DEFAULT_WAIT_POLICY
+    return {"OMP_WAIT_POLICY": DEFAULT_WAIT_POLICY}
+
+
+def describe_threads() -> str:
+    """Torch's intra-op threads and how the OpenMP threads wait, each with where the
+    setting came from, for ``landscape info``."""
+    import torch
+
+    count = f"{torch.get_num_threads()} ({'OMP_NUM_THREADS' if _omp_threads() else 'one per core'})"
+    waits = [f"{name}={os.environ[name]}" for name in WAIT_VARIABLES if os.environ.get(name)]
+    if not waits:
+        return f"{count}; OpenMP runtime's own wait policy"
+    ours = waits == [f"OMP_WAIT_POLICY={os.environ.get(_SET_BY)}"]
+    source = "set by landscape" if ours else "from the environment"
+    return f"{count}; idle threads wait as {', '.join(waits)} ({source})"
 
 
 def use_threads(threads: int | None = None, share: int = 1) -> int:

@@ -1,12 +1,22 @@
 """The shared memory budget: sizes parse to the right byte counts, the budget
 follows its overrides, and work that cannot fit is refused with its size."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from landscape.errors import LandscapeError
-from landscape.memory import available_memory, format_bytes, memory_budget, parse_size, require
+from landscape.memory import (
+    WAIT_VARIABLES,
+    available_memory,
+    format_bytes,
+    memory_budget,
+    parse_size,
+    require,
+    thread_defaults,
+)
 
 
 @pytest.mark.parametrize("text, expected", [("123", 123), ("512MB", 512 * 10**6), ("6GB", 6 * 10**9),
@@ -159,3 +169,56 @@ def test_tsne_refuses_a_map_that_cannot_fit(tiny_mlp, digits_small):
     # 64 x 16 features x 8 bytes x 2 + 64 x 64 neighbours (perplexity 30: 91, capped at 64) x 32
     with pytest.raises(LandscapeError, match=r"t-SNE of 64 samples x 16 features needs 147 kB"):
         tsne_heatmaps(tiny_mlp, units=2, x=x, y=y, max_memory="100kB")
+
+
+# ----------------------------------------------------------------------------- threads
+# What the OpenMP runtime itself took is read from its own report at load
+# (OMP_DISPLAY_ENV=VERBOSE, on stderr): libgomp's spin count is 0 when idle
+# threads sleep, 300000 by default and 3e10 under OMP_WAIT_POLICY=ACTIVE.
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_DISPLAY_ENV", "LANDSCAPE_SET_WAIT_POLICY",
+                *WAIT_VARIABLES)
+
+
+def _info(**env_vars):
+    """stdout's cpu-threads line and the runtime's own settings of ``landscape info``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
+    env.update(OMP_DISPLAY_ENV="VERBOSE", PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               **env_vars)
+    out = subprocess.run([sys.executable, "-m", "landscape", "info"], env=env, capture_output=True,
+                         text=True, check=True)
+    runtime = dict(line.strip().replace("'", "").split(" = ", 1)
+                   for line in out.stderr.splitlines() if " = " in line)
+    line = next(s for s in out.stdout.splitlines() if s.startswith("cpu threads:"))
+    return line, runtime
+
+
+def test_cli_threads_sleep_when_idle_by_default_and_the_users_settings_win():
+    line, runtime = _info()
+    assert runtime["GOMP_SPINCOUNT"] == "0"  # the runtime got the policy before it loaded
+    assert line.endswith("idle threads wait as OMP_WAIT_POLICY=PASSIVE (set by landscape)")
+    assert line.startswith(f"cpu threads: {runtime['OMP_NUM_THREADS']} (one per core);")
+
+    line, runtime = _info(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="ACTIVE")
+    assert runtime["GOMP_SPINCOUNT"] == "30000000000" and runtime["OMP_NUM_THREADS"] == "1"
+    assert line == "cpu threads: 1 (OMP_NUM_THREADS); idle threads wait as OMP_WAIT_POLICY=ACTIVE " \
+                   "(from the environment)"
+
+
+def test_thread_defaults_set_only_what_the_user_left_unset(monkeypatch):
+    """A wait policy, a spin count or a block time chosen by the user is kept as it is."""
+    for name in _THREAD_VARS:  # set, then removed: monkeypatch restores the environment after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert thread_defaults() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert thread_defaults() == {}  # already set: a child process keeps what it inherits
+    for name, value in (("OMP_WAIT_POLICY", "active"), ("GOMP_SPINCOUNT", "10"), ("KMP_BLOCKTIME", "0")):
+        for other in WAIT_VARIABLES:
+            monkeypatch.delenv(other, raising=False)
+        monkeypatch.setenv(name, value)
+        assert thread_defaults() == {}
+        assert {k: v for k, v in os.environ.items() if k in WAIT_VARIABLES} == {name: value}
