@@ -305,13 +305,14 @@ def test_explicit_residuals_come_from_kept_products_where_they_fit():
         Y = res.eigenvectors
         return (Y @ H - torch.as_tensor(res.eigenvalues)[:, None] * Y).norm(dim=1).numpy()
 
-    kept = lanczos(op, top_k=3, tol=1e-8, max_steps=60)
+    kept = lanczos(op, top_k=3, tol=1e-8, max_steps=60, block_size=3)  # one run, no restart
     assert op.n_products == kept.steps and kept.converged.all()
     np.testing.assert_allclose(kept.eigenvalues, exact, rtol=1e-8)
     np.testing.assert_allclose(kept.residuals, true_residuals(kept), rtol=1e-6, atol=1e-13)
     # A budget for one basis (60 + 15 working rows of 1600 bytes) but not two: fresh products.
     fresh_op = DenseOperator(H)
-    fresh = lanczos(fresh_op, top_k=3, tol=1e-8, max_steps=60, max_memory=150_000)
+    fresh = lanczos(fresh_op, top_k=3, tol=1e-8, max_steps=60, max_memory=150_000,
+                    block_size=3)
     assert fresh_op.n_products == fresh.steps + 3 and fresh.converged.all()
     np.testing.assert_allclose(fresh.eigenvalues, exact, rtol=1e-8)
     np.testing.assert_allclose(fresh.residuals, true_residuals(fresh), rtol=1e-6, atol=1e-13)
@@ -835,8 +836,8 @@ def test_cli_hessian_masses_zero_tol_and_max_memory(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     args = ["hessian", "--model", "mlp", "--init", "xavier", "--width", "8", "--in-shape",
-            "1x3x3", "--samples", "64", "--top-k", "1", "--density", "--density-runs", "4",
-            "--density-steps", "30"]
+            "1x3x3", "--samples", "64", "--top-k", "1", "--method", "lanczos", "--density",
+            "--density-runs", "4", "--density-steps", "30"]
     res = CliRunner().invoke(cli, [*args, "--zero-tol", "0.1", "--out", "h.nc"])
     assert res.exit_code == 0, res.output
     ds = landscape.load("h.nc", kind="hessian")
