@@ -487,7 +487,7 @@ def test_slq_density_and_masses(mlp_problem):
     # The cluster of eigenvalues around 0 (41 of 179 lie within 1e-3) is resolved
     # only by many quadrature nodes: 90 steps for this check.
     ds = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=16, density_steps=90,
-                          seed=0)
+                          seed=0, method="lanczos")
     lam, dens = ds.lam.values, ds.density.values
     sigma, eps = ds.attrs["sigma"], ds.attrs["zero_eps"]
     assert trapezoid(dens, lam) == pytest.approx(1.0, abs=1e-10)
@@ -512,7 +512,8 @@ def test_slq_density_and_masses(mlp_problem):
 
 def test_masses_follow_the_sigma_and_zero_tol_asked_for(mlp_problem):
     model, x, y, _, exact = mlp_problem
-    common = dict(top_k=0, density=True, density_runs=6, density_steps=50, seed=1)
+    common = dict(top_k=0, density=True, density_runs=6, density_steps=50, seed=1,
+                  method="lanczos")
     wide = hessian_spectrum(model, x, y, sigma=0.2, zero_tol=0.0, **common)
     assert wide.attrs["sigma"] == 0.2 and wide.attrs["zero_eps"] == 0.0
     lam, dens = wide.lam.values, wide.density.values
@@ -539,7 +540,7 @@ def test_masses_of_a_network_with_a_zero_cluster():
     y = torch.randint(0, 4, (40,), generator=g)
     exact = torch.linalg.eigvalsh(dense_loss_hessian(net, x, y)).numpy()
     ds = hessian_spectrum(net, x, y, top_k=1, bottom_k=1, density=True, density_runs=10,
-                          density_steps=50, seed=0)
+                          density_steps=50, seed=0, method="lanczos")
     eps = ds.attrs["zero_eps"]
     fractions = [np.mean(exact < -eps), np.mean(np.abs(exact) <= eps), np.mean(exact > eps)]
     assert fractions[1] > 0.5 and fractions[0] > 0.02 and fractions[2] > 0.05
