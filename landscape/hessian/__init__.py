@@ -398,8 +398,8 @@ def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     name of ``model.named_parameters()`` to a tensor of that parameter's shape
     (zero for frozen parameters); each direction has norm 1 over all parameters.
     Eigenvalues repeated among the ``k`` come out as often as they are repeated
-    (block Lanczos, block size ``max(2, k)`` unless ``block_size`` says
-    otherwise).  ``kw``: ``max_steps``, ``min_steps``, ``seed``, ``block_size``,
+    (block Lanczos from a block of 2, widened where a converged cluster may hide
+    copies, unless ``block_size`` fixes it).  ``kw``: ``max_steps``, ``min_steps``, ``seed``, ``block_size``,
     ``max_memory`` (for :func:`lanczos`) and ``batch_size``, ``engine``, ``bn``, ``chunk_size``,
     ``loss_fn`` (for :class:`LossHessian`).
     """
