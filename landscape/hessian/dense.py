@@ -43,11 +43,12 @@ COLUMN_BATCH = 64  # columns H e_i per call of the operator
 # The CPU time of one column of the dense matrix (a product on the float64 copy,
 # no orthogonalisation) over that of one product of the iterative path on the
 # model as it is: 0.5 on small MLPs (the iteration pays for its reductions), 1-2
-# on small CNNs (float64 convolutions are slow on the CPU); bench/dense_crossover.py,
-# bench/RESULTS.md 2026-12-03.
+# on small CNNs (float64 convolutions are slow on the CPU: cnn width 2 with 518
+# parameters, the dense path took 26 s of CPU against 19 s for 765 products of the
+# iterative one); bench/dense_crossover.py, bench/RESULTS.md 2026-12-03.
 COLUMN_COST = 1.0
 # Beyond this dimension eigh's O(n³) dominates whatever the products cost
-# (about 10 s of one core at n = 4096); the dense path is then never automatic.
+# (16 s of one core at n = 4096, 1.3 s at 2000); the dense path is then never automatic.
 DENSE_MAX_DIM = 4096
 
 
