@@ -575,6 +575,9 @@ HESSIAN_OPTIONS = _options(
     click.option("--trace", is_flag=True, help="Trace by Hutch++, with its standard error."),
     click.option("--tol", type=float, default=1e-4, show_default=True,
                   help="Relative residual at which an eigenpair has converged."),
+    click.option("--method", type=click.Choice(["auto", "dense", "lanczos"]), default="auto",
+                 show_default=True, help="dense: exact, from the whole Hessian and eigh; lanczos: "
+                 "Lanczos, SLQ, Hutch++; auto: dense below the crossover in cost."),
     click.option("--max-steps", type=int, default=None, help="Cap on Lanczos steps (HVPs)."),
     click.option("--density-runs", type=int, default=8, show_default=True),
     click.option("--density-steps", type=int, default=80, show_default=True),
@@ -582,7 +585,8 @@ HESSIAN_OPTIONS = _options(
     click.option("--zero-tol", type=float, default=0.03, show_default=True,
                  help="Half-width of the zero mass, as a fraction of the spectral range."),
     click.option("--block-size", type=int, default=None,
-                 help="Lanczos block: the largest multiplicity resolved [max(2, top-k, bottom-k)]."),
+                 help="Lanczos block, fixed [2, widened where a converged cluster may hide "
+                 "copies of a wanted eigenvalue]."),
     MAX_MEMORY_OPTION,
     click.option("--engine", type=click.Choice(["auto", "double-backward", "forward-over-reverse"]),
                   default="auto", show_default=True, help="How Hessian-vector products are taken."),
@@ -619,7 +623,8 @@ def _hessian_summary(ds) -> list[str]:
         lines.append(f"mass below/within/above ±{ds.attrs['zero_eps']:.3g}: "
                      + " / ".join(f"{float(ds[n]):.4f}"
                                   for n in ("negative_mass", "zero_mass", "positive_mass")))
-    lines.append(f"{int(ds.attrs.get('n_hvp', 0))} Hessian-vector products")
+    exact = " (dense Hessian: exact values)" if ds.attrs.get("method") == "dense" else ""
+    lines.append(f"{int(ds.attrs.get('n_hvp', 0))} Hessian-vector products{exact}")
     return lines
 
 
@@ -646,7 +651,8 @@ def hessian_analysis(opts: dict):
                   engine=opts["engine"], density_runs=opts["density_runs"],
                   density_steps=opts["density_steps"], trace_probes=opts["trace_probes"],
                   zero_tol=opts["zero_tol"], block_size=opts["block_size"],
-                  max_memory=opts["max_memory"], seed=opts["seed"], dataset=opts["dataset"])
+                  max_memory=opts["max_memory"], seed=opts["seed"], dataset=opts["dataset"],
+                  method=opts["method"])
     if opts["space"] == "loss":
         ds = hessian_spectrum(setup.model, setup.x, setup.y, batch_size=opts["batch_size"],
                               bn=opts["bn"], loss_fn=opts["loss"], progress=progress_bar("hvp"),

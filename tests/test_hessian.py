@@ -305,13 +305,14 @@ def test_explicit_residuals_come_from_kept_products_where_they_fit():
         Y = res.eigenvectors
         return (Y @ H - torch.as_tensor(res.eigenvalues)[:, None] * Y).norm(dim=1).numpy()
 
-    kept = lanczos(op, top_k=3, tol=1e-8, max_steps=60)
+    kept = lanczos(op, top_k=3, tol=1e-8, max_steps=60, block_size=3)  # one run, no restart
     assert op.n_products == kept.steps and kept.converged.all()
     np.testing.assert_allclose(kept.eigenvalues, exact, rtol=1e-8)
     np.testing.assert_allclose(kept.residuals, true_residuals(kept), rtol=1e-6, atol=1e-13)
     # A budget for one basis (60 + 15 working rows of 1600 bytes) but not two: fresh products.
     fresh_op = DenseOperator(H)
-    fresh = lanczos(fresh_op, top_k=3, tol=1e-8, max_steps=60, max_memory=150_000)
+    fresh = lanczos(fresh_op, top_k=3, tol=1e-8, max_steps=60, max_memory=150_000,
+                    block_size=3)
     assert fresh_op.n_products == fresh.steps + 3 and fresh.converged.all()
     np.testing.assert_allclose(fresh.eigenvalues, exact, rtol=1e-8)
     np.testing.assert_allclose(fresh.residuals, true_residuals(fresh), rtol=1e-6, atol=1e-13)
@@ -486,7 +487,7 @@ def test_slq_density_and_masses(mlp_problem):
     # The cluster of eigenvalues around 0 (41 of 179 lie within 1e-3) is resolved
     # only by many quadrature nodes: 90 steps for this check.
     ds = hessian_spectrum(model, x, y, top_k=0, density=True, density_runs=16, density_steps=90,
-                          seed=0)
+                          seed=0, method="lanczos")
     lam, dens = ds.lam.values, ds.density.values
     sigma, eps = ds.attrs["sigma"], ds.attrs["zero_eps"]
     assert trapezoid(dens, lam) == pytest.approx(1.0, abs=1e-10)
@@ -511,7 +512,8 @@ def test_slq_density_and_masses(mlp_problem):
 
 def test_masses_follow_the_sigma_and_zero_tol_asked_for(mlp_problem):
     model, x, y, _, exact = mlp_problem
-    common = dict(top_k=0, density=True, density_runs=6, density_steps=50, seed=1)
+    common = dict(top_k=0, density=True, density_runs=6, density_steps=50, seed=1,
+                  method="lanczos")
     wide = hessian_spectrum(model, x, y, sigma=0.2, zero_tol=0.0, **common)
     assert wide.attrs["sigma"] == 0.2 and wide.attrs["zero_eps"] == 0.0
     lam, dens = wide.lam.values, wide.density.values
@@ -538,7 +540,7 @@ def test_masses_of_a_network_with_a_zero_cluster():
     y = torch.randint(0, 4, (40,), generator=g)
     exact = torch.linalg.eigvalsh(dense_loss_hessian(net, x, y)).numpy()
     ds = hessian_spectrum(net, x, y, top_k=1, bottom_k=1, density=True, density_runs=10,
-                          density_steps=50, seed=0)
+                          density_steps=50, seed=0, method="lanczos")
     eps = ds.attrs["zero_eps"]
     fractions = [np.mean(exact < -eps), np.mean(np.abs(exact) <= eps), np.mean(exact > eps)]
     assert fractions[1] > 0.5 and fractions[0] > 0.02 and fractions[2] > 0.05
@@ -597,7 +599,7 @@ def test_input_hessian_spectrum_dims_and_values():
     snap = _snapshot(model)
     ds = input_hessian_spectrum(model, "act2", units=[0, 5], anchors=x, top_k=2, bottom_k=2,
                                 density=True, trace=True, tol=1e-10, trace_probes=27,
-                                density_runs=4, density_steps=9)
+                                density_runs=4, density_steps=9, method="lanczos")
     _assert_same(model, snap)
     assert ds.attrs["kind"] == "input_hessian" and ds.attrs["layer"] == "act2"
     assert ds.eigenvalue.dims == ("unit", "anchor", "eig")
@@ -835,8 +837,8 @@ def test_cli_hessian_masses_zero_tol_and_max_memory(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     args = ["hessian", "--model", "mlp", "--init", "xavier", "--width", "8", "--in-shape",
-            "1x3x3", "--samples", "64", "--top-k", "1", "--density", "--density-runs", "4",
-            "--density-steps", "30"]
+            "1x3x3", "--samples", "64", "--top-k", "1", "--method", "lanczos", "--density",
+            "--density-runs", "4", "--density-steps", "30"]
     res = CliRunner().invoke(cli, [*args, "--zero-tol", "0.1", "--out", "h.nc"])
     assert res.exit_code == 0, res.output
     ds = landscape.load("h.nc", kind="hessian")

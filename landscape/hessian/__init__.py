@@ -6,6 +6,7 @@ One algorithm per module, each citing its source:
 ``lanczos``  top-/bottom-k eigenpairs by block Lanczos with full reorthogonalisation
 ``slq``      spectral density and its masses by stochastic Lanczos quadrature
 ``hutchpp``  trace by Hutch++
+``dense``    the exact path for small operators: the dense matrix and ``eigh``
 
 The public functions assemble them into results (``xarray.Dataset``):
 
@@ -22,7 +23,11 @@ when asked; ``trace``, ``trace_stderr``, ``negative_mass``, ``zero_mass``,
 ``positive_mass`` (the density's mass below ``−ε``, within ``±ε`` and above
 ``ε``, ``ε = zero_tol ×`` the spectral range; NaN when not asked);
 ``ratio_min_max = |λmin / λmax|`` (Li et al. 2018; NaN unless both ends were
-asked); ``n_hvp`` (products with the Hessian, also an attribute).
+asked); ``n_hvp`` (products with the Hessian, also an attribute).  The
+attribute ``method`` says which path computed them: ``"dense"`` (every value
+exact up to rounding, the density and masses those of the exact eigenvalues at
+the same ``σ``, the trace ``Σ λ``) or ``"lanczos"`` (Lanczos, SLQ, Hutch++);
+``method="auto"`` picks by the crossover of :func:`.dense.choose_method`.
 
 Every buffer is sized against the memory budget ``max_memory`` (see
 :mod:`landscape.memory`): the Lanczos basis is allocated once, SLQ runs go in
@@ -31,6 +36,8 @@ is refused before it starts, with the size it needs.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -43,6 +50,7 @@ from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
 from ..progress import start as start_progress
 from ..results import provenance
+from .dense import choose_method, dense_eigh, dense_ends, iterative_products
 from .hutchpp import TraceEstimate, hutchpp
 from .hvp import DenseOperator, HessianOperator, InputHessian, LossHessian
 from .lanczos import LanczosResult, lanczos
@@ -80,9 +88,18 @@ def _check(top_k: int, bottom_k: int, density: bool, trace: bool,
 
 def _analyse(op: HessianOperator, top_k: int, bottom_k: int, density: bool, trace: bool,
              tol: float, max_steps: int | None, density_runs: int, density_steps: int,
-             trace_probes: int, seed: int, block_size: int | None, max_memory):
+             trace_probes: int, seed: int, block_size: int | None, max_memory,
+             method: str = "lanczos"):
     """Run the requested estimators on one operator, one after the other (each
-    frees its buffers before the next starts)."""
+    frees its buffers before the next starts); ``method="dense"``: all of them
+    from the dense matrix's eigenvalues."""
+    if method == "dense":
+        values, vectors, H = dense_eigh(op)
+        eig = dense_ends(values, vectors, H, top_k, bottom_k) if top_k + bottom_k else None
+        del vectors, H
+        quad = Quadrature([values], [np.full(len(values), 1 / len(values))], 0, 0) \
+            if density else None
+        return eig, quad, TraceEstimate(float(values.sum()), 0.0, 0) if trace else None
     eig = lanczos(op, top_k, bottom_k, tol=tol, max_steps=max_steps, seed=seed,
                   eigenvectors=False, block_size=block_size, max_memory=max_memory) \
         if top_k + bottom_k else None
@@ -128,6 +145,27 @@ def _eig_coords(top_k: int, bottom_k: int) -> dict:
     return {"eig": np.arange(top_k + bottom_k), "which": ("eig", which)}
 
 
+def _method(method: str, dim: int, device, top_k: int, bottom_k: int, density: bool,
+            trace: bool, density_runs: int, density_steps: int, trace_probes: int,
+            max_memory) -> str:
+    planned = iterative_products(top_k, bottom_k, density, trace, density_runs, density_steps,
+                                 trace_probes)
+    return choose_method(method, dim, planned, device, max_memory)
+
+
+def _float64(model: nn.Module) -> nn.Module:
+    """A float64 copy for the dense path (small by construction), or the model itself."""
+    params = list(model.parameters())
+    if not params or params[0].dtype == torch.float64:
+        return model
+    return copy.deepcopy(model).double()
+
+
+def _blocks(eig: LanczosResult | None) -> str:
+    """The block size of each Lanczos run, e.g. ``"2"`` or ``"2,4"`` (a widened restart)."""
+    return ",".join(str(p) for p, _ in eig.runs) if eig is not None and eig.runs else ""
+
+
 def _data_name(dataset) -> str | None:
     return None if dataset is None else str(dataset)
 
@@ -146,7 +184,7 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                      density_runs: int = 8, density_steps: int = 80, lam=None,
                      sigma: float | None = None, zero_tol: float = ZERO_TOL,
                      trace_probes: int = 99, seed: int = 0, chunk_size: int | None = 8,
-                     block_size: int | None = None, max_memory=None,
+                     block_size: int | None = None, max_memory=None, method: str = "auto",
                      dataset: str | None = None, loss_fn=None, progress=None) -> xr.Dataset:
     """The spectrum of ``H = ∇²_θ L`` of the mean loss over ``(x, y)``.
 
@@ -157,7 +195,12 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     ``sigma`` (default 1 % of the spectral range), with its negative, zero and
     positive masses split at ``±zero_tol ×`` the spectral range; ``trace``:
     Hutch++ with ``trace_probes`` products.  ``block_size``: Lanczos block (the
-    largest multiplicity resolved; default ``max(2, top_k, bottom_k)``).
+    largest multiplicity resolved; default 2, widened only where a converged
+    cluster may hide copies, see :mod:`.lanczos`).  ``method``: ``"dense"``
+    (the dense Hessian in float64 and ``eigh``: exact values, trace, density
+    and masses, ``n_params`` products), ``"lanczos"`` (the iterative
+    estimators) or ``"auto"`` (dense below the crossover, see
+    :func:`.dense.choose_method`).
     ``max_memory``: the memory budget (bytes or ``"6GB"``; default
     :func:`landscape.memory.memory_budget`).  ``batch_size``, ``engine``, ``bn``,
     ``chunk_size`` and ``loss_fn`` (a name of :mod:`landscape.losses` or
@@ -167,14 +210,19 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     product.  Returns a Dataset of kind ``"hessian"`` (see the module docstring).
     """
     _check(top_k, bottom_k, density, trace, zero_tol)
-    op = LossHessian(model, x, y, batch_size=batch_size, engine=engine, bn=bn,
-                     chunk_size=chunk_size, loss_fn=loss_fn)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    device = trainable[0].device if trainable else None
+    chosen = _method(method, sum(p.numel() for p in trainable), device, top_k, bottom_k,
+                     density, trace, density_runs, density_steps, trace_probes, max_memory)
+    op = LossHessian(_float64(model) if chosen == "dense" else model, x, y,
+                     batch_size=batch_size, engine=engine, bn=bn, chunk_size=chunk_size,
+                     loss_fn=loss_fn)
     bar = start_progress(progress, None, "hessian (products)")
     op.on_products = bar.update
     try:
         eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
                                  density_runs, density_steps, trace_probes, seed, block_size,
-                                 max_memory)
+                                 max_memory, chosen)
     finally:
         bar.close()
     op.release()
@@ -194,11 +242,13 @@ def hessian_spectrum(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
                   seed=seed, chunk_size=chunk_size, zero_tol=zero_tol, block_size=block_size,
-                  max_memory=max_memory, n_samples=len(x), loss=op.objective.name)
+                  max_memory=max_memory, n_samples=len(x), loss=op.objective.name,
+                  method=method)
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
     attrs.update(kind="hessian", n_hvp=int(op.n_products), n_params=int(op.dim), bn=op.bn_mode,
+                 method=chosen, lanczos_blocks=_blocks(eig),
                  loss_function=op.objective.name,
-                 lanczos_steps=int(eig.steps) if eig else 0, tol=float(tol),
+                 lanczos_steps=sum(n for _, n in eig.runs) if eig else 0, tol=float(tol),
                  block_size=int(eig.block_size) if eig else 0, zero_tol=float(zero_tol))
     if quad is not None:
         grid, s, eps = _resolution([quad], lam, sigma, zero_tol)
@@ -222,7 +272,7 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                            sigma: float | None = None, zero_tol: float = ZERO_TOL,
                            trace_probes: int = 99, seed: int = 0, chunk_size: int | None = 8,
                            block_size: int | None = None, max_memory=None,
-                           bn: str = "auto", data: torch.Tensor | None = None,
+                           method: str = "auto", bn: str = "auto", data: torch.Tensor | None = None,
                            batch_size: int | None = None,
                            dataset: str | None = None, progress=None) -> xr.Dataset:
     """The spectrum of ``∇²_x a_u(x)`` for each unit ``u`` of ``layer`` at each anchor.
@@ -233,7 +283,8 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
     has an ``in_shape``).  The other
     options are those of :func:`hessian_spectrum`; the density and the masses of
     every unit and anchor share one grid ``lam``, one broadening ``sigma`` and one
-    ``ε`` (from the Ritz values of all of them).  Returns a
+    ``ε`` (from the Ritz values of all of them); ``method`` picks the dense
+    path by the input dimension (in the model's dtype).  Returns a
     Dataset of kind ``"input_hessian"`` with leading dimensions ``unit``
     (coordinate: unit index) and ``anchor`` (``0..A−1``).
     """
@@ -251,6 +302,8 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
         raise LandscapeError(f"anchors: expected shape (A, {', '.join(map(str, shape))}), "
                              f"got {tuple(anchors.shape)}")
     chosen = select_units(model, layer, units, anchors)
+    path = _method(method, int(np.prod(shape)), anchors.device, top_k, bottom_k, density, trace,
+                   density_runs, density_steps, trace_probes, max_memory)
     U, A, k = len(chosen), len(anchors), top_k + bottom_k
     values = np.full((U, A, k), np.nan)
     residuals = np.full((U, A, k), np.nan)
@@ -268,7 +321,7 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
             engine_used = op.engine
             eig, quad, tr = _analyse(op, top_k, bottom_k, density, trace, tol, max_steps,
                                      density_runs, density_steps, trace_probes, seed,
-                                     block_size, max_memory)
+                                     block_size, max_memory, path)
             op.release()
             if eig is not None:
                 values[i, a] = eig.eigenvalues
@@ -294,9 +347,10 @@ def input_hessian_spectrum(model: nn.Module, layer: str | None = None, units=8,
                   density_runs=density_runs, density_steps=density_steps, sigma=sigma,
                   lam=None if lam is None else np.asarray(lam).tolist(), trace_probes=trace_probes,
                   seed=seed, chunk_size=chunk_size, zero_tol=zero_tol, block_size=block_size,
-                  max_memory=max_memory, bn=model.bn_mode, batch_size=batch_size)
+                  max_memory=max_memory, bn=model.bn_mode, batch_size=batch_size, method=method)
     attrs = provenance(model, dataset=_data_name(dataset), seed=seed, config=config)
     attrs.update(kind="input_hessian", layer=layer, bn=model.bn_mode, n_hvp=int(n_hvp.sum()),
+                 method=path,
                  n_inputs=int(np.prod(shape)), tol=float(tol), zero_tol=float(zero_tol))
     if quads:
         grid, s, eps = _resolution(list(quads.values()), lam, sigma, zero_tol)
@@ -344,8 +398,8 @@ def top_eigenvectors(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, 
     name of ``model.named_parameters()`` to a tensor of that parameter's shape
     (zero for frozen parameters); each direction has norm 1 over all parameters.
     Eigenvalues repeated among the ``k`` come out as often as they are repeated
-    (block Lanczos, block size ``max(2, k)`` unless ``block_size`` says
-    otherwise).  ``kw``: ``max_steps``, ``min_steps``, ``seed``, ``block_size``,
+    (block Lanczos from a block of 2, widened where a converged cluster may hide
+    copies, unless ``block_size`` fixes it).  ``kw``: ``max_steps``, ``min_steps``, ``seed``, ``block_size``,
     ``max_memory`` (for :func:`lanczos`) and ``batch_size``, ``engine``, ``bn``, ``chunk_size``,
     ``loss_fn`` (for :class:`LossHessian`).
     """
