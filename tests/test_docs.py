@@ -34,10 +34,12 @@ def built(site: Path, page: str) -> Path:
 
 
 def build(root: Path, site: Path) -> subprocess.CompletedProcess:
+    # No --quiet: it raises the log level above WARNING, and --strict counts warnings
+    # through the log, so a quiet strict build passes a dangling link.
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
          "--config-file", str(root / "mkdocs.yml"), "--site-dir", str(site)],
         cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
