@@ -109,3 +109,33 @@ def test_nothing_is_fetched_from_the_network(site):
     assert any(p.suffix == ".css" for p in pages)
     offenders = [f"{p.relative_to(site)}: {a}" for p in pages for a in fetched(p) if REMOTE.match(a)]
     assert not offenders
+
+
+def test_definition_blocks_of_docstrings_become_lists():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from griffe_rst import markdown_layout
+    finally:
+        sys.path.pop(0)
+    text = (
+        "Modes:\n\n"
+        "``eval``     the stored\n"
+        "             statistics;\n"
+        "``batch``    its own batch.\n"
+        "After the list.\n\n"
+        "A table::\n\n"
+        "    forward(x)     logits\n"
+        "    embed          the table\n\n"
+        "``alone``\n"
+        "           on its own line.\n"
+    )
+    assert markdown_layout(text) == (
+        "Modes:\n\n"
+        "- ``eval`` — the stored statistics;\n"
+        "- ``batch`` — its own batch.\n\n"
+        "After the list.\n\n"
+        "A table:\n\n"
+        "    forward(x)     logits\n"
+        "    embed          the table\n\n"
+        "- ``alone`` — on its own line.\n"
+    )
