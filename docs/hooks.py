@@ -71,7 +71,6 @@ def _show_figures(text: str, page: str) -> str:
     out = []
     for section in sections:
         named = [n for n in dict.fromkeys(_FIGURE_MENTION.findall(section)) if n not in shown]
-        named = [n for n in named if (ROOT / FIGURES / n).exists()]
         shown.update(named)
         if named:
             images = "\n\n".join(
