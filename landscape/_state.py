@@ -35,6 +35,17 @@ BatchNorm statistics (``bn``) of the forward passes an analysis makes:
                ``recompute`` when they are the fresh 0/1 of a network that never
                saw data (a random network), ``eval`` for a model without
                BatchNorm (where every choice is the same).
+
+One choice serves every forward pass of one result (both spaces of a slice, the
+directions' Hessian, maxact's ascent and its relation, the t-SNE features and
+heatmaps) and is recorded in the result's ``bn`` attribute.  ``batch`` is for the
+loss space only: a unit's response to its input must not depend on the other
+inputs of its batch, so input slices, input Hessians, ``maxact`` and ``tsne``
+refuse it.  ``recompute`` accumulates its sums in float64 over batches of the
+analysis's batch size, so the statistics do not depend on how the data are
+batched.  The 0/1 statistics of a random network describe no data at all (with
+them every BatchNorm layer is a fixed affine map and activations grow or shrink
+layer by layer), which is why ``auto`` recomputes them.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ analysis and whose provenance attributes say how it was made:
 ``dataset``, ``seed``, ``device`` and ``config`` (JSON of every option); a
 user's model (``--model PATH.py:FUNCTION``) adds ``model_spec``,
 ``model_sha256`` (of the file defining the factory) and ``model_args`` (JSON).
+Results written by the command line add ``state`` (``random``/``trained``) and
+``checkpoint``.
 
 netCDF attributes can hold numbers, strings and arrays only, so
 :func:`encode_attrs` turns booleans into 0/1 and ``None``/dicts/lists into JSON

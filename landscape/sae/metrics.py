@@ -27,15 +27,36 @@ sequences, each with its token ``t_p`` and the previous token ``t_{p−1}``):
 ``token_entropy``   entropy (bits) of the tokens at a latent's ``top_n`` largest
                     activations: low for a token detector, high for an abstract
                     latent (Heap et al. 2025).
-``interp_auroc``    an LLM-free detection score, defined in the README
-                    ("SAE interpretability proxy") and by :func:`explanations`
-                    and :func:`detection_auroc`: an explanation (tokens and
+``interp_auroc``    an LLM-free detection score (:func:`explanations`,
+                    :func:`detection_auroc`): an explanation (tokens and
                     bigrams most enriched where the latent fires, from the
                     training split) predicts where it fires on held-out
-                    positions; the score is the AUROC of that prediction.
+                    positions; the score is the AUROC of that prediction
+                    (defined below).
 ``interp_auroc_context``  the same with a third family of features: "token ``t``
                     occurred among the ``lookback`` positions before this one, in
                     the same sequence" (:func:`context_features`).
+
+The detection score, a language-model-free stand-in for the detection scoring of
+automated interpretability.  The *features* of a position are its token ``t`` and
+its bigram ``(t_prev, t)`` (``t_prev`` a start marker at position 0).
+*Explanation*, from the training inputs: latent ``j`` fires (``z_j > 0``) at ``n_j``
+of the ``N`` positions; feature ``f`` occurs ``a_jf`` times among them and ``c_f``
+times in all; its enrichment is
+``e_jf = log((a_jf + ½)/(n_j + ½)) − log((c_f + ½)/(N + ½))``; the explanation is
+the 5 features of largest enrichment with ``a_jf ≥ 2`` and ``e_jf > 0`` (equal
+enrichments, to 1e-9, go to the larger ``a_jf``: a feature seen only where the
+latent fires scores ``log((N + ½)/(n_j + ½))`` whatever its count, and the token
+covers all its bigrams).  *Detection*, on the evaluation inputs: the latent's
+activating positions are cut into 5 activation quantiles and up to 20 drawn from
+each (so weak activations count as much as strong ones), and as many
+non-activating positions are drawn uniformly; a position's score is the largest
+enrichment among the explanation's features present there (0 if none);
+``interp_auroc`` is the AUROC of these scores for activating against
+non-activating (ties count one half).  NaN for a latent with fewer than 5
+activating held-out positions.  ``interp_auroc_context`` ranks its context
+features by ``a_jf · e_jf`` and gives them 5 slots of their own beside the 5
+token/bigram ones.
 
 What the two scores can and cannot credit.  Both are enrichment detectors: an
 explanation is a short list of features, and a position scores the largest
