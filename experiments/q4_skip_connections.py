@@ -278,6 +278,8 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 rec["surface_range"] = float(surf.loss.max() - surf.loss.min())
                 if seed == 0:
                     surfaces[arch, state] = surf
+                    # Kept beside the summary, so that the figure can be redrawn (replot()).
+                    landscape.save(surf, out / f"surface_{arch}_{state}.nc", overwrite=True)
                 rec["lines"] = lines(net, xs, ys, dirs, cfg["line_grid"], BN)
                 hess = dict(max_steps=cfg["max_steps"], seed=seed, tol=cfg["tol"],
                             min_steps=cfg["min_steps"])
@@ -510,6 +512,18 @@ def plot_summary(summary: dict, path: Path) -> Path:
         ax.set_xticks(xs, [c.replace("/", "\n") for c in conds], fontsize=7)
         ax.legend(fontsize=6, loc="best")
     return save_figure(fig, path)
+
+
+def replot(out: Path, figures: Path) -> list[Path]:
+    """Redraw both figures from a finished run's ``summary.json`` and seed-0 surfaces."""
+    import json
+
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    records = summary["records"]
+    surfaces = {(r["arch"], r["state"]): landscape.load(Path(out) / f"surface_{r['arch']}_{r['state']}.nc")
+                for r in records if r["seed"] == 0}
+    return [plot_surfaces(surfaces, records, Path(figures) / "q4_surfaces.png"),
+            plot_summary(summary, Path(figures) / "q4_convexity.png")]
 
 
 def main(argv=None) -> dict:
