@@ -446,7 +446,7 @@ def plot_index(points: list[dict], path: Path) -> Path:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=6, loc="best")
     axes[0][0].set_ylabel(f"negative mass below −{INDEX_TOL}·range (SLQ: o)")
-    fig.suptitle("Hessian index along training (step 0 = random, last = trained)", fontsize=9)
+    fig.suptitle("Hessian index along training\n(step 0 = random, last = trained)", fontsize=9)
     return save_figure(fig, path)
 
 

@@ -462,8 +462,12 @@ def plot_surfaces(surfaces: dict, records: list[dict], path: Path) -> Path:
         ax.contour(a, b, z, levels=10, colors="k", linewidths=0.3)
         rec = next(r for r in records if (r["arch"], r["state"]) == key and r["seed"] == 0)
         for p in rec.get("hessian_grid", []):
+            # Inside the plane at its edges, on a dark box that any colour leaves readable.
+            ha = "left" if p["alpha"] < 0 else "right" if p["alpha"] > 0 else "center"
+            va = "bottom" if p["beta"] < 0 else "top" if p["beta"] > 0 else "center"
             ax.text(p["alpha"], p["beta"], f"{p['ratio_min_max']:.2f}", fontsize=7, color="w",
-                    ha="center", va="center", clip_on=True)
+                    ha=ha, va=va, bbox=dict(boxstyle="round,pad=0.15", fc="0.15", ec="none",
+                                            alpha=0.7))
         bar = fig.colorbar(cs, ax=ax, shrink=0.85)
         bar.ax.tick_params(labelsize=7)
         bar.locator = matplotlib.ticker.MaxNLocator(5)
