@@ -256,8 +256,10 @@ def run(size: str, out: Path, figures: Path) -> dict:
     xs, ys = x[:cfg["n"]], y[:cfg["n"]]  # the fixed batch of every slice and Hessian
     records: list[dict] = []
     surfaces: dict = {}
-    for arch in cfg["archs"]:
-        for seed in range(cfg["seeds"]):
+    # Seeds outermost: the records written after each (seed, architecture) then hold whole
+    # seeds of both architectures if a run is cut short (partial.json).
+    for seed in range(cfg["seeds"]):
+        for arch in cfg["archs"]:
             t0 = time.time()
             nets = {"random": build(cfg["archs"][arch], seed, cfg["in_shape"])}
             trained = copy.deepcopy(nets["random"])
@@ -311,6 +313,9 @@ def run(size: str, out: Path, figures: Path) -> dict:
                       f"converged {rec['centre']['converged_max']:d}/{rec['centre']['converged_min']:d}, "
                       f"{rec['centre']['n_hvp']} hvp)", flush=True)
             print(f"{arch} seed {seed}: {time.time() - t0:.1f} s", flush=True)
+            write_summary(out, {"records": records, "partial": True,
+                                "cpu_seconds": time.process_time() - cpu0})
+            (out / "summary.json").rename(out / "partial.json")
     summary = summarise(records, cfg)
     summary["figures"] = [str(plot_surfaces(surfaces, records, figures / "q4_surfaces.png")),
                           str(plot_summary(summary, figures / "q4_convexity.png"))]
