@@ -258,7 +258,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
     surfaces: dict = {}
     # Seeds outermost: the records written after each (seed, architecture) then hold whole
     # seeds of both architectures if a run is cut short (partial.json).
-    for seed in range(cfg["seeds"]):
+    for seed in range(cfg.get("first_seed", 0), cfg["seeds"]):
         for arch in cfg["archs"]:
             t0 = time.time()
             nets = {"random": build(cfg["archs"][arch], seed, cfg["in_shape"])}
@@ -521,6 +521,31 @@ def plot_summary(summary: dict, path: Path) -> Path:
         ax.set_xticks(xs, [c.replace("/", "\n") for c in conds], fontsize=7)
         ax.legend(fontsize=6, loc="best")
     return save_figure(fig, path)
+
+
+def combine_runs(folders: list[Path], out: Path, figures: Path, size: str = "default") -> dict:
+    """One summary from runs of disjoint seeds (``SIZES[size]["first_seed"]`` set per run,
+    run side by side): their records (``summary.json``, else ``partial.json``) pooled,
+    summarised and drawn as one run; seed 0's surfaces must be in ``out``."""
+    import json
+
+    records, cpu = [], 0.0
+    for folder in folders:
+        path = Path(folder) / "summary.json"
+        path = path if path.is_file() else Path(folder) / "partial.json"
+        part = json.loads(path.read_text())
+        records += part["records"]
+        cpu += part.get("cpu_seconds", 0.0)
+    records.sort(key=lambda r: (r["seed"], list(SIZES[size]["archs"]).index(r["arch"])))
+    cfg = dict(SIZES[size], seeds=len({r["seed"] for r in records}))
+    summary = summarise(records, cfg)
+    summary["records"] = records
+    summary["combined_from"] = [str(f) for f in folders]
+    summary["cpu_seconds"] = cpu
+    write_summary(out, summary)
+    summary["figures"] = [str(p) for p in replot(out, figures)]
+    write_summary(out, summary)
+    return summary
 
 
 def replot(out: Path, figures: Path) -> list[Path]:
