@@ -394,10 +394,12 @@ def summarise(records: list[dict], cfg: dict) -> dict:
     return summary
 
 
-def per_seed_fractions(records: list[dict], arch: str, state: str, key: str) -> list[float]:
-    """Fraction of quasi-convex lines (of the non-flat) of each seed, in seed order."""
-    sel = sorted((r for r in records if r["arch"] == arch and r["state"] == state),
-                 key=lambda r: r["seed"])
+def per_seed_fractions(records: list[dict], arch: str, state: str, key: str,
+                       seeds=None) -> list[float]:
+    """Fraction of quasi-convex lines (of the non-flat) of each seed (of ``seeds``, default
+    every one), in seed order."""
+    sel = sorted((r for r in records if r["arch"] == arch and r["state"] == state
+                  and (seeds is None or r["seed"] in seeds)), key=lambda r: r["seed"])
     return [line_fractions(r[key])["frac_quasi_convex"] for r in sel]
 
 
@@ -446,9 +448,12 @@ def bn_versus_skip(records: list[dict], cfg: dict) -> dict:
             frozen = per_seed_fractions(records, arch, state, "lines")
             batch = per_seed_fractions(records, arch, state, "lines_batch")
             entry[f"mode_effect/{arch}"] = _mean_ci(np.subtract(frozen, batch))
+        both = ({r["seed"] for r in records if r["arch"] == a and r["state"] == state}
+                & {r["seed"] for r in records if r["arch"] == b and r["state"] == state})
         for mode, key in zip(MODES, ("lines", "lines_batch")):
             entry[f"skip_effect/{mode}"] = _mean_ci(np.subtract(
-                per_seed_fractions(records, a, state, key), per_seed_fractions(records, b, state, key)))
+                per_seed_fractions(records, a, state, key, both),
+                per_seed_fractions(records, b, state, key, both)))
         out[state] = entry
     return out
 
@@ -526,7 +531,7 @@ def plot_summary(summary: dict, path: Path) -> Path:
 def combine_runs(folders: list[Path], out: Path, figures: Path, size: str = "default") -> dict:
     """One summary from runs of disjoint seeds (``SIZES[size]["first_seed"]`` set per run,
     run side by side): their records (``summary.json``, else ``partial.json``) pooled,
-    summarised and drawn as one run; seed 0's surfaces must be in ``out``."""
+    summarised and drawn as one run (seed 0's surfaces from the first folder)."""
     import json
 
     records, cpu = [], 0.0
@@ -542,19 +547,22 @@ def combine_runs(folders: list[Path], out: Path, figures: Path, size: str = "def
     summary["records"] = records
     summary["combined_from"] = [str(f) for f in folders]
     summary["cpu_seconds"] = cpu
+    Path(out).mkdir(parents=True, exist_ok=True)
     write_summary(out, summary)
-    summary["figures"] = [str(p) for p in replot(out, figures)]
+    summary["figures"] = [str(p) for p in replot(out, figures, surfaces=folders[0])]
     write_summary(out, summary)
     return summary
 
 
-def replot(out: Path, figures: Path) -> list[Path]:
-    """Redraw both figures from a finished run's ``summary.json`` and seed-0 surfaces."""
+def replot(out: Path, figures: Path, surfaces: Path | None = None) -> list[Path]:
+    """Redraw both figures from a finished run's ``summary.json`` and seed-0 surfaces
+    (in ``out``, or in ``surfaces``)."""
     import json
 
     summary = json.loads((Path(out) / "summary.json").read_text())
     records = summary["records"]
-    surfaces = {(r["arch"], r["state"]): landscape.load(Path(out) / f"surface_{r['arch']}_{r['state']}.nc")
+    where = Path(surfaces or out)
+    surfaces = {(r["arch"], r["state"]): landscape.load(where / f"surface_{r['arch']}_{r['state']}.nc")
                 for r in records if r["seed"] == 0}
     return [plot_surfaces(surfaces, records, Path(figures) / "q4_surfaces.png"),
             plot_summary(summary, Path(figures) / "q4_convexity.png")]
