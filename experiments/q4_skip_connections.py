@@ -520,11 +520,12 @@ def plot_summary(summary: dict, path: Path) -> Path:
             point(axes[1], i + 0.15, e["grid_ratio"]["mean"], e["grid_ratio"]["std"], "s", "C2",
                   "(α, 0) grid points, seed 0")
     axes[0].set_ylabel("fraction quasi-convex")
-    axes[0].set_ylim(-0.05, 1.05)
+    axes[0].set_ylim(-0.05, 1.4)  # room for the legend above the points
+    axes[0].set_yticks(np.linspace(0, 1, 6))
     axes[1].set_ylabel("|λmin/λmax|")
     for ax in axes:
         ax.set_xticks(xs, [c.replace("/", "\n") for c in conds], fontsize=7)
-        ax.legend(fontsize=6, loc="best")
+        ax.legend(fontsize=6, loc="upper center" if ax is axes[0] else "best")
     return save_figure(fig, path)
 
 
