@@ -108,3 +108,79 @@ def lanczos_extremes(model, x, y, top_k: int = 1, bottom_k: int = 1, tol: float 
             else float("nan"),
             "lanczos_hvp": int(op.n_products), "lanczos_steps": int(res.steps), "tol": tol,
             "bn": op.bn_mode, "n_params": int(op.dim)}
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+def tost(a, b, margin: float, paired: bool = False, alpha: float = 0.05) -> dict:
+    """Is the mean of ``b`` equal to the mean of ``a`` within ``±margin``?  Two one-sided
+    t-tests (Schuirmann 1987), on ``b − a`` paired by index or as Welch's two samples.
+
+    With ``d`` the difference of the means, ``s`` its standard error and ``ν`` its degrees
+    of freedom (``n − 1`` paired; Welch–Satterthwaite otherwise), the two null hypotheses
+    ``δ ≤ −M`` and ``δ ≥ M`` are rejected by ``t₁ = (d + M)/s`` and ``t₂ = (d − M)/s``:
+    ``p_equivalence = max(P(T_ν ≥ t₁), P(T_ν ≤ t₂))``; equivalence at level α is the
+    ``1 − 2α`` interval ``d ± t_{1−α,ν} s`` inside ``(−M, M)``.  Beside it the ordinary
+    two-sided test of ``δ = 0`` (``p_difference``) and its power against a true
+    difference of ``±M`` at level α (noncentral t, ``ncp = M/s``, the observed ``s``).
+
+    ``verdict``: ``equivalent`` (p_equivalence < α), else ``different`` (p_difference <
+    α), else ``not detected`` — neither shown, with the power saying how likely a
+    difference of the margin would have been seen.  Non-finite values are dropped (pairs
+    whole); fewer than 2 values a side give ``untested``."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if margin <= 0 or not np.isfinite(margin):
+        raise ValueError(f"margin: must be a positive number, got {margin}")
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"paired: a and b need the same length, got {len(a)} and {len(b)}")
+        keep = np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+    else:
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    out = {"margin": float(margin), "alpha": alpha, "paired": bool(paired), "n_a": int(len(a)),
+           "n_b": int(len(b))}
+    nan = float("nan")
+    if len(a) < 2 or len(b) < 2:
+        return out | {"diff": nan, "se": nan, "df": nan, "ci": [nan, nan], "p_equivalence": nan,
+                      "p_difference": nan, "power": nan, "verdict": "untested"}
+    if paired:
+        d = b - a
+        diff, se, df = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1.0
+    else:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        diff, se = float(b.mean() - a.mean()), float(np.sqrt(va + vb))
+        df = float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))) \
+            if va + vb > 0 else float(len(a) + len(b) - 2)
+    if se == 0:  # no spread at all: the difference is known exactly
+        inside = abs(diff) < margin
+        p_eq, p_diff, power, half = (0.0 if inside else 1.0), (1.0 if diff == 0 else 0.0), 1.0, 0.0
+    else:
+        p_eq = float(max(stats.t.sf((diff + margin) / se, df), stats.t.cdf((diff - margin) / se, df)))
+        p_diff = float(2 * stats.t.sf(abs(diff) / se, df))
+        crit = stats.t.ppf(1 - alpha / 2, df)
+        ncp = margin / se
+        power = float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+        half = float(stats.t.ppf(1 - alpha, df) * se)
+    verdict = ("equivalent" if p_eq < alpha else "different" if p_diff < alpha
+               else "not detected")
+    return out | {"diff": diff, "se": se, "df": float(df), "ci": [diff - half, diff + half],
+                  "p_equivalence": p_eq, "p_difference": p_diff, "power": power,
+                  "verdict": verdict}
+
+
+def equivalence_text(result: dict, unit: str = "") -> str:
+    """One phrase for a :func:`tost` result: "equivalent within ±M (TOST p=…)",
+    "different (p=…)" or "not detected (power … at ±M)"."""
+    m = f"±{result['margin']:g}{unit}"
+    diff = f"Δ {result['diff']:+.3g}"
+    if result["verdict"] == "equivalent":
+        return f"equivalent within {m} ({diff}, TOST p={result['p_equivalence']:.2g})"
+    if result["verdict"] == "different":
+        return f"different ({diff}, p={result['p_difference']:.2g})"
+    if result["verdict"] == "not detected":
+        return (f"not detected ({diff}, p={result['p_difference']:.2g}; power "
+                f"{result['power']:.2f} at {m}; TOST p={result['p_equivalence']:.2g})")
+    return "untested (fewer than 2 values a side)"

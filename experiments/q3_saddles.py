@@ -34,6 +34,12 @@ A prediction that could fail: the index falls with the training loss, roughly li
 towards 0 at zero loss (pooled over seeds and steps: a Pearson r > 0.8 and an intercept
 of the fitted line within the noise floor of 0).
 
+"Random and trained alike" is claimed only by an equivalence test (TOST,
+``_common.tost``, paired by seed: each trained network against its own step 0) at the
+margins of ``MARGINS``, fixed before the run; otherwise the difference is "not
+detected" with its power.  A seed whose training diverged (final loss on the Hessian
+batch above its random loss) is reported and also left out in a second test.
+
 Writes results/q3_saddles/ (points.csv, summary.json) and figures/q3_*.png.
 
     python experiments/q3_saddles.py [--quick | --full] [--out DIR]
@@ -50,7 +56,16 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import lanczos_extremes, parse_args, save_figure, stat, timing, write_summary
+from _common import (
+    equivalence_text,
+    lanczos_extremes,
+    parse_args,
+    save_figure,
+    stat,
+    timing,
+    tost,
+    write_summary,
+)
 from scipy.special import ndtr
 
 import landscape
@@ -69,6 +84,9 @@ BN = "recompute"
 BATCH = 64  # training mini-batch
 
 LANCZOS_TOL = 1e-3  # relative residual (of max|θ|) at which a Ritz value counts as converged
+# Equivalence margins (random against trained, paired by seed), fixed before the run:
+# |λmin/λmax| within ±0.05 (half the random resnet18's 0.1; five times its error bound).
+MARGINS = {"ratio_min_max": 0.05}
 
 # Hessian settings per model: samples of the fixed batch, Lanczos (top_k, bottom_k,
 # max_steps, min_steps, tol (default LANCZOS_TOL), block: its block size, None for the
@@ -330,6 +348,7 @@ def summarise(points: list[dict], cfg: dict) -> dict:
         entry["index_drop"] = stat([pairs[r["seed"]][key] - r[key] for r in rows
                                      if r["state"] == "trained"])
         entry["prediction"] = prediction(rows, key)
+        entry["equivalence"] = equivalence(rows)
         if "exact_index" in rows[0]:
             entry["slq_minus_exact"] = {
                 str(tol): stat([r[f"negative_{tol}"] - r[f"exact_broadened_negative_{tol}"]
@@ -341,6 +360,32 @@ def summarise(points: list[dict], cfg: dict) -> dict:
             entry["prediction_exact_below_0"] = prediction(rows, "exact_index")
         summary["models"][model_name] = entry
     return summary
+
+
+def diverged_seeds(rows: list[dict]) -> list[int]:
+    """Seeds whose trained loss on the Hessian batch is above their random loss."""
+    random = {r["seed"]: r["loss"] for r in rows if r["state"] == "random"}
+    return sorted(r["seed"] for r in rows if r["state"] == "trained" and r["loss"] > random[r["seed"]])
+
+
+def equivalence(rows: list[dict]) -> dict:
+    """Random against trained |λmin/λmax| (converged extremes on both sides), paired by
+    seed, by TOST at ``MARGINS``: every seed, and without the diverged ones."""
+    out = {"diverged_seeds": diverged_seeds(rows)}
+    random = {r["seed"]: r for r in rows if r["state"] == "random"}
+    trained = {r["seed"]: r for r in rows if r["state"] == "trained"}
+    for metric, margin in MARGINS.items():
+        for label, skip in (("all", []), ("converged_training", out["diverged_seeds"])):
+            seeds = [s for s in sorted(trained) if s in random and s not in skip]
+
+            def value(r, metric=metric):
+                ok = r["converged_top"] and r["converged_min"]
+                return r[metric] if ok else float("nan")
+
+            res = tost([value(random[s]) for s in seeds], [value(trained[s]) for s in seeds], margin,
+                       paired=True)
+            out[f"{metric}/{label}"] = res | {"seeds": seeds, "text": equivalence_text(res)}
+    return out
 
 
 def prediction(rows: list[dict], key: str) -> dict:
@@ -370,25 +415,38 @@ def prediction(rows: list[dict], key: str) -> dict:
 
 def plot_index(points: list[dict], path: Path) -> Path:
     models = list(dict.fromkeys(r["model"] for r in points))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.9 * len(models), 3.8), squeeze=False,
+                             layout="constrained")
     key = f"negative_{INDEX_TOL}"
     for ax, model_name in zip(axes[0], models):
         rows = [r for r in points if r["model"] == model_name]
+        diverged = diverged_seeds(rows)
+        # A diverged seed's loss would stretch the axis over the others: its trained point
+        # is left off the axis and named in the legend.
+        kept = [r["loss"] for r in rows if not (r["seed"] in diverged and r["state"] == "trained")]
+        right = 1.08 * max(kept)
         for seed in sorted({r["seed"] for r in rows}):
             sel = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"])
-            ax.plot([r["loss"] for r in sel], [r[key] for r in sel], "o-", ms=3, lw=1,
-                    color=f"C{seed % 10}", label=f"seed {seed} (SLQ)")
+            off = [r for r in sel if r["loss"] > right]
+            label = f"seed {seed}" + (f" (diverged: loss {off[-1]['loss']:.3g}, off the axis)"
+                                      if off else "")
+            ax.plot([min(r["loss"], right) for r in sel], [r[key] for r in sel], "o-", ms=3,
+                    lw=1, color=f"C{seed % 10}", label=label)
+            for r in off:
+                ax.annotate("", xy=(right, r[key]), xytext=(0.93 * right, r[key]),
+                            arrowprops=dict(arrowstyle="->", color=f"C{seed % 10}"))
             if "exact_index" in sel[0]:
                 ax.plot([r["loss"] for r in sel], [r[f"exact_frac_below_eps_{INDEX_TOL}"] for r in sel],
                         "x:", ms=4, lw=0.8, color=f"C{seed % 10}")
+        if "exact_index" in rows[0]:
+            ax.plot([], [], "x:", color="0.4", label="exact (dense Hessian)")
         ax.set_xlabel("training loss (Hessian batch)")
-        ax.set_title(f"{model_name}" + (" (x: exact)" if "exact_index" in rows[0] else ""), fontsize=9)
-        ax.set_xlim(left=0)
+        ax.set_title(model_name, fontsize=9)
+        ax.set_xlim(0, right)
         ax.set_ylim(bottom=0)
-    axes[0][0].set_ylabel(f"negative mass below −{INDEX_TOL}·range")
-    axes[0][0].legend(fontsize=6)
-    fig.suptitle("Hessian index along training (step 0 = random, last = trained)", fontsize=9)
-    fig.tight_layout()
+        ax.legend(fontsize=6, loc="best")
+    axes[0][0].set_ylabel(f"negative mass below −{INDEX_TOL}·range (SLQ: o)")
+    fig.suptitle("Hessian index along training\n(step 0 = random, last = trained)", fontsize=9)
     return save_figure(fig, path)
 
 
@@ -426,6 +484,9 @@ def main(argv=None) -> dict:
                   + " ".join(f"neg@{t} {s[f'negative_{t}']['mean']:.4f}±{s[f'negative_{t}']['std']:.4f}"
                              for t in ZERO_TOLS))
         print(f"{model_name} prediction: {e['prediction']}")
+        for key, r in e["equivalence"].items():
+            if isinstance(r, dict):
+                print(f"{model_name} random vs trained {key}: {r['text']}")
     print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")
     return summary
 

@@ -23,9 +23,15 @@ C. **Beyond their limitations, other architectures**: ``cnn`` and ``resnet18`` o
    init): quality, label entropy of each latent's top images, and the
    max-activation reliability metrics of the most frequent latents.
 
-For every metric: trained minus random (mean over seeds), Cohen's d with a
-bootstrap 95 % interval over seeds, and the seed-level AUROC (5 trained against
-5 random values: 1 or 0 is a perfect separation).
+Every seed trains its own network (transformer and digits models alike: weight seed,
+data order and SAE seed), so the trained side's spread is that of independently trained
+networks, not of SAE seeds alone; seed s's ``init``, ``control`` and ``noise-input`` derive
+from trained network s.  For every metric: trained minus random (mean over seeds),
+Cohen's d with a bootstrap 95 % interval over seeds, the seed-level AUROC (5 trained
+against 5 random values: 1 or 0 is a perfect separation), and an equivalence test
+(TOST, ``_common.tost``, Welch over seeds) at the metric's margin in ``MARGINS``, fixed
+before the run: a metric "does not separate" only where it is equivalent within its
+margin; otherwise a difference is "not detected", with the power at the margin.
 
 Mechanism, tested by predictions that could fail: a random transformer's residual
 stream is dominated by its input token's embedding (a fixed random code per
@@ -56,7 +62,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, save_figure, write_summary
+from _common import equivalence_text, parse_args, save_figure, tost, write_summary
 from torch import nn
 
 import landscape
@@ -79,6 +85,14 @@ IMAGE_METRICS = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recover
                  "loss_recovered_zero", "kl", "label_entropy", "rho", "p_hit", "n_maxima",
                  "dist_to_data", "gain", "topk_compactness", "morans_i")
 TOP_N = 32  # tokens / images at a latent's top activations (sae_metrics' top_n)
+# Equivalence margins, fixed before the run, in each metric's own units: the smallest
+# trained-minus-random difference that would count as a difference (about a tenth of the
+# range the metric spans across this script's conditions).
+MARGINS = {"fvu": 0.01, "cosine": 0.005, "l0": 0.5, "dead_frac": 0.05, "dense_frac": 0.02,
+           "loss_recovered_mean": 0.05, "loss_recovered_zero": 0.05, "kl": 0.005,
+           "token_entropy": 0.25, "interp_auroc": 0.02, "token_r2": 0.03, "label_entropy": 0.25,
+           "rho": 0.1, "p_hit": 0.05, "n_maxima": 1.0, "dist_to_data": 0.25, "gain": 2.0,
+           "topk_compactness": 0.1, "morans_i": 0.1}
 
 SIZES = {
     "quick": dict(seeds=2, tf=dict(width=16, depth=2, heads=2, context=16), variants=VARIANTS,
@@ -245,11 +259,12 @@ def latent_mean(ds, name: str) -> float:
 
 # ----------------------------------------------------------------------------- part A / B
 
-def train_transformer(cfg: dict, log) -> tuple[nn.Module, dict]:
-    """The script's own transformer: the recipe's defaults (AdamW 3e-3, cosine with
-    warm-up, clipping, weight decay 0.1) on ``train_windows`` windows of pysource."""
+def train_transformer(cfg: dict, log, seed: int = 0) -> tuple[nn.Module, dict]:
+    """The script's own transformer, weight seed and data order ``seed``: the recipe's
+    defaults (AdamW 3e-3, cosine with warm-up, clipping, weight decay 0.1) on
+    ``train_windows`` windows of pysource."""
     tf = cfg["tf"]
-    model = landscape.build_model("transformer", seed=0, **tf)
+    model = landscape.build_model("transformer", seed=seed, **tf)
     x, y = landscape.load_dataset("pysource", n=cfg["train_windows"], split="train", seed=0,
                                   in_shape=(tf["context"],))
     xt, yt = landscape.load_dataset("pysource", n=cfg["test_windows"], split="test", seed=0,
@@ -257,7 +272,7 @@ def train_transformer(cfg: dict, log) -> tuple[nn.Module, dict]:
     t0, c0 = time.time(), time.process_time()
     steps = math.ceil(len(x) / cfg["train_batch"])
     history, _ = train(model, x, y, xt, yt, epochs=1, optimizer="adamw", lr=3e-3,
-                       batch_size=cfg["train_batch"], seed=0, weight_decay=0.1, schedule="cosine",
+                       batch_size=cfg["train_batch"], seed=seed, weight_decay=0.1, schedule="cosine",
                        warmup=min(100, steps // 10), clip=1.0)
     bits = history["test_loss"][-1] / math.log(2)
     uni = unigram_bits(x, xt)
@@ -265,7 +280,7 @@ def train_transformer(cfg: dict, log) -> tuple[nn.Module, dict]:
             "below_unigram": 1 - bits / uni, "test_accuracy": history["test_accuracy"][-1],
             "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0,
             "parameters": sum(p.numel() for p in model.parameters())}
-    log(f"transformer {tf}: {steps} steps, held-out {bits:.3f} bits/byte, unigram {uni:.3f} "
+    log(f"transformer {tf}, seed {seed}: {steps} steps, held-out {bits:.3f} bits/byte, unigram {uni:.3f} "
         f"({100 * info['below_unigram']:.1f} % below), {info['cpu_seconds']:.0f} CPU s")
     model.eval()
     return model, info
@@ -300,7 +315,8 @@ def sae_row(model: nn.Module, layer: str, train_x, eval_x, cfg: dict, seed: int)
 
 
 def run_transformer(cfg: dict, log) -> tuple[list[dict], dict]:
-    trained, info = train_transformer(cfg, log)
+    networks = []
+    info: dict = {}
     context = cfg["tf"]["context"]
     # SAE data: held-out windows (the test split, never seen in training).
     x, _ = landscape.load_dataset("pysource", n=cfg["sae_windows"], split="test", seed=1,
@@ -312,6 +328,8 @@ def run_transformer(cfg: dict, log) -> tuple[list[dict], dict]:
     layers = [f"blocks.{i}" for i in range(cfg["tf"]["depth"])]
     rows = []
     for seed in range(cfg["seeds"]):
+        trained, net_info = train_transformer(cfg, log, seed)
+        networks.append(net_info)
         for name in cfg["variants"]:
             model = variant(trained, name, seed)
             for layer in layers:
@@ -334,6 +352,10 @@ def run_transformer(cfg: dict, log) -> tuple[list[dict], dict]:
             log(f"  seed {seed} {name:>30s} {layer}: fvu {row['fvu']:.3f}, token entropy "
                 f"{row['token_entropy']:.2f}, interp AUROC {row['interp_auroc']:.3f}, "
                 f"token R2 {row['token_r2']:.3f}")
+    # Network 0's numbers at the top level; every network's in "networks".
+    info = networks[0] | info | {"networks": networks}
+    for key in ("test_bits_per_byte", "below_unigram", "test_accuracy"):
+        info[f"{key}_over_networks"] = stat([n[key] for n in networks])
     return rows, info
 
 
@@ -358,24 +380,8 @@ def run_images(cfg: dict, work: Path, log) -> tuple[list[dict], dict]:
     _, labels = landscape.load_dataset("digits", split="train")
     info["null_label_entropy"] = null_entropy(labels.numpy())
     for model_name, opts in cfg["images"].items():
-        ckpt = work / f"{model_name}.pt"
-        c0 = time.process_time()
-        # --threads: the command's default (every usable core) would outlive it and run
-        # every later analysis of this process on two threads, which on a shared machine
-        # multiplied the image part's time several-fold.
-        args = ["train", "--model", model_name, "--dataset", "digits", "--in-shape", "1x16x16",
-                "--epochs", str(opts["epochs"]), "--seed", "0", "--out", str(ckpt), "--overwrite",
-                "--threads", str(torch.get_num_threads())]
-        for key in ("width", "samples"):
-            if key in opts:
-                args += [f"--{key}", str(opts[key])]
-        _cli(args)
-        meta = torch.load(ckpt, map_location="cpu", weights_only=False)["meta"]
-        info[model_name] = {"test_accuracy": meta["test_accuracy"], "epochs": opts["epochs"],
-                            "train_cpu_seconds": time.process_time() - c0,
+        info[model_name] = {"test_accuracy": [], "epochs": opts["epochs"], "train_cpu_seconds": 0.0,
                             "layer": cfg["image_layer"][model_name]}
-        log(f"{model_name}: trained {opts['epochs']} epochs, test accuracy "
-            f"{meta['test_accuracy']:.3f}")
         arch = ["--model", model_name, "--in-shape", "1x16x16"]
         if "width" in opts:
             arch += ["--width", str(opts["width"])]
@@ -385,6 +391,24 @@ def run_images(cfg: dict, work: Path, log) -> tuple[list[dict], dict]:
         if cfg["image_sae_epochs"]:  # else the command's default: enough epochs for 384 steps
             common += ["--epochs", str(cfg["image_sae_epochs"])]
         for seed in range(cfg["seeds"]):
+            # One independently trained network per seed (weights, data order).
+            ckpt = work / f"{model_name}_s{seed}.pt"
+            c0 = time.process_time()
+            # --threads: the command's default (every usable core) would outlive it and run
+            # every later analysis of this process on two threads, which on a shared machine
+            # multiplied the image part's time several-fold.
+            args = ["train", "--model", model_name, "--dataset", "digits", "--in-shape", "1x16x16",
+                    "--epochs", str(opts["epochs"]), "--seed", str(seed), "--out", str(ckpt),
+                    "--overwrite", "--threads", str(torch.get_num_threads())]
+            for key in ("width", "samples"):
+                if key in opts:
+                    args += [f"--{key}", str(opts[key])]
+            _cli(args)
+            meta = torch.load(ckpt, map_location="cpu", weights_only=False)["meta"]
+            info[model_name]["test_accuracy"].append(meta["test_accuracy"])
+            info[model_name]["train_cpu_seconds"] += time.process_time() - c0
+            log(f"{model_name} seed {seed}: trained {opts['epochs']} epochs, test accuracy "
+                f"{meta['test_accuracy']:.3f}")
             for name in ("trained", "init"):
                 out = work / f"{model_name}_{name}_s{seed}.nc"
                 # trained: the checkpoint; init: the same recipe untrained, weight seed
@@ -479,7 +503,31 @@ def summarise(rows: list[dict], cfg: dict) -> dict:
         o = [r for r in img if r["model"] == model_name and r["variant"] == "init"]
         out["image_effects"][f"{model_name}/init"] = {m: effect([r[m] for r in t], [r[m] for r in o])
                                                       for m in IMAGE_METRICS}
+    out["equivalence"] = equivalence(rows, cfg)
     return out
+
+
+def equivalence(rows: list[dict], cfg: dict) -> dict:
+    """For every random condition and metric with a margin: TOST of random against
+    trained (Welch over seeds) at ``MARGINS``, keyed ``condition/layer/metric`` (transformer
+    variants and inits) or ``model/init/metric`` (images)."""
+    out = {}
+    tf = [r for r in rows if r["part"] in ("variants", "inits")]
+    for r0 in {(r["variant"], r["layer"]) for r in tf if r["variant"] != "trained"}:
+        name, layer = r0
+        trained = [r for r in tf if r["variant"] == "trained" and r["layer"] == layer]
+        other = [r for r in tf if r["variant"] == name and r["layer"] == layer]
+        for m in (*QUALITY, *INTERP, "token_r2"):
+            res = tost([r[m] for r in trained], [r[m] for r in other], MARGINS[m])
+            out[f"{name}/{layer}/{m}"] = res | {"text": equivalence_text(res)}
+    img = [r for r in rows if r["part"] == "images"]
+    for model_name in dict.fromkeys(r["model"] for r in img):
+        t = [r for r in img if r["model"] == model_name and r["variant"] == "trained"]
+        o = [r for r in img if r["model"] == model_name and r["variant"] == "init"]
+        for m in IMAGE_METRICS:
+            res = tost([r[m] for r in t], [r[m] for r in o], MARGINS[m])
+            out[f"{model_name}/init/{m}"] = res | {"text": equivalence_text(res)}
+    return dict(sorted(out.items()))
 
 
 def separating(effects: dict, threshold: float = 1.0) -> dict:
@@ -525,28 +573,39 @@ def plot_variants(summary: dict, path: Path) -> Path:
     return save_figure(fig, path, dpi=100, tight=True)
 
 
+INIT_STYLES = ("C4", "C5", "C6", "C8", "C9", "olive", "teal", "navy")  # init:SCHEME:S, in order
+
+
 def plot_mechanism(rows: list[dict], info: dict, path: Path) -> Path:
+    """Each SAE's mean interpretability metric against its layer's token R²: one colour per
+    variant present and per init (``init:SCHEME:S`` apart from one another), marker by layer;
+    one legend below for both panels, each panel's own reference line in its corner."""
     tf_rows = [r for r in rows if r["part"] in ("variants", "inits")]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    inits = sorted({r["variant"] for r in tf_rows if r["part"] == "inits"})
+    colour = {name: c for name, c in COLOURS.items() if any(r["variant"] == name for r in tf_rows)}
+    colour |= {name: INIT_STYLES[i % len(INIT_STYLES)] for i, name in enumerate(inits)}
+    layers = sorted({r["layer"] for r in tf_rows})
+    markers = {layer: "os^D"[i % 4] for i, layer in enumerate(layers)}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
     for ax, m in zip(axes, INTERP):
         for r in tf_rows:
-            colour = COLOURS.get(r["variant"], "C4")
-            marker = "o" if r["layer"].endswith("0") else "s"
-            ax.scatter(r["token_r2"], r[m], color=colour, marker=marker, s=14,
-                       alpha=0.8 if r["part"] == "variants" else 0.4)
+            ax.scatter(r["token_r2"], r[m], color=colour[r["variant"]], marker=markers[r["layer"]],
+                       s=16, alpha=0.85, edgecolors="none")
         if m == "token_entropy":
             ax.axhline(info["null_token_entropy"], color="grey", ls=":", label="32 random positions")
         else:
             ax.axhline(0.5, color="grey", ls=":", label="chance")
         ax.set_xlabel("token R² of the layer (variance explained by the current byte)")
         ax.set_ylabel(f"mean {m} over latents")
-        ax.legend(fontsize=6)
-    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=n) for n, c in COLOURS.items()]
-    handles.append(plt.Line2D([], [], color="C4", marker="o", ls="", alpha=0.4, label="init:SCHEME:S"))
-    axes[1].legend(handles=handles, fontsize=6, loc="lower right")
-    fig.suptitle("interpretability metrics follow token identity (o blocks.0, □ last block)",
-                 fontsize=9)
-    return save_figure(fig, path, dpi=100, tight=True)
+        ax.legend(fontsize=7, loc="upper right" if m == "token_entropy" else "lower right")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=n) for n, c in colour.items()]
+    handles += [plt.Line2D([], [], color="0.3", marker=mk, ls="", label=layer)
+                for layer, mk in markers.items()]
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=min(6, len(handles)),
+               frameon=False)
+    fig.suptitle("interpretability metrics follow token identity (one point per SAE; inits "
+                 f"untrained, {layers[-1]})", fontsize=9)
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_images(summary: dict, info: dict, path: Path) -> Path:
@@ -614,11 +673,22 @@ def run(size: str, out: Path, figures: Path) -> dict:
                           str(plot_mechanism(rows, info, figures / "q7_mechanism.png")),
                           str(plot_images(summary, image_info, figures / "q7_images.png"))]
     summary["parts"] = parts
+    # Per-SAE rows (latent lists left out) so that the figures can be redrawn (replot()).
+    summary["rows"] = [{k: v for k, v in r.items() if not k.startswith("latent_")} for r in rows]
     summary["threads"] = torch.get_num_threads()
     summary["seconds"] = time.time() - start
     summary["cpu_seconds"] = time.process_time() - cpu0
     write_summary(out, summary)
     return summary
+
+
+def replot(out: Path, figures: Path) -> list[Path]:
+    """Redraw the figures from a finished run's ``summary.json``."""
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    figures = Path(figures)
+    return [plot_variants(summary, figures / "q7_variants.png"),
+            plot_mechanism(summary["rows"], summary["transformer"], figures / "q7_mechanism.png"),
+            plot_images(summary, summary["image_info"], figures / "q7_images.png")]
 
 
 def main(argv=None) -> dict:
@@ -628,6 +698,14 @@ def main(argv=None) -> dict:
     for key, per in summary["variants"].items():
         print(f"{key:>40s} " + " ".join(f"{per[m]['mean']:.3f}±{per[m]['std']:.3f}"
                                         for m in (*QUALITY, *INTERP, "token_r2")))
+    print("not separating (seed AUROC strictly between 0 and 1): equivalence at the margin")
+    effects = {**summary["effects"], **{k: v["effect"] for k, v in summary["inits"].items()},
+               **summary["image_effects"]}
+    for key, r in summary["equivalence"].items():
+        cond, metric = key.rsplit("/", 1)
+        e = effects.get(cond if cond in effects else cond.rsplit("/", 1)[0], {}).get(metric)
+        if e is not None and 0 < e["auroc"] < 1:
+            print(f"  {key}: {r['text']}")
     print("separating (|d| >= 1, interval excludes 0, seed AUROC 0/1):")
     print(json.dumps(summary["separating"], indent=1))
     print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")

@@ -170,19 +170,23 @@ MODEL_OPTIONS = _options(
 )
 
 
-def bn_option(per_sample: bool = False):
+def bn_option(per_sample: bool = False, both_by_default: bool = False):
     """``--bn``: the BatchNorm statistics of every part of one result; ``per_sample``
-    leaves out ``batch`` (commands about a unit's response to its own input)."""
+    leaves out ``batch`` (commands about a unit's response to its own input);
+    ``both_by_default``: unset unless given (``slice``: a loss surface of a BatchNorm
+    network under ``auto`` and ``batch`` side by side)."""
     from ._state import BN_MODES, PER_SAMPLE_BN_MODES
 
     batch = "" if per_sample else ", batch (each batch's own; loss space only)"
+    default = ("Default: the loss of a BatchNorm network under both auto and batch, side by "
+               "side (dimension bn), everything else auto." if both_by_default else "")
     return click.option(
         "--bn", type=click.Choice(PER_SAMPLE_BN_MODES if per_sample else BN_MODES),
-        default="auto", show_default=True,
+        default=None if both_by_default else "auto", show_default=not both_by_default,
         help=f"BatchNorm statistics: eval (running statistics as stored){batch}, recompute "
              "(running statistics recomputed on the data, weights frozen), auto (eval once the "
              "statistics were ever updated, as in a trained checkpoint; recompute for a random "
-             "network).")
+             f"network). {default}".rstrip())
 
 
 # Options a checkpoint's meta supplies unless the command line gives them, with
@@ -418,7 +422,7 @@ SLICE_OPTIONS = _options(
                   help="Data points the input slices pass through."),
     click.option("--include-bias", is_flag=True, help="Give biases and norm layers a direction too."),
     click.option("--orthogonal", is_flag=True, help="Orthogonalise the loss-space directions."),
-    bn_option(),
+    bn_option(both_by_default=True),
     click.option("--engine", type=click.Choice(["auto", "vmap", "loop"]), default="auto",
                   show_default=True, help="How grid points of the loss slice are batched."),
     click.option("--batch-size", type=int, default=None,
@@ -438,15 +442,24 @@ SLICE_OPTIONS = _options(
 
 
 def _slice_summary(ds) -> list[str]:
+    from .results import BN_MEANINGS
+
     lines = []
     if "loss" in ds:
-        centre = ds.loss.sel(alpha=0, method="nearest")
-        if "beta" in ds.loss.dims:
-            centre = centre.sel(beta=0, method="nearest")
-        lines.append(f"loss at the centre {float(centre):.4g}, range "
-                     f"[{float(ds.loss.min()):.4g}, {float(ds.loss.max()):.4g}]; quasi-convex "
-                     f"{100 * ds.attrs['loss_frac_quasi_convex']:.0f}% of lines, constant "
-                     f"{100 * ds.attrs['loss_frac_constant']:.0f}%")
+        modes = [str(m) for m in ds.bn.values] if "bn" in ds.loss.dims else [None]
+        for mode in modes:
+            loss = ds.loss if mode is None else ds.loss.sel(bn=mode)
+            prefix = "loss_" if mode is None else f"loss_{mode}_"
+            centre = loss.sel(alpha=0, method="nearest")
+            if "beta" in loss.dims:
+                centre = centre.sel(beta=0, method="nearest")
+            used = mode or json_or_text(ds.attrs.get("bn", ""), "loss")
+            named = ("no BatchNorm" if not int(ds.attrs.get("batch_norm_layers", 1))
+                     else f"BatchNorm {used}: {BN_MEANINGS.get(used, used)}")
+            lines.append(f"loss ({named}) at the centre {float(centre):.4g}, range "
+                         f"[{float(loss.min()):.4g}, {float(loss.max()):.4g}]; quasi-convex "
+                         f"{100 * ds.attrs[prefix + 'frac_quasi_convex']:.0f}% of lines, constant "
+                         f"{100 * ds.attrs[prefix + 'frac_constant']:.0f}%")
     if "activation" in ds:
         lines.append(f"{ds.sizes['unit']} units x {ds.sizes['anchor']} anchors: quasi-convex "
                      f"{100 * ds.attrs['activation_frac_quasi_convex']:.0f}%, quasi-concave "
@@ -488,21 +501,27 @@ def slice_analysis(opts: dict):
     if "input" in spaces:
         from ._state import check_per_sample
 
-        check_per_sample(opts["bn"], "the input space (use --space loss)")
+        check_per_sample(opts["bn"] or "auto", "the input space (use --space loss)")
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     shards = sharding(opts.get("scheduler"))  # a malformed --scheduler fails here
     setup = Setup("slice", opts)
-    # One choice of BatchNorm statistics for every part of the result.
-    bn = _resolve_bn(setup, opts["bn"])
+    # One choice of BatchNorm statistics for every part of the result; unless --bn is
+    # given, the loss of a BatchNorm network also under batch statistics, side by side.
+    bn = _resolve_bn(setup, opts["bn"] or "auto")
+    loss_bn = bn
+    if opts["bn"] is None and bn != "batch":
+        from ._state import batch_norms
+
+        loss_bn = (bn, "batch") if batch_norms(setup.model) else bn
     with shards as client:
-        ds = _slices(opts, setup, bn, spaces, chosen, loss_pca, trajectory, client)
+        ds = _slices(opts, setup, bn, loss_bn, spaces, chosen, loss_pca, trajectory, client)
     if client is not None:
         ds.attrs["scheduler"] = str(opts["scheduler"])
     return ds, setup
 
 
-def _slices(opts, setup, bn, spaces, chosen, loss_pca, trajectory, client):
+def _slices(opts, setup, bn, loss_bn, spaces, chosen, loss_pca, trajectory, client):
     """The loss and/or input slices of :func:`slice_analysis`, merged."""
     import xarray as xr
 
@@ -521,7 +540,7 @@ def _slices(opts, setup, bn, spaces, chosen, loss_pca, trajectory, client):
             kind = pcs
         part = loss_slice(
             setup.model, setup.x, setup.y, directions=kind, dims=dims, grid=opts["grid"],
-            include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=bn,
+            include_bias=opts["include_bias"], orthogonal=opts["orthogonal"], bn=loss_bn,
             batch_size=opts["batch_size"], engine=opts["engine"], seed=opts["seed"], tol=opts["tol"],
             dataset=opts["dataset"], progress=progress_bar(), loss_fn=opts["loss"],
             max_memory=opts["max_memory"], scheduler=client,
@@ -544,6 +563,18 @@ def _slices(opts, setup, bn, spaces, chosen, loss_pca, trajectory, client):
     return parts[0] if len(parts) == 1 else _merge_slices(parts, xr)
 
 
+def json_or_text(value: str, key: str) -> str:
+    """``value[key]`` when ``value`` is a JSON object (a merged slice's per-space
+    attribute), else ``value``."""
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return value
+    return str(parsed.get(key, "")) if isinstance(parsed, dict) else value
+
+
 def _resolve_bn(setup, bn: str) -> str:
     from ._state import resolve_bn
 
@@ -560,6 +591,9 @@ def _merge_slices(parts, xr):
     attrs.update({k: v for k, v in parts[1].attrs.items() if k not in attrs})
     attrs["space"] = "both"
     attrs["directions"] = to_json({p.attrs["space"]: p.attrs["directions"] for p in parts})
+    modes = {p.attrs["space"]: p.attrs["bn"] for p in parts}
+    # One mode for both parts stays one word; the loss under several modes names each part's.
+    attrs["bn"] = modes["loss"] if len(set(modes.values())) == 1 else to_json(modes)
     merged.attrs = attrs
     return merged
 

@@ -196,3 +196,12 @@ def load(path, kind: str | tuple[str, ...] | None = None) -> xr.Dataset:
         if ds[name].attrs.pop("dtype_bool", 0):
             ds[name] = ds[name].astype(bool)
     return ds
+
+
+# What each BatchNorm mode (attribute ``bn``) makes of a loss surface: summaries and
+# figure titles name it.
+BN_MEANINGS = {
+    "eval": "stored running statistics, frozen over the plane",
+    "recompute": "the data's statistics at the centre, frozen over the plane",
+    "batch": "each point's own batch statistics, as in training",
+}

@@ -28,7 +28,7 @@ import xarray as xr
 from torch.func import functional_call, vmap
 
 from ._heap import reusing_freed_memory
-from ._state import BN_MODES, check_per_sample, model_view, untouched
+from ._state import BN_MODES, batch_norms, check_per_sample, model_view, resolve_bn, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
@@ -328,7 +328,8 @@ def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_b
 def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                directions: str | list[Direction] = "filter", dims: int = 2,
                grid=DEFAULT_GRID, beta_grid=None, *, include_bias: bool = False,
-               orthogonal: bool = False, bn: str = "auto", batch_size: int | None = None,
+               orthogonal: bool = False, bn: str | tuple[str, ...] = "auto",
+               batch_size: int | None = None,
                chunk_size: int | None = None, engine: str = "auto", seed: int = 0,
                tol: float = 1e-3, dataset: str | None = None, progress: Progress | None = None,
                hessian_options: dict | None = None,
@@ -340,7 +341,9 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     or a list of ``dims`` direction dicts.  ``grid``/``beta_grid``: ``"start:stop:num"``
     or coordinates.  ``bn``: the BatchNorm statistics of every forward pass, the
     directions' Hessian included (``auto``, ``eval``, ``batch``, ``recompute`` on
-    ``x``; see :mod:`landscape._state`).  ``engine``: ``vmap`` (a chunk of points per
+    ``x``; see :mod:`landscape._state`), or a tuple of them: one slice per mode along
+    the same directions, side by side along dimension ``bn`` (see
+    :func:`loss_slice_modes`).  ``engine``: ``vmap`` (a chunk of points per
     batched call), ``loop`` (one point at a time, written in place into a private
     copy of the model) or ``auto`` (``vmap`` on a GPU and for convolution-free
     models, ``loop`` for convolutional models on a CPU).  ``loss_fn``: a name of
@@ -359,6 +362,13 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     (and ``beta``) and their quasi-convexity scores (``loss_qcvx_barrier`` ...;
     along every row, column and diagonal for a surface).
     """
+    if not isinstance(bn, str):
+        return loss_slice_modes(model, x, y, directions, dims, grid, beta_grid, modes=tuple(bn),
+                                include_bias=include_bias, orthogonal=orthogonal,
+                                batch_size=batch_size, chunk_size=chunk_size, engine=engine,
+                                seed=seed, tol=tol, dataset=dataset, progress=progress,
+                                hessian_options=hessian_options, loss_fn=loss_fn,
+                                max_memory=max_memory)
     check_choice("bn", bn, BN_MODES)
     check_choice("engine", engine, ENGINES)
     alpha, beta = _grid(grid, beta_grid, dims)
@@ -413,7 +423,67 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                   k: (objective.name if k == "loss_fn" else v) for k, v in hessian_options.items()}}
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
     ds.attrs.update(kind="slice", space="loss", directions=kind, engine=used, bn=net.bn_mode,
-                    loss_function=objective.name)
+                    loss_function=objective.name, batch_norm_layers=len(batch_norms(model)))
+    return ds
+
+
+@untouched
+def loss_slice_modes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+                     directions: str | list[Direction] = "filter", dims: int = 2,
+                     grid=DEFAULT_GRID, beta_grid=None, *, modes=("auto", "batch"),
+                     hessian_options: dict | None = None, **options) -> xr.Dataset:
+    """:func:`loss_slice` under several BatchNorm ``modes`` at once, side by side.
+
+    Frozen statistics (``eval``, or ``recompute``: the centre's) do not follow the
+    weights, so a filter-normalised step that rescales a layer's weights rescales its
+    pre-activations and the error compounds layer by layer; batch statistics renormalise
+    every point, which makes each BatchNorm layer blind to the scale of the weights
+    before it.  The two are different surfaces of the same network, and on a
+    BatchNorm network they can disagree on every convexity verdict.
+
+    Every mode slices along the same directions (drawn, or for ``hessian`` taken, once,
+    under the first mode); modes are resolved (``auto`` for this model) and repeated
+    ones dropped.  Returns one Dataset: ``loss``, ``accuracy`` and their scores gain a
+    dimension ``bn`` (the resolved modes, in order); each mode's fractions are the
+    attributes ``loss_<mode>_frac_quasi_convex`` ...; ``bn`` (attribute) is the modes
+    joined by commas; ``config["bn"]`` lists them."""
+    resolved = list(dict.fromkeys(resolve_bn(model, m) for m in modes))
+    if not resolved:
+        raise LandscapeError("bn: give at least one BatchNorm mode")
+    if len(resolved) == 1:
+        return loss_slice(model, x, y, directions, dims, grid, beta_grid, bn=resolved[0],
+                          hessian_options=hessian_options, **options)
+    kind = directions if isinstance(directions, str) else "custom"
+    if isinstance(directions, str):
+        hess = None
+        if hessian_options is not None or directions == "hessian":
+            hess = {**(hessian_options or {}), "bn": "eval"}
+            if directions == "hessian":
+                hess["loss_fn"] = options.get("loss_fn")
+        view = model_view(model, resolved[0], x, options.get("batch_size"))
+        _, directions = _resolve_parameter_directions(
+            view, x, y, directions, dims, options.get("seed", 0), options.get("include_bias", False),
+            options.get("orthogonal", False), hess)
+    parts = [loss_slice(model, x, y, directions, dims, grid, beta_grid, bn=mode, **options)
+             for mode in resolved]
+    fractions = {}
+    varying = [name for name in parts[0].data_vars if name == "loss" or name == "accuracy"
+               or name.startswith("loss_")]
+    for mode, part in zip(resolved, parts):
+        for name in list(part.attrs):
+            if name.startswith("loss_frac_"):
+                fractions[f"loss_{mode}_{name[len('loss_'):]}"] = part.attrs[name]
+    stacked = xr.concat([p[varying] for p in parts], dim="bn", combine_attrs="drop")
+    ds = parts[0].drop_vars(varying).merge(stacked.assign_coords(bn=resolved))
+    attrs = {k: v for k, v in parts[0].attrs.items() if not k.startswith("loss_frac_")}
+    from .results import config_of, to_json
+
+    config = config_of(parts[0])
+    config.update(bn=resolved, directions=kind,
+                  hessian_options=None if kind != "hessian" and hessian_options is None else {
+                      k: v for k, v in (hessian_options or {}).items() if k != "loss_fn"})
+    attrs.update(fractions, bn=",".join(resolved), directions=kind, config=to_json(config))
+    ds.attrs = attrs
     return ds
 
 

@@ -84,7 +84,7 @@ def test_slice_of_a_batchnorm_model_both_spaces_share_statistics_and_leave_it_al
     monkeypatch.setattr(models, "build_model", keep)
     res, _ = run(["slice", "--model", "resnet18", "--in-shape", "3x8x8", "--init", "xavier",
                   "--samples", "16", "--grid", "-1:1:3", "--dims", "1", "--units", "2",
-                  "--anchors", "1", "--out", "s.nc"])
+                  "--anchors", "1", "--bn", "auto", "--out", "s.nc"])
     assert res.exit_code == 0, res.output
     ((model, state, flags),) = built
     assert {n: m.training for n, m in model.named_modules()} == flags

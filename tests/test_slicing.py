@@ -168,3 +168,141 @@ def test_loop_engine_handles_non_contiguous_parameters(digits_small):
     vmapped = landscape.loss_slice(model, x, y, grid="-1:1:4", engine="vmap")
     np.testing.assert_allclose(loop.loss.values, vmapped.loss.values, rtol=1e-5, atol=1e-6)
     assert not model.fc1.weight.is_contiguous() and torch.equal(model.fc1.weight, w)
+
+
+# ----------------------------------------------------------------------------- BatchNorm modes
+
+class _TinyBN(torch.nn.Module):
+    """x -> fc2(relu(bn(fc1 x))), float64, with weights and BatchNorm affine drawn from seed 0."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.fc1 = torch.nn.Linear(3, 4, bias=False)
+        self.bn = torch.nn.BatchNorm1d(4)
+        self.fc2 = torch.nn.Linear(4, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        self.double()
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.bn(self.fc1(x))))
+
+
+def _bn_data():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(10, 3, generator=g, dtype=torch.float64), torch.arange(10) % 3
+
+
+def _bn_reference(model, x, y, direction, alpha, stats):
+    """Cross-entropy by hand (numpy) at θ + α d, normalising fc1's outputs with
+    ``stats``: ``"batch"`` (the batch's own mean and biased variance at that point),
+    ``"centre"`` (the same at α = 0) or a (mean, var) pair."""
+    p = {k: v.detach().numpy() for k, v in model.named_parameters()}
+    w1 = p["fc1.weight"] + alpha * direction["fc1.weight"].numpy()
+    w2 = p["fc2.weight"] + alpha * direction["fc2.weight"].numpy()
+    xs = x.numpy()
+    z = xs @ w1.T
+    if stats == "batch":
+        mean, var = z.mean(0), z.var(0)
+    elif stats == "centre":
+        z0 = xs @ p["fc1.weight"].T
+        mean, var = z0.mean(0), z0.var(0)
+    else:
+        mean, var = stats
+    h = np.maximum((z - mean) / np.sqrt(var + model.bn.eps) * p["bn.weight"] + p["bn.bias"], 0)
+    logits = h @ w2.T + p["fc2.bias"]
+    logits = logits - logits.max(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y.numpy()].mean())
+
+
+def _bn_direction(model):
+    g = torch.Generator().manual_seed(2)
+    return {k: (torch.randn(p.shape, generator=g, dtype=p.dtype) if k.endswith("weight")
+                and not k.startswith("bn") else torch.zeros_like(p))
+            for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_loss_slice_bn_modes_side_by_side_match_hand_computed_losses(trained):
+    model = _TinyBN()
+    stored = (np.array([0.3, -0.2, 0.5, 0.1]), np.array([1.5, 0.7, 2.0, 0.9]))
+    if trained:  # statistics ever updated: auto means the stored ones (eval)
+        with torch.no_grad():
+            model.bn.running_mean.copy_(torch.from_numpy(stored[0]))
+            model.bn.running_var.copy_(torch.from_numpy(stored[1]))
+            model.bn.num_batches_tracked.fill_(3)
+    x, y = _bn_data()
+    d = _bn_direction(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: m.training for n, m in model.named_modules()}
+    grid = [-1.0, 0.0, 1.0]
+    ds = landscape.loss_slice(model, x, y, directions=[d], dims=1, grid=grid, bn=("auto", "batch"))
+    frozen = "eval" if trained else "recompute"
+    assert list(ds.bn.values) == [frozen, "batch"] and ds.loss.dims == ("bn", "alpha")
+    assert ds.attrs["bn"] == f"{frozen},batch"
+    assert landscape.results.config_of(ds)["bn"] == [frozen, "batch"]
+    for alpha in grid:
+        want_frozen = _bn_reference(model, x, y, d, alpha, stored if trained else "centre")
+        want_batch = _bn_reference(model, x, y, d, alpha, "batch")
+        assert float(ds.loss.sel(bn=frozen, alpha=alpha)) == pytest.approx(want_frozen, rel=1e-10)
+        assert float(ds.loss.sel(bn="batch", alpha=alpha)) == pytest.approx(want_batch, rel=1e-10)
+    # At the centre recomputed statistics are the batch's own; stored ones are not.
+    centre = ds.loss.sel(alpha=0.0)
+    assert (float(centre.sel(bn=frozen)) == pytest.approx(float(centre.sel(bn="batch")), rel=1e-10)) \
+        != trained
+    # Each mode's scores and fractions are its own.
+    for mode in (frozen, "batch"):
+        single = landscape.loss_slice(model, x, y, directions=[d], dims=1, grid=grid, bn=mode)
+        assert "bn" not in single.dims and single.attrs["bn"] == mode
+        np.testing.assert_allclose(ds.loss.sel(bn=mode).values, single.loss.values, rtol=1e-12)
+        assert ds.attrs[f"loss_{mode}_frac_quasi_convex"] == single.attrs["loss_frac_quasi_convex"]
+        assert bool(ds.loss_quasi_convex.sel(bn=mode)) == bool(single.loss_quasi_convex)
+    assert "loss_frac_quasi_convex" not in ds.attrs  # no pooled fraction over modes
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert {n: m.training for n, m in model.named_modules()} == flags
+
+
+def test_slice_command_gives_both_modes_unless_bn_is_chosen(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from landscape.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\ndef build():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 6),\n"
+        "                               torch.nn.BatchNorm1d(6), torch.nn.ReLU(),\n"
+        "                               torch.nn.Linear(6, 10))\n")
+    common = ["slice", "--model", "net.py:build", "--in-shape", "1x4x4", "--samples", "32",
+              "--space", "loss", "--dims", "1", "--grid", "-1:1:5"]
+    res = CliRunner().invoke(cli, [*common, "--out", "both.nc"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("loss (BatchNorm recompute: the data's statistics at the centre")
+    assert lines[1].startswith("loss (BatchNorm batch: each point's own batch statistics")
+    both = landscape.load(tmp_path / "both.nc")
+    assert list(both.bn.values) == ["recompute", "batch"]
+    # The figure draws each mode and names it.
+    from landscape.plot.slices import _bn_label
+
+    assert _bn_label(both, "batch") == "BatchNorm batch: each point's own batch statistics, as in training"
+    res = CliRunner().invoke(cli, ["plot", "both.nc", "--out", "."], catch_exceptions=False)
+    assert res.exit_code == 0 and (tmp_path / "both_loss.png").stat().st_size > 1000
+    for mode in ("batch", "eval"):
+        res = CliRunner().invoke(cli, [*common, "--bn", mode, "--out", f"{mode}.nc"],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        assert res.stdout.startswith(f"loss (BatchNorm {mode}:")
+        one = landscape.load(tmp_path / f"{mode}.nc")
+        assert "bn" not in one.dims and one.attrs["bn"] == mode
+        if mode == "batch":
+            np.testing.assert_allclose(one.loss.values, both.loss.sel(bn="batch").values, rtol=1e-6)
+    # Without BatchNorm the modes coincide: one surface, said so.
+    res = CliRunner().invoke(cli, ["slice", "--model", "mlp", "--in-shape", "1x4x4", "--samples",
+                                   "16", "--space", "loss", "--dims", "1", "--grid", "-1:1:3",
+                                   "--out", "mlp.nc"], catch_exceptions=False)
+    assert res.stdout.startswith("loss (no BatchNorm)")
+    assert "bn" not in landscape.load(tmp_path / "mlp.nc").dims

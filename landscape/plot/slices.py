@@ -4,6 +4,7 @@ barrier scores of the curves that are not constant."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,53 +45,87 @@ def _loss_name(ds) -> str:
     return f"loss ({name})" if name else "loss"
 
 
+def _bn_label(ds, mode: str | None) -> str:
+    """How the loss's BatchNorm statistics were taken, for a title."""
+    from ..results import BN_MEANINGS
+
+    if not int(ds.attrs.get("batch_norm_layers", 1)):
+        return "no BatchNorm"
+    if mode is None:
+        mode = str(ds.attrs.get("bn", ""))
+        if mode.startswith("{"):  # a merged slice: one mode per space
+            mode = str(json.loads(mode).get("loss", ""))
+    return f"BatchNorm {mode}: {BN_MEANINGS.get(mode, mode)}"
+
+
+def _loss_surface(fig, axes, ds, loss, accuracy, mode) -> None:
+    what = _loss_name(ds)
+    a, b = ds.alpha.values, ds.beta.values
+    z = loss.transpose("beta", "alpha").values
+    lo, hi = np.nanmin(z), np.nanmax(z)
+    # Geometric levels resolve the flat basin when the loss spans a wide range.
+    geometric = lo > 0 and hi / lo > 3
+    levels = np.geomspace(lo, hi, 30) if geometric else 30
+    cs = axes[0].contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
+    spacing = "log-spaced levels, log scale" if geometric else "evenly spaced levels"
+    bar = fig.colorbar(cs, ax=axes[0], label=f"{what} ({spacing})")
+    if geometric:
+        bar.ax.set_yscale("log")
+    axes[0].plot(0, 0, "r+", ms=10, label="centre (α = β = 0)")
+    if "trajectory_beta" in ds:  # the training path in the plane of its principal directions
+        for ax in axes:
+            ax.plot(ds["trajectory_alpha"], ds["trajectory_beta"], "o-", color="tab:red", ms=2.5,
+                    lw=1, label="training trajectory")
+    axes[0].legend(loc="upper right", fontsize=8)
+    prefix = "loss_" if mode is None else f"loss_{mode}_"
+    frac = ds.attrs.get(f"{prefix}frac_quasi_convex", np.nan)
+    axes[0].set(xlabel="α", ylabel="β")
+    axes[0].set_title(f"{what} ({100 * frac:.0f}% of lines quasi-convex"
+                      f"{_constant_note(ds, prefix[:-1])})\n{_bn_label(ds, mode)}", fontsize=9)
+    if np.isfinite(accuracy.values).any():
+        im = axes[1].pcolormesh(a, b, accuracy.transpose("beta", "alpha").values,
+                                shading="nearest", cmap="magma", vmin=0, vmax=1)
+        fig.colorbar(im, ax=axes[1], label="accuracy")
+        axes[1].set(xlabel="α", ylabel="β", title="accuracy")
+    else:
+        im = axes[1].pcolormesh(a, b, z, shading="nearest", cmap="viridis")
+        fig.colorbar(im, ax=axes[1], label=what)
+        axes[1].set(xlabel="α", ylabel="β", title=what)
+
+
 def _loss_figure(ds, path: Path) -> Path:
     loss = ds["loss"]
     what = _loss_name(ds)
+    # A BatchNorm network's loss under several modes (dimension bn): one row each.
+    modes = [str(m) for m in ds.bn.values] if "bn" in loss.dims else [None]
     if "beta" in loss.dims:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
-        a, b = ds.alpha.values, ds.beta.values
-        z = loss.transpose("beta", "alpha").values
-        lo, hi = np.nanmin(z), np.nanmax(z)
-        # Geometric levels resolve the flat basin when the loss spans a wide range.
-        geometric = lo > 0 and hi / lo > 3
-        levels = np.geomspace(lo, hi, 30) if geometric else 30
-        cs = axes[0].contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
-        spacing = "log-spaced levels, log scale" if geometric else "evenly spaced levels"
-        bar = fig.colorbar(cs, ax=axes[0], label=f"{what} ({spacing})")
-        if geometric:
-            bar.ax.set_yscale("log")
-        axes[0].plot(0, 0, "r+", ms=10, label="centre (α = β = 0)")
-        if "trajectory_beta" in ds:  # the training path in the plane of its principal directions
-            for ax in axes:
-                ax.plot(ds["trajectory_alpha"], ds["trajectory_beta"], "o-", color="tab:red", ms=2.5,
-                        lw=1, label="training trajectory")
-        axes[0].legend(loc="upper right", fontsize=8)
-        axes[0].set(xlabel="α", ylabel="β", title=f"{what} (contours)")
-        if np.isfinite(ds["accuracy"].values).any():
-            im = axes[1].pcolormesh(a, b, ds["accuracy"].transpose("beta", "alpha").values,
-                                    shading="nearest", cmap="magma", vmin=0, vmax=1)
-            fig.colorbar(im, ax=axes[1], label="accuracy")
-            axes[1].set(xlabel="α", ylabel="β", title="accuracy")
-        else:
-            im = axes[1].pcolormesh(a, b, z, shading="nearest", cmap="viridis")
-            fig.colorbar(im, ax=axes[1], label=what)
-            axes[1].set(xlabel="α", ylabel="β", title=what)
-        frac = ds.attrs.get("loss_frac_quasi_convex", np.nan)
-        fig.suptitle(title(ds, f"{what} surface ({100 * frac:.0f}% of lines quasi-convex"
-                               f"{_constant_note(ds, 'loss')})"), fontsize=10)
+        fig, axes = plt.subplots(len(modes), 2, figsize=(11, 4.6 * len(modes)), squeeze=False,
+                                 layout="constrained")
+        for row, mode in zip(axes, modes):
+            sel = {} if mode is None else {"bn": mode}
+            _loss_surface(fig, row, ds, loss.sel(sel), ds["accuracy"].sel(sel), mode)
+        fig.suptitle(title(ds, f"{what} surface"), fontsize=10)
     else:
         fig, ax = plt.subplots(figsize=(6.5, 4.4), layout="constrained")
-        label, colour = _verdict(ds, "loss")
-        ax.plot(ds.alpha, loss, color=colour, lw=2, label=f"loss ({label})")
+        styles = ("-", "--", ":", "-.")
+        for i, mode in enumerate(modes):
+            sel = {} if mode is None else {"bn": mode}
+            label, colour = _verdict(ds.sel(sel), "loss")
+            named = "" if mode is None else f"{mode}, "
+            ax.plot(ds.alpha, loss.sel(sel), color=colour, lw=2, ls=styles[i % len(styles)],
+                    label=f"loss ({named}{label})")
         ax.set(xlabel="α", ylabel=what)
         if np.isfinite(ds["accuracy"].values).any():
             twin = ax.twinx()
-            twin.plot(ds.alpha, ds["accuracy"], color="tab:orange", ls="--", label="accuracy")
+            for i, mode in enumerate(modes):
+                acc = ds["accuracy"] if mode is None else ds["accuracy"].sel(bn=mode)
+                twin.plot(ds.alpha, acc, color="tab:orange", ls=styles[i % len(styles)], lw=1,
+                          label="accuracy" + ("" if mode is None else f" ({mode})"))
             twin.set(ylabel="accuracy", ylim=(0, 1))
             twin.legend(loc="upper right", fontsize=8)
         ax.legend(loc="upper left", fontsize=8)
-        ax.set_title(title(ds, f"{what} along one direction"), fontsize=9)
+        named = "; ".join(_bn_label(ds, m) for m in modes)
+        ax.set_title(title(ds, f"{what} along one direction") + f"\n{named}", fontsize=9)
     return save_figure(fig, path)
 
 
