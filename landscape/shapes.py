@@ -181,3 +181,16 @@ def knn_purity(x: np.ndarray, y: np.ndarray, k: int = 9) -> float:
         nearest = np.argpartition(d, k, axis=1)[:, :k]
         same += (y[nearest] == y[start:start + _CHUNK, None]).sum()
     return float(same / (len(flat) * k))
+
+
+def split_statistics(size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of the training split (float32),
+    the standardisation :func:`landscape.load_dataset` applies to both splits."""
+    key = (size, seed)
+    if key not in _STATISTICS:
+        x, _ = generate("train", size, seed=seed)
+        _STATISTICS[key] = (x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3)))
+    return _STATISTICS[key]
+
+
+_STATISTICS: dict = {}
