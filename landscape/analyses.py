@@ -366,7 +366,7 @@ class Setup:
         self.model = model.to(self.device)
         x, y = load_dataset(opts["dataset"], root=opts["data_root"], n=opts["samples"],
                             split=opts["split"], seed=opts["seed"], in_shape=input_shape(model, opts),
-                            download=opts["download"])
+                            download=opts["download"], tokenizer=getattr(model, "tokenizer", None))
         check_labels(model, y, opts["dataset"])
         self.x = x.to(self.device)
         self.y = None if y is None else y.to(self.device)
@@ -381,7 +381,10 @@ class Setup:
 
         config = config_of(ds)
         config.update({k: v for k, v in self.opts.items() if k not in config and k != "overwrite"})
-        config["state"] = "trained" if self.opts["checkpoint"] else "random"
+        from .minilm import is_pretrained
+
+        trained = self.opts["checkpoint"] or is_pretrained(self.model)
+        config["state"] = "trained" if trained else "random"
         config["overridden"] = self.overridden
         ds.attrs["config"] = to_json(config)
         ds.attrs["overridden"] = to_json(self.overridden)
@@ -500,6 +503,10 @@ def slice_analysis(opts: dict):
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("slice", opts)
+    if "loss" in spaces:
+        from .minilm import refuse_without_loss
+
+        refuse_without_loss(setup.model, "slice --space loss")
     # One choice of BatchNorm statistics for every part of the result.
     bn = _resolve_bn(setup, opts["bn"])
     parts = []
@@ -634,6 +641,10 @@ def hessian_analysis(opts: dict):
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("hessian", opts)
+    if opts["space"] == "loss":
+        from .minilm import refuse_without_loss
+
+        refuse_without_loss(setup.model, "hessian --space loss")
     common = dict(top_k=opts["top_k"], bottom_k=opts["bottom_k"], density=opts["density"],
                   trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
                   engine=opts["engine"], density_runs=opts["density_runs"],

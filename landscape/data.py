@@ -257,12 +257,14 @@ def byte_windows(stream: np.ndarray, context: int) -> np.ndarray:
                                            writeable=False)
 
 
-def _text(name: str, split: str, in_shape, n: int | None, seed: int):
+def _text(name: str, split: str, in_shape, n: int | None, seed: int, tokenizer=None):
     if in_shape is not None and len(in_shape) != 1:
         raise LandscapeError(f"dataset {name!r} holds byte sequences, for a token model such as "
                              f"--model transformer (input shape {tuple(in_shape)} is an image's)")
     context = int(in_shape[0]) if in_shape is not None else DEFAULT_CONTEXT
-    windows = byte_windows(text_stream(name, split), context)
+    stream = text_stream(name, split)
+    # A model's own tokenizer (minilm's WordPiece: whole windows, no targets), else bytes.
+    windows = byte_windows(stream, context) if tokenizer is None else tokenizer.windows(stream, context)
     if len(windows) == 0:
         raise LandscapeError(f"dataset {name!r}: the {split} split is shorter than one window "
                              f"of {context + 1} bytes")
@@ -272,7 +274,7 @@ def _text(name: str, split: str, in_shape, n: int | None, seed: int):
                                  f"{context} bytes, asked for {n}")
         windows = windows[subset_index(len(windows), n, seed)]
     tokens = torch.from_numpy(np.ascontiguousarray(windows)).long()
-    return tokens[:, :-1], tokens[:, 1:]
+    return (tokens[:, :-1], tokens[:, 1:]) if tokenizer is None else (tokens, None)
 
 
 def unigram_bits(train_tokens: torch.Tensor, test_tokens: torch.Tensor, vocab: int = 256) -> float:
@@ -398,9 +400,11 @@ SUBSETS_ITSELF = {"folder"}  # decodes only the images of the subset
 
 def load_dataset(name: str = "digits", root=None, n: int | None = None, split: str = "train",
                  seed: int = 0, in_shape=None, download: bool = False,
-                 num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 num_classes: int = 10, tokenizer=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Load ``name`` as ``(x, y)`` tensors (``y`` is ``None`` for an npz file
-    without labels); see the module docstring."""
+    without labels); see the module docstring.  ``tokenizer``: a token model's own
+    (``model.tokenizer``, e.g. :class:`landscape.minilm.WordPiece`), whose
+    ``windows(stream, T)`` replaces the byte windows of a text dataset (``y`` None)."""
     from .models import parse_shape
 
     kind, colon, path = name.partition(":") if isinstance(name, str) else ("", "", "")
@@ -413,7 +417,7 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
     if n is not None and (int(n) != n or n < 1):
         raise LandscapeError(f"samples: must be a positive integer, got {n!r}")
     if is_text(name):
-        return _text(name, split, None if in_shape is None else tuple(in_shape), n, seed)
+        return _text(name, split, None if in_shape is None else tuple(in_shape), n, seed, tokenizer)
     if in_shape is not None and len(tuple(in_shape)) == 1:
         raise LandscapeError(f"dataset {name!r} holds images; a token model such as the "
                              "transformer reads --dataset pysource or text:PATH")

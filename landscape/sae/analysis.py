@@ -13,6 +13,13 @@ input ``(B, T)``, logits ``(B, T, V)``) is scored by the next-token
 cross-entropy at every position against ``y (B, T)`` (the next tokens; without
 ``y``, positions ``0..T−2`` against the input shifted by one); a classifier by cross-entropy against
 its labels; a ``reconstruct`` model by the mean squared error against its input.
+A sentence encoder (``task == "embed"``, :mod:`landscape.minilm`: its output is a
+normalised sentence embedding, and no language-model head ships) is scored by
+*embedding recovered*: per sequence the cosine of the embedding with the layer
+replaced against the clean embedding (``embedding_recovered`` for the SAE's
+reconstruction, ``embedding_recovered_mean_ablated`` / ``_zero_ablated`` for the
+baselines), and its loss is ``1 − cosine`` (0 when clean), so ``loss_recovered_*``
+read as for any model and ``kl`` is NaN.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ..errors import LandscapeError
 from ..memory import memory_budget, require
 from ..models import eval_mode, resolve_layer
 from .metrics import (
+    N_TOKENS,
     ReconstructionStats,
     detection_auroc,
     explanations,
@@ -55,6 +63,10 @@ DESCRIPTIONS = {
     "token_entropy": "entropy (bits) of the tokens at the latent's top activations",
     "interp_auroc": "AUROC of the token/bigram explanation predicting activation (held out)",
     "label_entropy": "entropy (bits) of the labels of the latent's top images",
+    "embedding_recovered": "mean cosine of the sentence embedding with the SAE spliced in "
+                           "against the clean embedding",
+    "embedding_recovered_mean_ablated": "the same with the layer mean-ablated",
+    "embedding_recovered_zero_ablated": "the same with the layer zero-ablated",
 }
 
 
@@ -172,6 +184,8 @@ def spliced_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
                    y: torch.Tensor | None, mean: torch.Tensor, batch_size: int = 64) -> dict:
     """The model's mean loss clean, with the SAE's reconstruction spliced in, and with
     the layer mean- and zero-ablated; the mean KL(clean ‖ spliced)."""
+    if getattr(model, "task", None) == "embed":
+        return _embedding_losses(model, layer, sae, x, mean, batch_size)
     sums = dict(clean=0.0, sae=0.0, mean=0.0, zero=0.0, kl=0.0)
     count = 0
     replacements = {"sae": lambda v: sae(v.float()),
@@ -195,6 +209,28 @@ def spliced_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
     if logp_clean is None:
         out["kl"] = float("nan")
     return out
+
+
+def _embedding_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
+                      mean: torch.Tensor, batch_size: int) -> dict:
+    """A sentence encoder's :func:`spliced_losses` (module docstring): loss ``1 − cos``."""
+    replacements = {"sae": lambda v: sae(v.float()),
+                    "mean": lambda v: mean.to(v).expand_as(v),
+                    "zero": torch.zeros_like}
+    cos = {name: 0.0 for name in replacements}
+    with torch.no_grad(), eval_mode(model):
+        for begin in range(0, len(x), batch_size):
+            xb = x[begin:begin + batch_size]
+            clean = model(xb)
+            for name, fn in replacements.items():
+                with splice(model, layer, fn):
+                    cos[name] += float(torch.cosine_similarity(model(xb), clean, dim=-1)
+                                       .double().sum())
+    cos = {k: v / len(x) for k, v in cos.items()}
+    return dict(clean=0.0, sae=1 - cos["sae"], mean=1 - cos["mean"], zero=1 - cos["zero"],
+                kl=float("nan"), embedding_recovered=cos["sae"],
+                embedding_recovered_mean_ablated=cos["mean"],
+                embedding_recovered_zero_ablated=cos["zero"])
 
 
 # ----------------------------------------------------------------------------- the result
@@ -259,6 +295,7 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                    loss_recovered_zero=loss_recovered(losses["clean"], losses["sae"], losses["zero"]),
                    kl=losses["kl"], loss_clean=losses["clean"], loss_sae=losses["sae"],
                    loss_mean_ablated=losses["mean"], loss_zero_ablated=losses["zero"])
+    scalars.update({k: v for k, v in losses.items() if k.startswith("embedding_recovered")})
     data = {name: ((), float(value), {"long_name": DESCRIPTIONS.get(name, name)})
             for name, value in scalars.items()}
     data["frequency"] = ("latent", quality["frequency"], {"long_name": DESCRIPTIONS["frequency"]})
@@ -271,7 +308,9 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
         ent = np.array([_entropy_row(tokens[safe[j]][where[j, :top_n] >= 0]) for j in range(m)])
         data["token_entropy"] = ("latent", ent, {"long_name": DESCRIPTIONS["token_entropy"]})
         auc = np.full(m, np.nan)
-        if train_x is not None:
+        # The explanations' features are byte tokens and byte bigrams: a larger
+        # vocabulary (minilm's WordPiece) leaves interp_auroc NaN.
+        if train_x is not None and max(int(x.max()), int(train_x.max())) < N_TOKENS:
             tv = train_vectors
             if tv is None:
                 tv, _ = layer_vectors(model, layer, train_x, batch_size=batch_size,
