@@ -136,7 +136,8 @@ MODEL_OPTIONS = _options(
                                                          "transformer."),
     click.option("--heads", type=int, default=None, help="Attention heads of transformer."),
     click.option("--context", type=int, default=None,
-                 help="Window length in bytes of transformer (its input shape)."),
+                 help="Window length in bytes of transformer (its input shape), in WordPiece "
+                      "tokens of minilm."),
     click.option("--tied/--untied", "tied", default=None,
                  help="Transformer: output head shares the token embedding (default tied)."),
     click.option("--position", type=int, default=None,

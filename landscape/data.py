@@ -62,6 +62,11 @@ every next-byte transition of the stream is a target exactly once.  The
 convention for sequence data: ``x = window[:, :-1]`` (token ids in) and
 ``y = window[:, 1:]`` (the next byte at every position), both int64 of shape
 ``(N, T)``, views of one tensor.
+
+A model with its own tokenizer (``model.tokenizer``: minilm's WordPiece, see
+:class:`landscape.minilm.WordPiece`) gets the same split's text as windows of its
+token ids instead (``load_dataset(..., tokenizer=model.tokenizer)``, which the
+commands pass), and ``y`` is ``None``.
 """
 
 from __future__ import annotations
