@@ -302,6 +302,11 @@ def refuse_without_loss(model: nn.Module, what: str) -> None:
 
 # ----------------------------------------------------------------------------- tokens
 
+def vocabulary() -> list[str]:
+    """The WordPiece vocabulary (``vocab.txt``), id -> token."""
+    return (model_path() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+
+
 class WordPiece:
     """The shipped WordPiece tokenizer, loaded on first use; windows of its ids."""
 

@@ -356,7 +356,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                   sae=getattr(sae, "train_config", {}))
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
     ds.attrs.update(kind="sae", n_latents=m, k=sae.k, d=sae.d,
-                    modality="tokens" if tokens_model else "images")
+                    modality="tokens" if tokens_model else "images",
+                    tokens="wordpiece" if hasattr(model, "tokenizer") else "bytes")
     return ds
 
 
