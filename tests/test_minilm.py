@@ -117,7 +117,7 @@ def test_variants_against_their_definitions(trained):
         elif isinstance(m, torch.nn.LayerNorm):
             assert (m.weight == 1).all() and not m.bias.any(), name
 
-    trained_p = dict(trained.named_parameters())
+    trained_p = {k: p.detach() for k, p in trained.named_parameters()}
     keep = {"embed.weight", "pos.weight", "type_embed.weight"}
     for variant, kept in (("rerandomised", set()), ("rerandomised-except-embeddings", keep)):
         out = make_variant(trained, variant, seed=4)
@@ -206,3 +206,14 @@ def test_sae_command_on_minilm(tmp_path, monkeypatch):
     rec = ds.embedding_recovered.sel(layer="layers.0")
     assert np.allclose(1 - rec.values, ds.loss_sae.sel(layer="layers.0").values, atol=1e-6)
     assert ds.attrs["state"] == "trained"
+
+
+def test_contexts_figure_decodes_wordpiece():
+    from landscape.minilm import vocabulary
+    from landscape.plot.sae import _wordpiece_text
+
+    vocab = vocabulary()
+    assert len(vocab) == 30522 and vocab[101] == "[CLS]" and vocab[7592] == "hello"
+    decode = _wordpiece_text(vocab)
+    assert decode(np.array([101, 7592, 2088, 1010, 19204, 6648, -1])) == \
+        " [CLS] hello world , tokenisation"
