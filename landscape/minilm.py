@@ -157,6 +157,7 @@ class MiniLM(nn.Module):
             raise LandscapeError(f"minilm: position must lie in {-context}..{context - 1}, "
                                  f"got {position}")
         self.width, self.depth, self.context = width, depth, int(context)
+        self.vocab_size = int(config["vocab_size"])
         self.embed = nn.Embedding(config["vocab_size"], width)
         self.pos = nn.Embedding(config["max_position_embeddings"], width)
         self.type_embed = nn.Embedding(config["type_vocab_size"], width)

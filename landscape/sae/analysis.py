@@ -250,8 +250,8 @@ def _encode_all(sae: TopKSAE, vectors: torch.Tensor, batch_size: int):
     return torch.cat(vals).numpy(), torch.cat(idx).numpy(), stats.result()
 
 
-def _previous_tokens(x: torch.Tensor) -> np.ndarray:
-    prev = torch.full_like(x, 256)
+def _previous_tokens(x: torch.Tensor, vocab: int = N_TOKENS) -> np.ndarray:
+    prev = torch.full_like(x, vocab)
     prev[:, 1:] = x[:, :-1]
     return prev.reshape(-1).cpu().numpy()
 
@@ -303,25 +303,25 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
     where, top_act = top_positions(vals, idx, m, max(top_n, contexts))
     if tokens_model:
         tokens = x.reshape(-1).cpu().numpy()
-        previous = _previous_tokens(x)
+        vocab = int(getattr(model, "vocab_size", N_TOKENS))  # bytes, or minilm's WordPiece
+        previous = _previous_tokens(x, vocab)
         safe = np.where(where[:, :top_n] >= 0, where[:, :top_n], 0)
         ent = np.array([_entropy_row(tokens[safe[j]][where[j, :top_n] >= 0]) for j in range(m)])
         data["token_entropy"] = ("latent", ent, {"long_name": DESCRIPTIONS["token_entropy"]})
         auc = np.full(m, np.nan)
-        # The explanations' features are byte tokens and byte bigrams: a larger
-        # vocabulary (minilm's WordPiece) leaves interp_auroc NaN.
-        if train_x is not None and max(int(x.max()), int(train_x.max())) < N_TOKENS:
+        if train_x is not None:
             tv = train_vectors
             if tv is None:
                 tv, _ = layer_vectors(model, layer, train_x, batch_size=batch_size,
                                       max_memory=max_memory)
             tvals, tidx, _ = _encode_all(sae, tv, 4096)
             feats, enrich = explanations(tvals, tidx, train_x.reshape(-1).cpu().numpy(),
-                                         _previous_tokens(train_x), m, size=explanation_size)
-            auc = detection_auroc(vals, idx, tokens, previous, feats, enrich, bins=interp_bins,
-                                  per_bin=interp_per_bin, seed=seed)
-            data["explanation"] = (("latent", "feature"), feats,
-                                   {"long_name": "explanation: token id t, or 256 + 256 t_prev + t"})
+                                         _previous_tokens(train_x, vocab), m,
+                                         size=explanation_size, vocab=vocab)
+            auc = detection_auroc(vals, idx, tokens, previous, feats, enrich, vocab=vocab,
+                                  bins=interp_bins, per_bin=interp_per_bin, seed=seed)
+            data["explanation"] = (("latent", "feature"), feats, {
+                "long_name": f"explanation: token id t, or {vocab} + {vocab} t_prev + t"})
         data["interp_auroc"] = ("latent", auc, {"long_name": DESCRIPTIONS["interp_auroc"]})
         seq_len = x.shape[1]
         top = where[:, :contexts]
