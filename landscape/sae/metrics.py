@@ -121,11 +121,13 @@ def top_entropy(act: np.ndarray, labels: np.ndarray, top_n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- interpretability proxy
 
-def token_features(tokens: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def token_features(tokens: np.ndarray, previous: np.ndarray,
+                   vocab: int = N_TOKENS) -> tuple[np.ndarray, np.ndarray]:
     """The two features of each position: its token ``t`` (id ``t``) and its bigram
-    ``(t_prev, t)`` (id ``256 + t_prev · 256 + t``; ``t_prev = 256`` at a sequence start)."""
+    ``(t_prev, t)`` (id ``V + t_prev · V + t``; ``t_prev = V`` at a sequence start), ``V``
+    the vocabulary's size (256 bytes; minilm's 30 522 WordPiece tokens)."""
     tokens = tokens.astype(np.int64)
-    return tokens, N_TOKENS + previous.astype(np.int64) * N_TOKENS + tokens
+    return tokens, vocab + previous.astype(np.int64) * vocab + tokens
 
 
 def _active_pairs(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,7 +138,7 @@ def _active_pairs(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def explanations(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous: np.ndarray,
                  n_latents: int, size: int = 5, min_count: int = 2,
-                 smoothing: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                 smoothing: float = 0.5, vocab: int = N_TOKENS) -> tuple[np.ndarray, np.ndarray]:
     """Each latent's explanation from the training split.
 
     ``vals, idx (N, k)``: the SAE's top-k latents at ``N`` positions.  For latent
@@ -149,18 +151,20 @@ def explanations(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous
 
     Returns ``features (M, size)`` (−1 where fewer qualify) and their
     ``enrichment (M, size)``."""
-    unigram, bigram = token_features(tokens, previous)
-    counts = np.bincount(np.concatenate([unigram, bigram]), minlength=N_FEATURES)
+    unigram, bigram = token_features(tokens, previous, vocab)
+    n_features = vocab + (vocab + 1) * vocab
+    seen, seen_counts = np.unique(np.concatenate([unigram, bigram]), return_counts=True)
     pos, lat, _ = _active_pairs(vals, idx)
     n_active = np.bincount(lat, minlength=n_latents)
-    keys = np.concatenate([lat * N_FEATURES + unigram[pos], lat * N_FEATURES + bigram[pos]])
+    keys = np.concatenate([lat * n_features + unigram[pos], lat * n_features + bigram[pos]])
     keys, a = np.unique(keys, return_counts=True)
     keep = a >= min_count
     keys, a = keys[keep], a[keep]
-    j, f = keys // N_FEATURES, keys % N_FEATURES
+    j, f = keys // n_features, keys % n_features
+    counts_f = seen_counts[np.searchsorted(seen, f)]
     n = len(tokens)
     score = (np.log((a + smoothing) / (n_active[j] + smoothing))
-             - np.log((counts[f] + smoothing) / (n + smoothing)))
+             - np.log((counts_f + smoothing) / (n + smoothing)))
     keep = score > 0
     j, f, a, score = j[keep], f[keep], a[keep], score[keep]
     # By latent, then best first; equal enrichment (a feature seen only where the
@@ -193,7 +197,8 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def detection_auroc(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous: np.ndarray,
                     features: np.ndarray, enrichment: np.ndarray, *, bins: int = 5,
-                    per_bin: int = 20, min_active: int = 5, seed: int = 0) -> np.ndarray:
+                    per_bin: int = 20, min_active: int = 5, seed: int = 0,
+                    vocab: int = N_TOKENS) -> np.ndarray:
     """Each latent's ``interp_auroc`` on held-out positions.
 
     For latent ``j``: its activating positions (value > 0) are cut into ``bins``
@@ -205,7 +210,7 @@ def detection_auroc(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previ
     with fewer than ``min_active`` activating positions here, or no explanation.
     Seeded by ``seed``, so the same inputs give the same value."""
     n_latents = features.shape[0]
-    unigram, bigram = token_features(tokens, previous)
+    unigram, bigram = token_features(tokens, previous, vocab)
     pos, lat, value = _active_pairs(vals, idx)
     order = np.argsort(lat, kind="stable")
     pos, lat, value = pos[order], lat[order], value[order]
