@@ -504,10 +504,8 @@ def slice_analysis(opts: dict):
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("slice", opts)
-    if "loss" in spaces:
-        from .minilm import refuse_without_loss
-
-        refuse_without_loss(setup.model, "slice --space loss")
+    if "loss" in spaces and getattr(setup.model, "no_loss", None):  # minilm
+        raise LandscapeError(f"slice --space loss: {setup.model.no_loss}")
     # One choice of BatchNorm statistics for every part of the result.
     bn = _resolve_bn(setup, opts["bn"])
     parts = []
@@ -642,10 +640,8 @@ def hessian_analysis(opts: dict):
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("hessian", opts)
-    if opts["space"] == "loss":
-        from .minilm import refuse_without_loss
-
-        refuse_without_loss(setup.model, "hessian --space loss")
+    if opts["space"] == "loss" and getattr(setup.model, "no_loss", None):  # minilm
+        raise LandscapeError(f"hessian --space loss: {setup.model.no_loss}")
     common = dict(top_k=opts["top_k"], bottom_k=opts["bottom_k"], density=opts["density"],
                   trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
                   engine=opts["engine"], density_runs=opts["density_runs"],
