@@ -134,7 +134,8 @@ MODEL_OPTIONS = _options(
                                                          "transformer."),
     click.option("--heads", type=int, default=None, help="Attention heads of transformer."),
     click.option("--context", type=int, default=None,
-                 help="Window length in bytes of transformer (its input shape)."),
+                 help="Window length in bytes of transformer (its input shape), in WordPiece "
+                      "tokens of minilm."),
     click.option("--tied/--untied", "tied", default=None,
                  help="Transformer: output head shares the token embedding (default tied)."),
     click.option("--position", type=int, default=None,
@@ -357,7 +358,7 @@ class Setup:
         self.model = model.to(self.device)
         x, y = load_dataset(opts["dataset"], root=opts["data_root"], n=opts["samples"],
                             split=opts["split"], seed=opts["seed"], in_shape=input_shape(model, opts),
-                            download=opts["download"])
+                            download=opts["download"], tokenizer=getattr(model, "tokenizer", None))
         check_labels(model, y, opts["dataset"])
         probe_model(model, x[:2].to(self.device), y, opts["dataset"], opts.get("loss"))
         self.x = x.to(self.device)
@@ -375,7 +376,10 @@ class Setup:
 
         config = config_of(ds)
         config.update({k: v for k, v in self.opts.items() if k not in config and k != "overwrite"})
-        config["state"] = "trained" if self.opts["checkpoint"] else "random"
+        from .minilm import is_pretrained
+
+        trained = self.opts["checkpoint"] or is_pretrained(self.model)
+        config["state"] = "trained" if trained else "random"
         config["overridden"] = self.overridden
         config["threads"] = ds.attrs["threads"] = torch.get_num_threads()
         ds.attrs["config"] = to_json(config)
@@ -508,6 +512,8 @@ def slice_analysis(opts: dict):
     setup = Setup("slice", opts)
     # One choice of BatchNorm statistics for every part of the result; unless --bn is
     # given, the loss of a BatchNorm network also under batch statistics, side by side.
+    if "loss" in spaces and getattr(setup.model, "no_loss", None):  # minilm
+        raise LandscapeError(f"slice --space loss: {setup.model.no_loss}")
     bn = _resolve_bn(setup, opts["bn"] or "auto")
     loss_bn = bn
     if opts["bn"] is None and bn != "batch":
@@ -680,6 +686,8 @@ def hessian_analysis(opts: dict):
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
         raise LandscapeError(f"batch-size: must be >= 1, got {opts['batch_size']}")
     setup = Setup("hessian", opts)
+    if opts["space"] == "loss" and getattr(setup.model, "no_loss", None):  # minilm
+        raise LandscapeError(f"hessian --space loss: {setup.model.no_loss}")
     common = dict(top_k=opts["top_k"], bottom_k=opts["bottom_k"], density=opts["density"],
                   trace=opts["trace"], tol=opts["tol"], max_steps=opts["max_steps"],
                   engine=opts["engine"], density_runs=opts["density_runs"],

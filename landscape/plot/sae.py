@@ -73,6 +73,13 @@ def _byte_text(ids: np.ndarray) -> str:
     return "".join(chr(i) if 32 <= i < 127 else ("⏎" if i == 10 else "·") for i in ids if i >= 0)
 
 
+def _wordpiece_text(vocab: list[str]):
+    def text(ids: np.ndarray) -> str:
+        words = [vocab[i] if i < len(vocab) else f"<{i}>" for i in ids if i >= 0]
+        return "".join(w[2:] if w.startswith("##") else " " + w for w in words)
+    return text
+
+
 def _contexts_figure(ds, path: Path, latents: int = 4, shown: int = 4) -> Path:
     """The top contexts of the ``latents`` most frequent live latents of each
     variant (first layer); the token where the latent fires is in brackets."""
@@ -84,6 +91,11 @@ def _contexts_figure(ds, path: Path, latents: int = 4, shown: int = 4) -> Path:
     block = 0.45 + LINE_INCHES * latents * (shown + 1)
     fig, axes = plt.subplots(len(variants), 1, figsize=(11, 0.5 + block * len(variants)),
                              squeeze=False, layout="constrained")
+    decode = _byte_text
+    if ds.attrs.get("tokens") == "wordpiece":  # minilm: the shipped vocabulary
+        from ..minilm import vocabulary
+
+        decode = _wordpiece_text(vocabulary())
     for ax, variant in zip(axes.ravel(), variants):
         part = ds.sel(variant=variant, layer=layer)
         freq = part.frequency.values.astype(float)
@@ -101,8 +113,10 @@ def _contexts_figure(ds, path: Path, latents: int = 4, shown: int = 4) -> Path:
                 ids = part.top_context.values[j, r].astype(int)
                 if ids[centre] < 0:
                     continue
-                text = (_byte_text(ids[:centre]) + "[" + _byte_text(ids[centre:centre + 1]) + "]"
-                        + _byte_text(ids[centre + 1:]))
+                text = (decode(ids[:centre]) + " [" + decode(ids[centre:centre + 1]).strip() + "]"
+                        + decode(ids[centre + 1:])) if decode is not _byte_text else (
+                    _byte_text(ids[:centre]) + "[" + _byte_text(ids[centre:centre + 1]) + "]"
+                    + _byte_text(ids[centre + 1:]))
                 lines.append(f"    {float(part.top_activation.values[j, r]):7.3f}  {text}")
         ax.text(0, 1, "\n".join(lines) or "(no live latents)", family="monospace", fontsize=7,
                 va="top", transform=ax.transAxes)

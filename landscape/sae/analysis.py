@@ -13,6 +13,13 @@ input ``(B, T)``, logits ``(B, T, V)``) is scored by the next-token
 cross-entropy at every position against ``y (B, T)`` (the next tokens; without
 ``y``, positions ``0..T−2`` against the input shifted by one); a classifier by cross-entropy against
 its labels; a ``reconstruct`` model by the mean squared error against its input.
+A sentence encoder (``task == "embed"``, :mod:`landscape.minilm`: its output is a
+normalised sentence embedding, and no language-model head ships) is scored by
+*embedding recovered*: per sequence the cosine of the embedding with the layer
+replaced against the clean embedding (``embedding_recovered`` for the SAE's
+reconstruction, ``embedding_recovered_mean_ablated`` / ``_zero_ablated`` for the
+baselines), and its loss is ``1 − cosine`` (0 when clean), so ``loss_recovered_*``
+read as for any model and ``kl`` is NaN.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ..errors import LandscapeError
 from ..memory import memory_budget, require
 from ..models import eval_mode, resolve_layer
 from .metrics import (
+    N_TOKENS,
     ReconstructionStats,
     context_features,
     detection_auroc,
@@ -58,6 +66,10 @@ DESCRIPTIONS = {
     "interp_auroc_context": "AUROC of the token/bigram/recent-context explanation predicting "
                             "activation (held out)",
     "label_entropy": "entropy (bits) of the labels of the latent's top images",
+    "embedding_recovered": "mean cosine of the sentence embedding with the SAE spliced in "
+                           "against the clean embedding",
+    "embedding_recovered_mean_ablated": "the same with the layer mean-ablated",
+    "embedding_recovered_zero_ablated": "the same with the layer zero-ablated",
 }
 
 
@@ -175,6 +187,8 @@ def spliced_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
                    y: torch.Tensor | None, mean: torch.Tensor, batch_size: int = 64) -> dict:
     """The model's mean loss clean, with the SAE's reconstruction spliced in, and with
     the layer mean- and zero-ablated; the mean KL(clean ‖ spliced)."""
+    if getattr(model, "task", None) == "embed":
+        return _embedding_losses(model, layer, sae, x, mean, batch_size)
     sums = dict(clean=0.0, sae=0.0, mean=0.0, zero=0.0, kl=0.0, mean_sq=0.0, zero_sq=0.0,
                 mean_gap=0.0, zero_gap=0.0)
     count = 0
@@ -208,6 +222,32 @@ def spliced_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
     return out
 
 
+def _embedding_losses(model: nn.Module, layer: str, sae: TopKSAE, x: torch.Tensor,
+                      mean: torch.Tensor, batch_size: int) -> dict:
+    """A sentence encoder's :func:`spliced_losses` (module docstring): loss ``1 − cos``."""
+    replacements = {"sae": lambda v: sae(v.float()),
+                    "mean": lambda v: mean.to(v).expand_as(v),
+                    "zero": torch.zeros_like}
+    per_input = {name: [] for name in replacements}
+    with torch.no_grad(), eval_mode(model):
+        for begin in range(0, len(x), batch_size):
+            xb = x[begin:begin + batch_size]
+            clean = model(xb)
+            for name, fn in replacements.items():
+                with splice(model, layer, fn):
+                    per_input[name].append(torch.cosine_similarity(model(xb), clean, dim=-1)
+                                           .double().cpu())
+    per_input = {k: torch.cat(v) for k, v in per_input.items()}
+    cos = {k: float(v.mean()) for k, v in per_input.items()}
+    # The standard error of an ablation's loss change 1 − cos, over the inputs.
+    stderr = {f"{k}_stderr": float(v.std() / len(v) ** 0.5) if len(v) > 1 else float("nan")
+              for k, v in per_input.items() if k != "sae"}
+    return dict(clean=0.0, sae=1 - cos["sae"], mean=1 - cos["mean"], zero=1 - cos["zero"],
+                kl=float("nan"), embedding_recovered=cos["sae"],
+                embedding_recovered_mean_ablated=cos["mean"],
+                embedding_recovered_zero_ablated=cos["zero"], **stderr)
+
+
 # ----------------------------------------------------------------------------- the result
 
 def _encode_all(sae: TopKSAE, vectors: torch.Tensor, batch_size: int):
@@ -225,8 +265,8 @@ def _encode_all(sae: TopKSAE, vectors: torch.Tensor, batch_size: int):
     return torch.cat(vals).numpy(), torch.cat(idx).numpy(), stats.result()
 
 
-def _previous_tokens(x: torch.Tensor) -> np.ndarray:
-    prev = torch.full_like(x, 256)
+def _previous_tokens(x: torch.Tensor, vocab: int = N_TOKENS) -> np.ndarray:
+    prev = torch.full_like(x, vocab)
     prev[:, 1:] = x[:, :-1]
     return prev.reshape(-1).cpu().numpy()
 
@@ -276,6 +316,7 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                                                       losses["zero_stderr"]),
                    kl=losses["kl"], loss_clean=losses["clean"], loss_sae=losses["sae"],
                    loss_mean_ablated=losses["mean"], loss_zero_ablated=losses["zero"])
+    scalars.update({k: v for k, v in losses.items() if k.startswith("embedding_recovered")})
     data = {name: ((), float(value), {"long_name": DESCRIPTIONS.get(name, name)})
             for name, value in scalars.items()}
     for name in ("mean", "zero"):
@@ -291,7 +332,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
     where, top_act = top_positions(vals, idx, m, max(top_n, contexts))
     if tokens_model:
         tokens = x.reshape(-1).cpu().numpy()
-        previous = _previous_tokens(x)
+        vocab = int(getattr(model, "vocab_size", N_TOKENS))  # bytes, or minilm's WordPiece
+        previous = _previous_tokens(x, vocab)
         safe = np.where(where[:, :top_n] >= 0, where[:, :top_n], 0)
         ent = np.array([_entropy_row(tokens[safe[j]][where[j, :top_n] >= 0]) for j in range(m)])
         data["token_entropy"] = ("latent", ent, {"long_name": DESCRIPTIONS["token_entropy"]})
@@ -305,19 +347,21 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                                       max_memory=max_memory)
             tvals, tidx, _ = _encode_all(sae, tv, 4096)
             feats, enrich = explanations(tvals, tidx, train_x.reshape(-1).cpu().numpy(),
-                                         _previous_tokens(train_x), m, size=explanation_size)
-            auc = detection_auroc(vals, idx, tokens, previous, feats, enrich, bins=interp_bins,
-                                  per_bin=interp_per_bin, seed=seed)
-            data["explanation"] = (("latent", "feature"), feats,
-                                   {"long_name": "explanation: token id t, or 256 + 256 t_prev + t"})
+                                         _previous_tokens(train_x, vocab), m,
+                                         size=explanation_size, vocab=vocab)
+            auc = detection_auroc(vals, idx, tokens, previous, feats, enrich, vocab=vocab,
+                                  bins=interp_bins, per_bin=interp_per_bin, seed=seed)
+            data["explanation"] = (("latent", "feature"), feats, {
+                "long_name": f"explanation: token id t, or {vocab} + {vocab} t_prev + t"})
             if lookback:
-                ctx_train = context_features(train_x.cpu().numpy(), lookback)
+                ctx_train = context_features(train_x.cpu().numpy(), lookback, vocab)
                 feats, enrich = explanations(tvals, tidx, train_x.reshape(-1).cpu().numpy(),
-                                             _previous_tokens(train_x), m, size=explanation_size,
-                                             context=ctx_train)
+                                             _previous_tokens(train_x, vocab), m,
+                                             size=explanation_size, context=ctx_train, vocab=vocab)
                 auc_context = detection_auroc(vals, idx, tokens, previous, feats, enrich,
                                               bins=interp_bins, per_bin=interp_per_bin, seed=seed,
-                                              context=context_features(x.cpu().numpy(), lookback))
+                                              context=context_features(x.cpu().numpy(), lookback,
+                                                                       vocab), vocab=vocab)
         data["interp_auroc"] = ("latent", auc, {"long_name": DESCRIPTIONS["interp_auroc"]})
         if lookback:
             data["interp_auroc_context"] = ("latent", auc_context,
@@ -359,7 +403,8 @@ def sae_metrics(model: nn.Module, sae: TopKSAE, x: torch.Tensor, y: torch.Tensor
                   sae=getattr(sae, "train_config", {}))
     ds.attrs.update(provenance(model, dataset=dataset, seed=seed, device=x.device, config=config))
     ds.attrs.update(kind="sae", n_latents=m, k=sae.k, d=sae.d,
-                    modality="tokens" if tokens_model else "images")
+                    modality="tokens" if tokens_model else "images",
+                    tokens="wordpiece" if hasattr(model, "tokenizer") else "bytes")
     return ds
 
 

@@ -93,6 +93,12 @@ CONTEXT_BASE = N_FEATURES  # context feature "t among the last lookback tokens":
 N_ALL_FEATURES = CONTEXT_BASE + N_TOKENS
 
 
+def context_base(vocab: int = N_TOKENS) -> int:
+    """The first context feature id for a vocabulary of ``vocab`` tokens (tokens and
+    bigrams come first)."""
+    return vocab + (vocab + 1) * vocab
+
+
 def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """``Σ‖x − x̂‖² / Σ‖x − x̄‖²`` over the rows (variance about the mean)."""
     x, x_hat = x.double(), x_hat.double()
@@ -174,31 +180,34 @@ def top_entropy(act: np.ndarray, labels: np.ndarray, top_n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- interpretability proxy
 
-def token_features(tokens: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def token_features(tokens: np.ndarray, previous: np.ndarray,
+                   vocab: int = N_TOKENS) -> tuple[np.ndarray, np.ndarray]:
     """The two features of each position: its token ``t`` (id ``t``) and its bigram
-    ``(t_prev, t)`` (id ``256 + t_prev · 256 + t``; ``t_prev = 256`` at a sequence start)."""
+    ``(t_prev, t)`` (id ``V + t_prev · V + t``; ``t_prev = V`` at a sequence start), ``V``
+    the vocabulary's size (256 bytes; minilm's 30 522 WordPiece tokens)."""
     tokens = tokens.astype(np.int64)
-    return tokens, N_TOKENS + previous.astype(np.int64) * N_TOKENS + tokens
+    return tokens, vocab + previous.astype(np.int64) * vocab + tokens
 
 
-def context_features(sequences: np.ndarray, lookback: int) -> np.ndarray:
+def context_features(sequences: np.ndarray, lookback: int, vocab: int = N_TOKENS) -> np.ndarray:
     """``(B·T, lookback)`` context feature ids of every position of ``sequences (B, T)``:
-    ``CONTEXT_BASE + t`` for each distinct token ``t`` among the ``lookback`` positions
-    before it in its own sequence, −1 where there are fewer (or for repeats)."""
+    ``context_base(vocab) + t`` for each distinct token ``t`` among the ``lookback``
+    positions before it in its own sequence, −1 where there are fewer (or for repeats)."""
     seqs = np.asarray(sequences).astype(np.int64)
     b, t = seqs.shape
+    base = context_base(vocab)
     out = np.full((b, t, lookback), -1, dtype=np.int64)
     for d in range(1, min(lookback, t - 1) + 1):
-        out[:, d:, d - 1] = CONTEXT_BASE + seqs[:, :-d]
+        out[:, d:, d - 1] = base + seqs[:, :-d]
     out = np.sort(out.reshape(b * t, lookback), axis=1)
     out[:, 1:][out[:, 1:] == out[:, :-1]] = -1  # each token counts once per position
     return out
 
 
-def _feature_table(tokens: np.ndarray, previous: np.ndarray,
-                   context: np.ndarray | None) -> np.ndarray:
+def _feature_table(tokens: np.ndarray, previous: np.ndarray, context: np.ndarray | None,
+                   vocab: int = N_TOKENS) -> np.ndarray:
     """``(N, F)`` feature ids of every position (−1 for none): token, bigram, context."""
-    unigram, bigram = token_features(tokens, previous)
+    unigram, bigram = token_features(tokens, previous, vocab)
     cols = [unigram[:, None], bigram[:, None]]
     if context is not None:
         cols.append(np.asarray(context, dtype=np.int64))
@@ -213,8 +222,8 @@ def _active_pairs(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def explanations(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous: np.ndarray,
                  n_latents: int, size: int = 5, min_count: int = 2,
-                 smoothing: float = 0.5,
-                 context: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 smoothing: float = 0.5, context: np.ndarray | None = None,
+                 vocab: int = N_TOKENS) -> tuple[np.ndarray, np.ndarray]:
     """Each latent's explanation from the training split.
 
     ``vals, idx (N, k)``: the SAE's top-k latents at ``N`` positions.  For latent
@@ -234,26 +243,27 @@ def explanations(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous
 
     Returns ``features (M, size)`` (``(M, 2 · size)`` with ``context``; −1 where
     fewer qualify) and their ``enrichment``."""
-    table = _feature_table(tokens, previous, context)
-    present = table >= 0
-    counts = np.bincount(table[present], minlength=N_ALL_FEATURES)
+    table = _feature_table(tokens, previous, context, vocab)
+    n_all = context_base(vocab) + vocab
+    seen, seen_counts = np.unique(table[table >= 0], return_counts=True)
     pos, lat, _ = _active_pairs(vals, idx)
     n_active = np.bincount(lat, minlength=n_latents)
     rows = table[pos]
-    keys = (lat[:, None] * N_ALL_FEATURES + rows)[rows >= 0]
+    keys = (lat[:, None] * n_all + rows)[rows >= 0]
     keys, a = np.unique(keys, return_counts=True)
     keep = a >= min_count
     keys, a = keys[keep], a[keep]
-    j, f = keys // N_ALL_FEATURES, keys % N_ALL_FEATURES
+    j, f = keys // n_all, keys % n_all
+    counts_f = seen_counts[np.searchsorted(seen, f)]
     n = len(tokens)
     score = (np.log((a + smoothing) / (n_active[j] + smoothing))
-             - np.log((counts[f] + smoothing) / (n + smoothing)))
+             - np.log((counts_f + smoothing) / (n + smoothing)))
     keep = score > 0
     j, f, a, score = j[keep], f[keep], a[keep], score[keep]
     # By latent, then best first; equal enrichment (a feature seen only where the
     # latent fires scores log((N + s)/(n_j + s)) whatever its count) goes to the
     # more frequent feature, then the lower id.
-    family = (f >= CONTEXT_BASE).astype(np.int64)
+    family = (f >= context_base(vocab)).astype(np.int64)
     # Context features rank by a_jf · enrichment, their share of the KL divergence
     # between where the latent fires and everywhere: a rare token seen a few times
     # before firing positions must not outrank the quote that precedes most of them.
@@ -289,7 +299,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 def detection_auroc(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previous: np.ndarray,
                     features: np.ndarray, enrichment: np.ndarray, *, bins: int = 5,
                     per_bin: int = 20, min_active: int = 5, seed: int = 0,
-                    context: np.ndarray | None = None) -> np.ndarray:
+                    context: np.ndarray | None = None, vocab: int = N_TOKENS) -> np.ndarray:
     """Each latent's ``interp_auroc`` on held-out positions.
 
     For latent ``j``: its activating positions (value > 0) are cut into ``bins``
@@ -302,7 +312,7 @@ def detection_auroc(vals: np.ndarray, idx: np.ndarray, tokens: np.ndarray, previ
     activating positions here, or no explanation.  Seeded by ``seed``, so the
     same inputs give the same value."""
     n_latents = features.shape[0]
-    table = _feature_table(tokens, previous, context)
+    table = _feature_table(tokens, previous, context, vocab)
     pos, lat, value = _active_pairs(vals, idx)
     order = np.argsort(lat, kind="stable")
     pos, lat, value = pos[order], lat[order], value[order]

@@ -1,0 +1,92 @@
+"""MiniLM (``--model minilm``): tokens per second of activation extraction and of
+SAE training on one of its layers, on the CPU or a GPU.
+
+Extraction: :func:`landscape.sae.layer_vectors` (the forward pass stops at the
+layer) and the full forward pass to the sentence embedding, on ``--samples``
+windows of ``--context`` WordPiece tokens of ``english``.  SAE training:
+:func:`landscape.train_sae` on those activation vectors (expansion, k and batch
+size as given) for ``--epochs`` passes.  Wall time of each loop after one warm-up
+batch, and the process's CPU time beside it.
+
+    python bench/minilm_bench.py --layer 3 --samples 256
+    python bench/minilm_bench.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv=None) -> None:
+    import landscape
+    from landscape.models import resolve_layer
+    from landscape.sae import layer_vectors
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layer", default="3")
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="Windows per forward pass.")
+    p.add_argument("--expansion", type=int, default=16)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--sae-batch", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--smoke", action="store_true", help="Tiny sizes: the code paths only.")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.samples, args.context, args.expansion, args.sae_batch = 4, 16, 1, 16
+    device = torch.device(args.device)
+    model = landscape.build_model("minilm", context=args.context).to(device)
+    x, _ = landscape.load_dataset("english", n=args.samples, seed=0, in_shape=model.in_shape,
+                                  tokenizer=model.tokenizer)
+    x = x.to(device)
+    layer = resolve_layer(model, args.layer)
+    tokens = x.numel()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    layer_vectors(model, layer, x[:2], batch_size=args.batch_size)  # warm-up
+
+    def extract():
+        out = layer_vectors(model, layer, x, batch_size=args.batch_size)[0]
+        sync()
+        return out
+
+    def forward():
+        with torch.no_grad():
+            for b in range(0, len(x), args.batch_size):
+                model(x[b:b + args.batch_size])
+        sync()
+
+    vectors, w1, c1 = timed(extract)
+    _, w2, c2 = timed(forward)
+    sae_kw = dict(expansion=args.expansion, k=args.k, batch_size=args.sae_batch, device=device)
+    landscape.train_sae(vectors[:args.sae_batch], epochs=1, **sae_kw)  # warm-up
+    _, w3, c3 = timed(lambda: (landscape.train_sae(vectors, epochs=args.epochs, **sae_kw), sync()))
+    sae_tokens = len(vectors) * args.epochs
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {args.samples} windows x "
+          f"{args.context} tokens = {tokens} tokens, layer {layer}")
+    print("| what | tokens | wall (s) | CPU (s) | tokens/s (wall) |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| extraction to {layer} | {tokens} | {w1:.2f} | {c1:.2f} | {tokens / w1:.0f} |")
+    print(f"| full forward (sentence embedding) | {tokens} | {w2:.2f} | {c2:.2f} | {tokens / w2:.0f} |")
+    print(f"| SAE training ({384 * args.expansion} latents, k {args.k}, batch {args.sae_batch}) "
+          f"| {sae_tokens} | {w3:.2f} | {c3:.2f} | {sae_tokens / w3:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
