@@ -614,12 +614,32 @@ def plot_images(summary: dict, info: dict, path: Path) -> Path:
              "n_maxima", "morans_i")
     fig, axes = plt.subplots(1, len(shown), figsize=(2.1 * len(shown), 3.0))
     for ax, m in zip(axes, shown):
-        for i, model_name in enumerate(models):
-            for j, name in enumerate(("trained", "init")):
-                s = summary["images"][f"{model_name}/{name}"][m]
-                ax.errorbar(i + (j - 0.5) * 0.25, s["mean"], yerr=s["std"],
-                            color=COLOURS[name], marker="o", capsize=2, ms=4,
-                            label=name if i == 0 else None)
+        points = [(i + (j - 0.5) * 0.25, summary["images"][f"{model_name}/{name}"][m], name, i)
+                  for i, model_name in enumerate(models)
+                  for j, name in enumerate(("trained", "init"))]
+        means = np.array([p[1]["mean"] for p in points], dtype=float)
+        finite = means[np.isfinite(means)]
+        # One model's value must not flatten the others: a metric whose positive means span
+        # more than 30x is drawn on a log axis; loss recovered (1 = lossless, 0 = no better
+        # than ablation) is held to [-0.5, 1.5], an arrow and its value marking what lies off.
+        log_axis = finite.size and finite.min() > 0 and finite.max() / finite.min() > 30
+        clip = (-0.5, 1.5) if m.startswith("loss_recovered") else None
+        for x, s, name, i in points:
+            mean, std = s["mean"], s["std"]
+            if clip is not None and np.isfinite(mean) and not clip[0] <= mean <= clip[1]:
+                edge = clip[1] if mean > clip[1] else clip[0]
+                ax.plot(x, edge, marker="^" if mean > 0 else "v", color=COLOURS[name], ms=6)
+                ax.annotate(f"{mean:.3g}", (x, edge), textcoords="offset points",
+                            xytext=(3, -10 if mean > 0 else 4), fontsize=6,
+                            color=COLOURS[name])
+                continue
+            yerr = std if not log_axis else [[min(std, 0.9 * mean)], [std]]
+            ax.errorbar(x, mean, yerr=yerr, color=COLOURS[name], marker="o", capsize=2, ms=4,
+                        label=name if i == 0 else None)
+        if log_axis:
+            ax.set_yscale("log")
+        if clip is not None:
+            ax.set_ylim(*clip)
         if m == "label_entropy":
             ax.axhline(info["null_label_entropy"], color="grey", ls=":")
         ax.set_xticks(range(len(models)), models, fontsize=7)

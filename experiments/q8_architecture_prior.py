@@ -279,21 +279,36 @@ def plot(rows: list[dict], summary: dict, path: Path) -> Path:
 
 
 def plot_shift(rows: list[dict], path: Path) -> Path:
-    """Accuracy drop under a one-pixel shift of the test digits, per feature kind."""
-    kinds = [(m, s) for m, s in dict.fromkeys((r["model"], r["state"]) for r in rows)]
-    labels, means, stds = [], [], []
-    for m, s in kinds:
-        drops = [r["test"] - r["shifted"] for r in rows if r["model"] == m and r["state"] == s]
-        labels.append(s if m in ("pixels", "rff") else f"{m} {s.replace('random-', 'rnd-')}")
-        means.append(np.mean(drops))
-        stds.append(np.std(drops, ddof=1) if len(drops) > 1 else 0.0)
-    fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(labels)), 3.4))
-    ax.bar(range(len(labels)), means, yerr=stds, capsize=2,
-           color=["grey" if lab in ("pixels", "rff") else "C0" for lab in labels])
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("accuracy lost, 1-pixel shift")
-    ax.set_title("probe accuracy lost when test digits move one pixel (all widths pooled)", fontsize=8)
-    return save_figure(fig, path, dpi=110, tight=True)
+    """Accuracy lost under a one-pixel shift of the test digits against the feature
+    dimension, one panel per architecture, one line per kind of features (each width
+    apart), pixels and random Fourier features of the same dimension in grey."""
+    def drop(select) -> tuple[float, float]:
+        d = [r["test"] - r["shifted"] for r in rows if select(r)]
+        return float(np.mean(d)), float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+
+    models = [m for m in dict.fromkeys(r["model"] for r in rows) if m not in ("pixels", "rff")]
+    pixel_drop = drop(lambda r: r["model"] == "pixels")[0]
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False,
+                             layout="constrained")
+    for ax, model in zip(axes[0], models):
+        mine = [r for r in rows if r["model"] == model]
+        dims = sorted({r["dim"] for r in mine})
+        for k, state in enumerate(dict.fromkeys(r["state"] for r in mine)):
+            stats = [drop(lambda r, s=state, d=d, m=model: r["model"] == m and r["state"] == s
+                          and r["dim"] == d) for d in dims]
+            ax.errorbar(dims, [m for m, _ in stats], yerr=[e for _, e in stats], marker="o",
+                        ms=4, capsize=2, color=f"C{k}", label=state)
+        rff = [drop(lambda r, d=d: r["model"] == "rff" and r["dim"] == d) for d in dims]
+        ax.errorbar(dims, [m for m, _ in rff], yerr=[e for _, e in rff], marker="s", ms=4,
+                    capsize=2, color="grey", ls="--", label="random Fourier (same D)")
+        ax.axhline(pixel_drop, color="grey", ls=":", label="pixels")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.set(xlabel="feature dimension D", ylabel="accuracy lost, 1-pixel shift", title=model)
+        ax.legend(fontsize=7)
+    fig.suptitle("probe accuracy lost when the test digits move one pixel right "
+                 "(mean ± std over seeds)", fontsize=9)
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> dict:
