@@ -288,7 +288,7 @@ def plot_shift(rows: list[dict], path: Path) -> Path:
 
     models = [m for m in dict.fromkeys(r["model"] for r in rows) if m not in ("pixels", "rff")]
     pixel_drop = drop(lambda r: r["model"] == "pixels")[0]
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False,
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.9), squeeze=False,
                              layout="constrained")
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model]
@@ -296,7 +296,8 @@ def plot_shift(rows: list[dict], path: Path) -> Path:
         for k, state in enumerate(dict.fromkeys(r["state"] for r in mine)):
             stats = [drop(lambda r, s=state, d=d, m=model: r["model"] == m and r["state"] == s
                           and r["dim"] == d) for d in dims]
-            ax.errorbar(dims, [m for m, _ in stats], yerr=[e for _, e in stats], marker="o",
+            shifted = [d * 2 ** (0.06 * (k - 1.5)) for d in dims]  # bars side by side
+            ax.errorbar(shifted, [m for m, _ in stats], yerr=[e for _, e in stats], marker="o",
                         ms=4, capsize=2, color=f"C{k}", label=state)
         rff = [drop(lambda r, d=d: r["model"] == "rff" and r["dim"] == d) for d in dims]
         ax.errorbar(dims, [m for m, _ in rff], yerr=[e for _, e in rff], marker="s", ms=4,
@@ -305,7 +306,8 @@ def plot_shift(rows: list[dict], path: Path) -> Path:
         ax.set_xscale("log", base=2)
         ax.set_xticks(dims, [str(d) for d in dims])
         ax.set(xlabel="feature dimension D", ylabel="accuracy lost, 1-pixel shift", title=model)
-        ax.legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7)
     fig.suptitle("probe accuracy lost when the test digits move one pixel right "
                  "(mean ± std over seeds)", fontsize=9)
     return save_figure(fig, path, dpi=110)
