@@ -14,6 +14,7 @@ import click
 
 from .analyses import ANALYSES, run_command, with_options
 from .cli_experiments import compare_command, sweep_command, train_command
+from .cli_report import blind_score_command, report_command
 from .cli_units import maxact_command, sae_command, tsne_command
 from .errors import LandscapeError
 
@@ -145,5 +146,5 @@ def plot_command(file: str, out_dir: str | None) -> None:
 
 
 for _command in (maxact_command, tsne_command, sae_command, train_command, sweep_command,
-                 compare_command):
+                 compare_command, report_command, blind_score_command):
     cli.add_command(_command)
