@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .html import esc, figure, fmt, image_strip, table
+from .html import esc, fmt, image_strip, table
 
 MAXACT_METRICS = ("rho", "gain", "displacement", "n_maxima", "p_hit", "dist_to_data",
                   "topk_compactness", "topk_jaccard", "lipschitz", "morans_i")
