@@ -1,6 +1,7 @@
 """The report site and the blind test, opened from disk in headless Chromium."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def driver(tmp_path_factory):
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     drv = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                        {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
     yield drv
     drv.quit()
 
@@ -113,7 +116,9 @@ def test_site_in_the_browser(results, driver, tmp_path_factory):
         "var t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd;")
     print(f"index loaded in {timing:.0f} ms")
     check_page(driver)
-    shots = tmp_path_factory.mktemp("screenshots")
+    # Screenshots at 1280x800 for a person to look at (LANDSCAPE_SCREENSHOTS=DIR keeps them).
+    shots = Path(os.environ.get("LANDSCAPE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(shots / "index.png"))
     files = column(driver, 0)
     assert sorted(files) == sorted(p.name for p in results.glob("*.nc"))
@@ -149,6 +154,7 @@ def test_site_in_the_browser(results, driver, tmp_path_factory):
     rho = [r for r in rows if r.text.startswith("rho ")][0].text.split()
     assert float(rho[1]) == pytest.approx(float(ds.rho.sel(unit=1)), rel=1e-3)
     assert float(rho[2]) == pytest.approx(float(ds.rho_z.sel(unit=1)), rel=1e-3)
+    driver.execute_script("window.scrollTo(0, document.querySelector('h2').offsetTop);")
     driver.save_screenshot(str(shots / "maxact_cards.png"))
     print(f"screenshots in {shots}")
 

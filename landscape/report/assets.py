@@ -26,6 +26,7 @@ th[aria-sort=descending] button::after { content: " \\25BC"; }
 .card { background: #fff; border: 1px solid #d6d6d6; border-radius: 6px; padding: 8px 10px; }
 .card h3 { font-size: 1em; margin: 0 0 4px; }
 .card img { image-rendering: pixelated; border: 1px solid #ccc; }
+.card img.max { border: 2px solid #c0392b; margin-left: 10px; }
 .card table { font-size: 0.85em; }
 .peers { display: flex; gap: 8px; flex-wrap: wrap; margin-top: 6px; border-top: 1px dashed #bbb;
          padding-top: 6px; }

@@ -95,14 +95,16 @@ def _scaled(a: np.ndarray) -> np.ndarray:
     return a.mean(axis=0) if a.ndim == 3 else a
 
 
-def image_strip(images, path: Path, scale: int = 4) -> tuple[int, int]:
-    """Write images (each (C, H, W)) side by side, one pixel gap, enlarged
-    ``scale`` times by repetition, as one PNG; returns its (width, height)."""
+def image_strip(images, path: Path, height: int = 56) -> tuple[int, int]:
+    """Write images (each (C, H, W)) side by side, one pixel gap, enlarged by an
+    integer factor (pixel repetition) to about ``height`` pixels, as one PNG;
+    returns its (width, height)."""
     import matplotlib.image
 
     tiles = [_scaled(a) for a in images]
     tiles = [np.repeat(t[..., None], 3, axis=-1) if t.ndim == 2 else t for t in tiles]
     h = max(t.shape[0] for t in tiles)
+    scale = max(1, height // h)
     gap = np.ones((h, 1, 3))
     parts = []
     for t in tiles:

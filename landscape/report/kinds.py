@@ -115,7 +115,7 @@ def maxact_card(ds, unit: int, images: dict, peers: str) -> str:
         pics = (f'<img src="{esc(img["examples"])}" width="{w}" height="{h}" loading="lazy" '
                 f'alt="top {ds.sizes["rank"]} dataset examples of unit {unit}, activations {acts}">')
         if "maximum" in img:
-            pics += (f' <img src="{esc(img["maximum"])}" loading="lazy" height="{h}" '
+            pics += (f' <img class="max" src="{esc(img["maximum"])}" loading="lazy" height="{h}" '
                      f'alt="optimised maximum of unit {unit}, activation '
                      f'{fmt(float(u.best_activation))}">')
     return (f'<article class="card" id="unit-{unit}"><h3>{esc(layer)} unit {unit}</h3>{pics}'

@@ -126,8 +126,8 @@ def _maxact_peers(entries: list[dict], me: dict, unit: int) -> str:
                    f'loading="lazy" alt="top examples of unit {unit} in {esc(label)}"></a>'
                    f"<figcaption>{esc(label)} · ρ {fmt(float(ods.rho.sel(unit=unit)))}"
                    "</figcaption></figure>")
-    return f'<div class="peers" aria-label="the same unit in other results">{"".join(out)}</div>' \
-        if out else ""
+    return ('<div class="peers" aria-label="the same unit in other results"><p class="muted">'
+            f'the same unit elsewhere:</p>{"".join(out)}</div>') if out else ""
 
 
 def _sae_peers(entries: list[dict], me: dict, variant, layer, rank: int) -> str:
