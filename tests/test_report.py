@@ -82,7 +82,12 @@ def open_page(driver, path: Path):
 
 
 def check_page(driver):
-    """No console error, every image loaded, no request outside file://."""
+    """No request outside file://, no console error, every image loaded with alt text."""
+    # Every request the browser made (the DevTools network log) stays on disk.
+    urls = [json.loads(m["message"])["message"]["params"]["request"]["url"]
+            for m in driver.get_log("performance")
+            if '"Network.requestWillBeSent"' in m["message"]]
+    assert urls and all(u.startswith(("file://", "data:")) for u in urls), urls
     errors = [m for m in driver.get_log("browser") if m["level"] == "SEVERE"]
     assert not errors, errors
     for img in driver.find_elements(By.TAG_NAME, "img"):
@@ -94,11 +99,6 @@ def check_page(driver):
     for src, width, alt in images:
         assert width and width > 0, src
         assert alt.strip(), src
-    # Every request the browser made (the DevTools network log) stays on disk.
-    urls = [json.loads(m["message"])["message"]["params"]["request"]["url"]
-            for m in driver.get_log("performance")
-            if '"Network.requestWillBeSent"' in m["message"]]
-    assert urls and all(u.startswith(("file://", "data:")) for u in urls), urls
 
 
 def column(driver, index: int) -> list[str]:
@@ -228,14 +228,14 @@ def test_blind_page_answers_and_score(results, driver, tmp_path):
         assert "key.json" not in text_seen and "truth" not in text_seen
         assert "trained.nc" not in text_seen and "random.nc" not in text_seen
     # Answers: a learned card right (5) and wrong (2), a random one right (4) and
-    # wrong (1): signed scores pos {5, -2}, neg {-4, 1} -> AUROC 3/4, accuracy 1/2,
-    # binomial P(X >= 2 | 4, 1/2) = 11/16.
+    # wrong (3): signed scores pos {5, -2}, neg {-4, 3} -> AUROC 3/4 (unsigned
+    # confidences would give 1/2), accuracy 1/2, binomial P(X >= 2 | 4, 1/2) = 11/16.
     plan, seen = {}, {"learned": 0, "random": 0}
     for cid, t in truth.items():
         first = seen[t] == 0
         seen[t] += 1
         other = "random" if t == "learned" else "learned"
-        plan[cid] = (t, 5 if t == "learned" else 4) if first else (other, 2 if t == "learned" else 1)
+        plan[cid] = (t, 5 if t == "learned" else 4) if first else (other, 2 if t == "learned" else 3)
     for i, (cid, (label, conf)) in enumerate(plan.items()):
         radio = driver.find_element(By.CSS_SELECTOR, f"input[name='{cid}-label'][value='{label}']")
         conf_radio = driver.find_element(By.CSS_SELECTOR, f"input[name='{cid}-conf'][value='{conf}']")
