@@ -16,12 +16,13 @@ from selenium.webdriver.support.ui import Select
 
 import landscape
 from landscape.cli import cli
-from landscape.report.blind import auroc
+from landscape.report.blind import auroc, label_purity
 
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--window-size=1280,800")
-MAXACT = ["maxact", "--model", "mlp", "--init", "xavier", "--samples", "80", "--units", "4",
+MAXACT = ["maxact", "--model", "mlp", "--init", "xavier", "--bias-scale", "0.1", "--samples", "80",
+          "--units", "4",
           "--top-k", "3", "--restarts", "2", "--steps", "5", "--null", "1"]
 
 
@@ -202,9 +203,10 @@ def test_report_refuses_bad_input_and_existing_output(results, tmp_path):
     assert code != 0 and "kind maxact" in text and not (tmp_path / "b").exists()
 
 
-def test_auroc_counts_ties_half():
+def test_auroc_counts_ties_half_and_label_purity():
     # pos {2, 1}, neg {1, 0}: pairs 2>1, 2>0, 1=1 (half), 1>0 -> 3.5 / 4.
     assert auroc([1, 1, 0, 0], [2, 1, 1, 0]) == 0.875
+    assert label_purity(np.array([3, 3, 1, 3, 7])) == 0.6
 
 
 def test_blind_page_answers_and_score(results, driver, tmp_path):
@@ -270,6 +272,10 @@ def test_blind_page_answers_and_score(results, driver, tmp_path):
     assert code == 0, text
     purity = landscape.load(tmp_path / "purity.nc")
     assert purity.sizes["card"] == 4 and purity.attrs["observer"] == "label-purity"
+    code, text = run(["compare", out])  # compare reads a blind result like any other
+    assert code == 0, text
+    row = text.split("blind_accuracy")[1].splitlines()[2].split()
+    assert row[:3] == ["mlp", "xavier", "blind"] and float(row[-1]) == 0.5
     code, text = run(["report", out, "--out", tmp_path / "site"])
     assert code == 0 and "accuracy 0.5" in (tmp_path / "site" / "index.html").read_text()
     code, text = run(["blind-score", answers, blind / "key.json", "--out", out])
