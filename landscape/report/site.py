@@ -15,8 +15,21 @@ from pathlib import Path
 
 from ..errors import LandscapeError
 from ..results import load
-from . import kinds as K
 from .html import esc, figure, fmt, page, table, write_assets, write_data
+from .kinds import (
+    blind_body,
+    describe,
+    hessian_body,
+    maxact_card,
+    maxact_images,
+    sae_card,
+    sae_latent_cell,
+    sae_order,
+    sae_summary,
+    slice_body,
+    sweep_body,
+    tsne_body,
+)
 
 REPORT_MARKERS = ("index.html", "blind.html")
 
@@ -120,7 +133,7 @@ def _maxact_peers(entries: list[dict], me: dict, unit: int) -> str:
         if not img:
             continue
         w, h = img["size"]
-        label = K.describe(ods)
+        label = describe(ods)
         out.append(f'<figure class="peer"><a href="../{other["id"]}/index.html#unit-{unit}">'
                    f'<img src="../{other["id"]}/{esc(img["examples"])}" width="{w}" height="{h}" '
                    f'loading="lazy" alt="top examples of unit {unit} in {esc(label)}"></a>'
@@ -142,13 +155,13 @@ def _sae_peers(entries: list[dict], me: dict, variant, layer, rank: int) -> str:
         for v in ods.variant.values:
             if other is me and v == variant:
                 continue
-            order = K.sae_order(ods, v, layer)
+            order = sae_order(ods, v, layer)
             if rank >= len(order):
                 continue
             latent = int(order[rank])
-            where = "this result" if other is me else K.describe(ods)
+            where = "this result" if other is me else describe(ods)
             out.append(f'<p class="peer">{esc(v)} ({esc(where)}) latent {latent}: '
-                       f"{esc(K.sae_latent_cell(ods, v, layer, latent))}</p>")
+                       f"{esc(sae_latent_cell(ods, v, layer, latent))}</p>")
     return f'<div class="peers" aria-label="the same frequency rank elsewhere">{"".join(out)}</div>' \
         if out else ""
 
@@ -156,41 +169,41 @@ def _sae_peers(entries: list[dict], me: dict, variant, layer, rank: int) -> str:
 def _result_page(entry: dict, entries: list[dict]) -> str:
     ds, folder, kind = entry["ds"], entry["folder"], entry["kind"]
     parts = [f'<nav><a href="../index.html">all results</a></nav><h1>{esc(entry["file"].name)}</h1>',
-             f'<p class="muted">{esc(kind)} · {esc(K.describe(ds))} · layer '
+             f'<p class="muted">{esc(kind)} · {esc(describe(ds))} · layer '
              f'{esc(ds.attrs.get("layer", "–"))} · dataset {esc(ds.attrs.get("dataset", "?"))}</p>']
     scripts, data = ["table.js", "pager.js"], []
     for png in entry["figures"]:
-        parts.append(figure(png.name, f"{png.stem.replace('_', ' ')} of {K.describe(ds)}",
+        parts.append(figure(png.name, f"{png.stem.replace('_', ' ')} of {describe(ds)}",
                             png.stem))
     if kind == "slice":
-        parts.append(K.slice_body(ds, folder))
+        parts.append(slice_body(ds, folder))
     elif kind in ("hessian", "input_hessian"):
-        parts.append(K.hessian_body(ds, folder))
+        parts.append(hessian_body(ds, folder))
     elif kind == "maxact":
-        cards = [K.maxact_card(ds, int(u), entry["images"], _maxact_peers(entries, entry, int(u)))
+        cards = [maxact_card(ds, int(u), entry["images"], _maxact_peers(entries, entry, int(u)))
                  for u in ds.unit.values]
         parts.append(f"<h2>Units ({len(cards)})</h2>")
         parts.append('<div class="cards" data-paged>' + "\n".join(cards) + "</div>")
     elif kind == "tsne":
-        body, tsne = K.tsne_body(ds, folder, entry["id"])
+        body, tsne = tsne_body(ds, folder, entry["id"])
         write_data(folder / "tsne_data.js", "LANDSCAPE_TSNE", tsne)
         parts.append(body)
         scripts.append("tsne.js")
         data.append("tsne_data.js")
     elif kind == "sae":
-        parts.append(K.sae_summary(ds))
+        parts.append(sae_summary(ds))
         for variant in ds.variant.values:
             for layer in ds.layer.values:
-                order = K.sae_order(ds, variant, layer)
-                cards = [K.sae_card(ds, variant, layer, r, int(lat),
+                order = sae_order(ds, variant, layer)
+                cards = [sae_card(ds, variant, layer, r, int(lat),
                                     _sae_peers(entries, entry, variant, layer, r))
                          for r, lat in enumerate(order)]
                 parts.append(f"<h2>{esc(variant)} · {esc(layer)}: latents by frequency</h2>")
                 parts.append('<div class="cards" data-paged>' + "\n".join(cards) + "</div>")
     elif kind == "sweep":
-        parts.append(K.sweep_body(ds, folder))
+        parts.append(sweep_body(ds, folder))
     elif kind == "blind":
-        parts.append(K.blind_body(ds, folder))
+        parts.append(blind_body(ds, folder))
     return page(f"{entry['file'].name} — landscape report", "\n".join(parts), root="../",
                 scripts=tuple(scripts), data=tuple(data))
 
@@ -231,7 +244,7 @@ def build_report(inputs, out, overwrite: bool = False) -> Path:
             e["folder"].mkdir()
             e["figures"] = _figures(e["file"], e["ds"], e["folder"])
             if e["kind"] == "maxact":
-                e["images"] = K.maxact_images(e["ds"], e["folder"])
+                e["images"] = maxact_images(e["ds"], e["folder"])
         for e in entries:
             (e["folder"] / "index.html").write_text(_result_page(e, entries), encoding="utf-8")
         (site / "index.html").write_text(_index(entries), encoding="utf-8")
