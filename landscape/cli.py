@@ -19,6 +19,7 @@ THREAD_DEFAULTS = thread_defaults()
 
 from .analyses import ANALYSES, run_command, with_options  # noqa: E402
 from .cli_experiments import compare_command, sweep_command, train_command  # noqa: E402
+from .cli_report import blind_score_command, report_command  # noqa: E402
 from .cli_units import maxact_command, sae_command, tsne_command  # noqa: E402
 from .errors import LandscapeError  # noqa: E402
 
@@ -152,5 +153,5 @@ def plot_command(file: str, out_dir: str | None) -> None:
 
 
 for _command in (maxact_command, tsne_command, sae_command, train_command, sweep_command,
-                 compare_command):
+                 compare_command, report_command, blind_score_command):
     cli.add_command(_command)

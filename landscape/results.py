@@ -29,7 +29,7 @@ import xarray as xr
 
 from .errors import LandscapeError
 
-KINDS = ("slice", "hessian", "input_hessian", "maxact", "tsne", "sae", "sweep")
+KINDS = ("slice", "hessian", "input_hessian", "maxact", "tsne", "sae", "sweep", "blind")
 PROVENANCE = ("landscape_version", "created", "model", "init", "bias_scale", "dataset", "seed",
               "device", "config")
 ENGINE = "h5netcdf"

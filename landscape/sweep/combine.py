@@ -136,7 +136,7 @@ def failures_of(ds: xr.Dataset) -> list[dict]:
 HEADLINES = ("loss_frac_quasi_convex", "loss_frac_quasi_concave", "loss_frac_constant",
              "activation_frac_quasi_convex", "activation_frac_quasi_concave",
              "activation_frac_either", "activation_frac_constant", "negative_mass",
-             "top_eigenvalue")
+             "top_eigenvalue", "blind_accuracy", "blind_auroc")
 
 MAXACT_HEADLINES = ("rho", "p_hit", "n_maxima")
 # SAE results: one headline per variant (trained, init, ...), the mean over layers and latents.
