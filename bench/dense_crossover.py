@@ -35,7 +35,8 @@ REQUESTS = {
 
 
 def _user_net(hidden: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """README's "your own network": 6 inputs, ``hidden`` tanh units, 3 classes, 500 samples."""
+    """The example of docs/guide/your-own-network.md: 6 inputs, ``hidden`` tanh units,
+    3 classes, 500 samples."""
     rng = np.random.default_rng(0)
     x = torch.tensor(rng.standard_normal((500, 6)), dtype=torch.float32)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()

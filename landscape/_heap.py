@@ -136,7 +136,7 @@ def reusing_freed_memory(fn=None, *, block_bytes=None):
     blocks the call allocates again and again (a parameter-sized vector).  Above
     :data:`LARGE_BLOCK` the call runs with malloc as it is: the page faults of a
     fresh mapping are then a negligible share of the work done with the block,
-    and blocks of that size kept in the heap fragment it (README's resnet18
+    and blocks of that size kept in the heap fragment it (the documentation's resnet18
     Hessian example: Lanczos peaked at 5.50 GB of RSS with the heap reused,
     4.86 GB without, in the same time)."""
     if fn is None:

@@ -53,7 +53,7 @@ DEFAULTS = {"width": 128, "depth": 2, "heads": 4, "context": 64}
 GPT2_STD = 0.02
 
 # What `landscape train --model transformer` uses unless told otherwise
-# (README, "Transformer": about ten minutes on two CPU cores).
+# (docs/guide/transformer.md: about ten minutes on two CPU cores).
 TRAIN_DEFAULTS = {"optimizer": "adamw", "lr": 3e-3, "batch_size": 32, "epochs": 1,
                   "samples": 96_000, "test_samples": 1024, "weight_decay": 0.1,
                   "schedule": "cosine", "warmup": 100, "clip": 1.0}

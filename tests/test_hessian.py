@@ -759,7 +759,7 @@ def test_slq_in_groups_gives_the_density_of_one_group(mlp_problem):
 
 
 def test_default_plan_fits_resnet18_in_6gb_on_a_24gib_cpu(monkeypatch):
-    """The README example (resnet18, 11.2 M float32 parameters) on a 24 GiB CPU
+    """The documentation's Hessian example (resnet18, 11.2 M float32 parameters) on a 24 GiB CPU
     machine: the density holds one run's basis whatever the number of runs, the
     Lanczos basis is fitted under the CPU share, and both leave room for the
     model (about 1.5 GB) under 6 GB.  On CUDA runs go side by side as they fit."""

@@ -21,7 +21,7 @@ F64 = torch.float64
 
 
 def _net(hidden: int, seed: int = 0) -> nn.Module:
-    """README's "your own network" (6 inputs, tanh, 3 classes), float32."""
+    """The example of docs/guide/your-own-network.md (6 inputs, tanh, 3 classes), float32."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(6, hidden), nn.Tanh(), nn.Linear(hidden, 3))
 
@@ -89,7 +89,7 @@ def test_auto_takes_the_dense_path_up_to_the_crossover():
     assert planned == 211
     assert choose_method("auto", 211, planned, "cpu") == "dense"
     assert choose_method("auto", 212, planned, "cpu") == "lanczos"
-    # README's own example (163 parameters, top-3, bottom-3, density): dense; a cnn top-5: not.
+    # The documentation's own example (163 parameters, top-3, bottom-3, density): dense; a cnn top-5: not.
     assert choose_method("auto", 163, iterative_products(3, 3, True, False, 8, 80, 99),
                          "cpu") == "dense"
     assert choose_method("auto", 24234, iterative_products(5, 0, False, False, 8, 80, 99),
