@@ -21,10 +21,11 @@ one pixel's width, which anti-aliases the edges.
 
 Measured (defaults of :data:`NUISANCE`, 32 px): the pixel 9-NN purity of the
 first 2 000 training images is 0.134 against a chance of 0.0995
-(:data:`PIXEL_PURITY`).  Trained accuracy of the zoo's ``cnn`` and ``resnet18``
-(docs/guide/datasets.md): not yet measured at these
-defaults (a run at texture 0.3, clutter (1, 3), outline 0.3, scale (0.5, 0.85)
-reached 0.75 with ``cnn`` after 8 epochs, still rising).
+(:data:`PIXEL_PURITY`), while the zoo's ``cnn`` learns the kinds: ``landscape
+train --model cnn --dataset shapes --in-shape 3x32x32 --width 32 --optimizer
+adam --lr 2e-3 --schedule cosine --epochs 12 --batch-size 128`` reaches 0.960
+test accuracy (0.893 after 8 epochs) in 3 min 40 s on the 2-core CPU (216 s of
+CPU time, with another job running).  ``resnet18`` has not been measured here.
 
 Deterministic: image ``i`` of a split is drawn from a generator seeded by
 ``(seed, split, i)``, so a subset or a longer split never changes an image,

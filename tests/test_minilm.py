@@ -52,10 +52,17 @@ def test_hidden_states_and_embedding_equal_sentence_transformers(trained, window
     for a, b in zip(ours, out.hidden_states):
         assert (a - b).abs().max() <= 1e-5
     assert (mine - embedding).abs().max() <= 1e-5
-    # and sentence-transformers' own tokenisation of the decoded text gives the same ids
-    text = reference.tokenizer.decode(windows[0, 1:-1])
-    ids = reference.tokenizer(text)["input_ids"]
-    assert ids == windows[0].tolist()
+    # and sentence-transformers' own tokenisation of the decoded text gives the same ids,
+    # for every window that does not begin inside a word (a leading "##" piece decodes
+    # to the start of a new word)
+    checked = 0
+    for row in windows:
+        if reference.tokenizer.convert_ids_to_tokens(int(row[1])).startswith("##"):
+            continue
+        text = reference.tokenizer.decode(row[1:-1])
+        assert reference.tokenizer(text)["input_ids"] == row.tolist()
+        checked += 1
+    assert checked
 
 
 def test_wordpiece_windows_are_the_split_text_framed(trained, reference):

@@ -209,6 +209,18 @@ def test_auroc_counts_ties_half_and_label_purity():
     assert label_purity(np.array([3, 3, 1, 3, 7])) == 0.6
 
 
+def test_sae_text_contexts_shade_the_firing_token():
+    from landscape.report.kinds import top_contexts
+
+    ids = np.array([[ord("a"), ord("<"), ord("c")], [-1, ord("x"), ord("y")], [-1, -1, -1]])
+    html = top_contexts(ids, np.array([2.0, 1.0, np.nan]), np.array([-1, 0, 1]))
+    lines = html.split("</div>")[:-1]
+    assert len(lines) == 2  # the empty context is left out
+    assert 'rgba(230,120,0,1.00)" title="activation 2">&lt;</mark>' in lines[0]
+    assert 'rgba(230,120,0,0.50)" title="activation 1">x</mark>' in lines[1]
+    assert lines[1].count('<span class="tok">') == 1  # the padding (-1) is not drawn
+
+
 def test_blind_page_answers_and_score(results, driver, tmp_path):
     blind = tmp_path / "blind"
     code, text = run(["report", "--blind", results / "trained.nc", results / "random.nc",

@@ -186,24 +186,38 @@ def sae_card(ds, variant, layer, rank: int, latent: int, peers: str) -> str:
         idx = ds.top_image.sel(variant=variant, layer=layer)[latent].values
         top = f'<p class="muted">top examples: {esc(", ".join(str(int(i)) for i in idx))}</p>'
     context = ""
-    if "top_tokens" in ds and "top_token_act" in ds:
-        context = token_context(ds.top_tokens.sel(variant=variant, layer=layer)[latent].values,
-                                ds.top_token_act.sel(variant=variant, layer=layer)[latent].values)
+    if "top_context" in ds and "top_activation" in ds:
+        part = ds.sel(variant=variant, layer=layer)
+        context = top_contexts(part.top_context.values[latent], part.top_activation.values[latent],
+                               part.offset.values)
     return (f'<article class="card"><h3>{esc(variant)} · {esc(layer)} · latent {latent} '
             f'<span class="muted">(frequency rank {rank + 1})</span></h3>'
             f"<p>{esc(sae_latent_cell(ds, variant, layer, latent))}</p>{context}{top}{peers}</article>")
 
 
-def token_context(tokens: np.ndarray, acts: np.ndarray) -> str:
-    """Byte tokens with each one's activation as the shade of its background."""
-    hi = float(np.nanmax(acts)) if np.size(acts) and np.nanmax(acts) > 0 else 1.0
-    spans = []
-    for tok, act in zip(np.ravel(tokens), np.ravel(acts)):
-        ch = chr(int(tok)) if 32 <= int(tok) < 127 else "·"
-        alpha = max(0.0, float(act)) / hi
-        spans.append(f'<span class="tok" style="background: rgba(230,120,0,{alpha:.2f})" '
-                     f'title="{fmt(float(act))}">{esc(ch)}</span>')
-    return f"<p>{''.join(spans)}</p>"
+def top_contexts(contexts: np.ndarray, acts: np.ndarray, offsets: np.ndarray) -> str:
+    """A latent's top byte contexts (rank, offset), one line each, the token where
+    it fires shaded by its activation relative to the latent's largest."""
+    centre = int(np.nonzero(offsets == 0)[0][0])
+    finite = acts[np.isfinite(acts)]
+    hi = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    lines = []
+    for ids, act in zip(contexts.astype(int), acts):
+        if ids[centre] < 0:
+            continue
+        spans = []
+        for pos, tok in enumerate(ids):
+            if tok < 0:
+                continue
+            ch = chr(tok) if 32 <= tok < 127 else ("⏎" if tok == 10 else "·")
+            if pos == centre:
+                alpha = max(0.0, float(act)) / hi
+                spans.append(f'<mark class="tok" style="background: rgba(230,120,0,{alpha:.2f})" '
+                             f'title="activation {fmt(float(act))}">{esc(ch)}</mark>')
+            else:
+                spans.append(f'<span class="tok">{esc(ch)}</span>')
+        lines.append(f'<div class="muted">{esc(fmt(float(act)))} {"".join(spans)}</div>')
+    return "".join(lines)
 
 
 # ----------------------------------------------------------------------------- sweep, blind
