@@ -417,7 +417,7 @@ def run_images(cfg: dict, work: Path, log) -> tuple[list[dict], dict]:
                           else arch)
                 c0 = time.process_time()
                 _cli(["sae", *source, *common, "--seed", str(seed), "--out", str(out),
-                      "--overwrite"])
+                      "--overwrite", "--threads", str(torch.get_num_threads())])
                 part = landscape.load(out, kind="sae").isel(variant=0)
                 row = {"part": "images", "model": model_name, "variant": name,
                        "layer": cfg["image_layer"][model_name], "seed": seed}

@@ -25,7 +25,9 @@ first 2 000 training images is 0.134 against a chance of 0.0995
 train --model cnn --dataset shapes --in-shape 3x32x32 --width 32 --optimizer
 adam --lr 2e-3 --schedule cosine --epochs 12 --batch-size 128`` reaches 0.960
 test accuracy (0.893 after 8 epochs) in 3 min 40 s on the 2-core CPU (216 s of
-CPU time, with another job running).  ``resnet18`` has not been measured here.
+CPU time, with another job running); ``resnet18`` (``--optimizer adam --lr 2e-3
+--schedule cosine --batch-size 128 --epochs 4 --samples 10000``) reaches 0.981
+(172 s of CPU time).
 
 Deterministic: image ``i`` of a split is drawn from a generator seeded by
 ``(seed, split, i)``, so a subset or a longer split never changes an image,
