@@ -82,6 +82,7 @@ from torch import nn
 from ._state import check_per_sample, model_view, untouched
 from .errors import LandscapeError, check_choice
 from .memory import memory_budget, require
+from .models import layer_output as module_output
 from .models import resolve_layer, select_units, unit_activations
 from .progress import start as start_progress
 from .results import atomic_write, provenance
@@ -226,31 +227,11 @@ def fit_map(features: np.ndarray, *, pca_dims: int = 50, perplexity: float = 30.
     return result
 
 
-class _StopForward(Exception):
-    pass
-
-
 def layer_output(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
     """The whole output of module ``layer`` on ``x``, flattened to ``(N, F)``: every
     channel and position, where :func:`landscape.models.unit_activations` averages
     a convolutional channel into one unit.  The forward pass stops at ``layer``."""
-    module = dict(model.named_modules())[layer]
-    captured: list[torch.Tensor] = []
-
-    def hook(_module, _inputs, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
-        raise _StopForward
-
-    handle = module.register_forward_hook(hook)
-    try:
-        model(x)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise LandscapeError(f"feature_layer: module {layer!r} is not used in the forward pass")
-    return captured[0].flatten(1)
+    return module_output(model, layer, x, "feature_layer").flatten(1)
 
 
 def _features(model: nn.Module, x: torch.Tensor, space: str, feature_layer: str,

@@ -456,6 +456,25 @@ def resolve_layer(model: nn.Module, layer: str | None) -> str:
 class _StopForward(Exception):
     pass
 
+def layer_output(model: nn.Module, name: str, x: torch.Tensor, option: str = "layer") -> torch.Tensor:
+    """Module ``name``'s output on ``x`` (a tuple's first element), the forward stopped there."""
+    module = dict(model.named_modules())[name]
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        captured.append(output[0] if isinstance(output, tuple) else output)
+        raise _StopForward
+    handle = module.register_forward_hook(hook)
+    try:
+        model(x)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not captured:  # the module is never called
+        raise LandscapeError(f"{option}: module {name!r} is not used in the forward pass")
+    return captured[0]
+
 
 def unit_activations(model: nn.Module, layer: str | None, x: torch.Tensor,
                      units: Sequence[int] | None = None) -> torch.Tensor:
@@ -468,26 +487,7 @@ def unit_activations(model: nn.Module, layer: str | None, x: torch.Tensor,
     stops at ``layer``.
     Differentiable in ``x`` and in the parameters, and usable under ``torch.func``.
     """
-    name = resolve_layer(model, layer)
-    module = dict(model.named_modules())[name]
-    captured: list[torch.Tensor] = []
-
-    def hook(_module, _inputs, output):
-        captured.append(output)
-        raise _StopForward
-
-    handle = module.register_forward_hook(hook)
-    try:
-        model(x)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise LandscapeError(f"layer: module {name!r} is not used in the forward pass")
-    out = captured[0]
-    if isinstance(out, tuple):
-        out = out[0]
+    out = layer_output(model, resolve_layer(model, layer), x)
     position = getattr(model, "unit_position", None)
     if position is not None and out.dim() == 3:
         out = out[:, position]
