@@ -33,7 +33,7 @@ import landscape
 from landscape._heap import reusing_freed_memory
 from landscape.directions import parameter_directions
 from landscape.memory import use_threads
-from landscape.models import per_sample_loss
+from landscape.losses import Objective
 from landscape.slicing import parse_grid
 
 
@@ -50,7 +50,7 @@ def reference_loop(model, x, y, dirs, alphas, betas, batch_size):
                 total = 0.0
                 for s in range(0, len(x), batch_size):
                     xb, yb = x[s:s + batch_size], y[s:s + batch_size]
-                    total += per_sample_loss(net, net(xb), xb, yb).sum().item()
+                    total += Objective(net)(net(xb), xb, yb).item() * len(xb)
                 out[i, j] = total / len(x)
     return out
 

@@ -49,7 +49,7 @@ def _workload(name: str):
     import torch
 
     import landscape
-    from landscape.models import per_sample_loss
+    from landscape.losses import Objective
 
     if name in ("grad", "hessian", "slice"):
         model = landscape.build_model("cnn", init="xavier", seed=0)
@@ -59,7 +59,7 @@ def _workload(name: str):
         def run():
             for _ in range(50):
                 model.zero_grad(set_to_none=True)
-                per_sample_loss(model, model(x), x, y).mean().backward()
+                Objective(model)(model(x), x, y).backward()
         return run
     if name == "hessian":
         return lambda: landscape.hessian_spectrum(model, x, y, top_k=5)

@@ -176,7 +176,7 @@ def bn_option(per_sample: bool = False, both_by_default: bool = False):
     leaves out ``batch`` (commands about a unit's response to its own input);
     ``both_by_default``: unset unless given (``slice``: a loss surface of a BatchNorm
     network under ``auto`` and ``batch`` side by side)."""
-    from ._state import BN_MODES, PER_SAMPLE_BN_MODES
+    from .view import BN_MODES, PER_SAMPLE_BN_MODES
 
     batch = "" if per_sample else ", batch (each batch's own; loss space only)"
     default = ("Default: the loss of a BatchNorm network under both auto and batch, side by "
@@ -376,7 +376,7 @@ class Setup:
 
         config = config_of(ds)
         config.update({k: v for k, v in self.opts.items() if k not in config and k != "overwrite"})
-        from .minilm import is_pretrained
+        from .models.minilm import is_pretrained
 
         trained = self.opts["checkpoint"] or is_pretrained(self.model)
         config["state"] = "trained" if trained else "random"
@@ -503,7 +503,7 @@ def slice_analysis(opts: dict):
         if not opts["checkpoint"]:  # centre the slice at the trajectory's end
             opts = {**opts, "checkpoint": str(trajectory_files(trajectory)[-1])}
     if "input" in spaces:
-        from ._state import check_per_sample
+        from .view import check_per_sample
 
         check_per_sample(opts["bn"] or "auto", "the input space (use --space loss)")
     if opts["batch_size"] is not None and opts["batch_size"] < 1:
@@ -517,7 +517,7 @@ def slice_analysis(opts: dict):
     bn = _resolve_bn(setup, opts["bn"] or "auto")
     loss_bn = bn
     if opts["bn"] is None and bn != "batch":
-        from ._state import batch_norms
+        from .view import batch_norms
 
         loss_bn = (bn, "batch") if batch_norms(setup.model) else bn
     with shards as client:
@@ -582,7 +582,7 @@ def json_or_text(value: str, key: str) -> str:
 
 
 def _resolve_bn(setup, bn: str) -> str:
-    from ._state import resolve_bn
+    from .view import resolve_bn
 
     return resolve_bn(setup.model, bn)
 
@@ -680,7 +680,7 @@ def hessian_analysis(opts: dict):
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k > 0, --density or --trace")
     check_anchors(opts, opts["space"] == "input")
     if opts["space"] == "input":
-        from ._state import check_per_sample
+        from .view import check_per_sample
 
         check_per_sample(opts["bn"], "the input space (use --space loss)")
     if opts["batch_size"] is not None and opts["batch_size"] < 1:

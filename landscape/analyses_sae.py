@@ -173,14 +173,14 @@ def load_weights(path) -> dict:
 def _variant_model(setup: Setup, name: str | None):
     """The model of variant ``name``; ``None``: the model as loaded ('trained' with a
     checkpoint, 'init' without)."""
-    from .minilm import is_pretrained
+    from .models.minilm import is_pretrained
 
     own = "trained" if setup.opts["checkpoint"] or is_pretrained(setup.model) else "init"
     if name is None or name == own:
         return own, setup.model
     if name == "trained":
         raise LandscapeError("variant: 'trained' needs --checkpoint (or a pretrained model)")
-    from .variants import make_variant
+    from .models.variants import make_variant
 
     variant = make_variant(setup.model, name, recipe=setup.checkpoint_meta, seed=setup.opts["seed"])
     return name, variant.to(setup.device)
@@ -273,7 +273,7 @@ def sae_analysis(opts: dict):
     train_x, eval_x = setup.x[:-n_eval], setup.x[-n_eval:]
     eval_y = setup.y[-n_eval:] if setup.y is not None else None
     parts, states = [], {}
-    from ._state import model_view
+    from .view import model_view
 
     bn_modes = []
     for requested in variants:

@@ -138,7 +138,7 @@ def train_command(**opts) -> None:
     if device.type == "cuda":  # before cuBLAS starts: it reads the setting once
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     model = model_from_options(opts)
-    from .minilm import refuse_without_loss
+    from .models.minilm import refuse_without_loss
 
     refuse_without_loss(model, "train")
     opts["dataset"] = default_dataset(model, opts["dataset"])

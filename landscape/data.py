@@ -64,7 +64,7 @@ convention for sequence data: ``x = window[:, :-1]`` (token ids in) and
 ``(N, T)``, views of one tensor.
 
 A model with its own tokenizer (``model.tokenizer``: minilm's WordPiece, see
-:class:`landscape.minilm.WordPiece`) gets the same split's text as windows of its
+:class:`landscape.models.minilm.WordPiece`) gets the same split's text as windows of its
 token ids instead (``load_dataset(..., tokenizer=model.tokenizer)``, which the
 commands pass), and ``y`` is ``None``.
 """
@@ -429,7 +429,7 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
                  num_classes: int = 10, tokenizer=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Load ``name`` as ``(x, y)`` tensors (``y`` is ``None`` for an npz file
     without labels); see the module docstring.  ``tokenizer``: a token model's own
-    (``model.tokenizer``, e.g. :class:`landscape.minilm.WordPiece`), whose
+    (``model.tokenizer``, e.g. :class:`landscape.models.minilm.WordPiece`), whose
     ``windows(stream, T)`` replaces the byte windows of a text dataset (``y`` None)."""
     from .models import parse_shape
     from .validate import check_finite

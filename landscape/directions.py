@@ -144,11 +144,11 @@ def _check_request(kind: str, kinds, space: str, n: int) -> None:
 
 
 def parameter_directions(model, kind: str = "filter", n: int = 2, seed: int = 0,
-                         include_bias: bool = False, orthogonal: bool = False,
-                         x=None, y=None, **hessian_options) -> list[Direction]:
+                         include_bias: bool = False, orthogonal: bool = False) -> list[Direction]:
     """``n`` directions in the parameter space of ``model`` (see the module docstring).
 
-    ``hessian`` needs the data ``x, y`` the loss is taken over.
+    ``hessian`` directions depend on data and a loss: :func:`landscape.loss_slice`
+    takes them from :func:`landscape.top_eigenvectors` itself.
     """
     _check_request(kind, PARAMETER_DIRECTIONS, "loss", n)
     if kind == "pca":
@@ -157,15 +157,11 @@ def parameter_directions(model, kind: str = "filter", n: int = 2, seed: int = 0,
             "(from `landscape train --save-trajectory`) or use "
             "landscape.trajectory.trajectory_directions"
         )
-    params = {k: p.detach() for k, p in model.named_parameters()}
     if kind == "hessian":
-        if x is None:
-            raise LandscapeError("directions 'hessian' need data to take the loss over")
-        from .hessian import top_eigenvectors
-
-        options = {"seed": seed, **hessian_options}
-        _, vectors = top_eigenvectors(model, x, y, n, **options)
-        return [{k: v.to(params[k].dtype) for k, v in d.items()} for d in vectors]
+        raise LandscapeError(
+            "directions 'hessian' are the loss Hessian's top eigenvectors: use "
+            "loss_slice(directions='hessian') or landscape.top_eigenvectors")
+    params = {k: p.detach() for k, p in model.named_parameters()}
 
     transposed = _transposed_weights(model)
     weights = {k: w.to("cpu", DRAW_DTYPE) for k, w in params.items()}

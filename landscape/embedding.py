@@ -79,7 +79,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ._state import check_per_sample, model_view, untouched
+from .view import check_per_sample, model_view, untouched
 from .errors import LandscapeError, check_choice
 from .memory import memory_budget, require
 from .models import layer_output as module_output
@@ -385,7 +385,7 @@ def response_regions(coords: np.ndarray, act: np.ndarray, level: float = REGION_
 def heatmap_values(model: nn.Module, layer: str, units: Sequence[int], x: torch.Tensor,
                    batch_size: int = 512) -> np.ndarray:
     """The colours of the heatmaps: activations ``(N, U)`` of ``units`` on ``x``
-    (``model`` as it is: give it a :func:`landscape._state.model_view`)."""
+    (``model`` as it is: give it a :func:`landscape.view.model_view`)."""
     with torch.no_grad():
         parts = [unit_activations(model, layer, x[i:i + batch_size], list(units)).double().cpu()
                  for i in range(0, len(x), batch_size)]

@@ -24,7 +24,7 @@ inputs that it is, whose weight is its transpose: fan-in ``num``, fan-out
 N(0, weight_std²), GPT-2's 0.02 by default).  A tensor shared by two layers (a
 transformer's tied embedding and output head) is drawn once, by the first
 layer that holds it (the embedding).  Embeddings are weights, not biases: the
-bias scale leaves them alone.  For the transformer (:mod:`landscape.transformer`)
+bias scale leaves them alone.  For the transformer (:mod:`landscape.models.transformer`)
 ``default`` is its own GPT-2 initialisation; each named scheme re-draws the
 token and position tables, the attention's ``qkv`` and ``proj`` and the MLP's
 ``fc`` and ``proj`` (without GPT-2's 1/sqrt(2 depth) on the projections),

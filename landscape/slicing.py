@@ -28,7 +28,7 @@ import xarray as xr
 from torch.func import functional_call, vmap
 
 from ._heap import reusing_freed_memory
-from ._state import BN_MODES, batch_norms, check_per_sample, model_view, resolve_bn, untouched
+from .view import BN_MODES, batch_norms, check_per_sample, model_view, resolve_bn, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
@@ -310,9 +310,17 @@ def _evaluation_dtype(model: torch.nn.Module, x: torch.Tensor) -> torch.dtype:
 
 def _resolve_parameter_directions(model, x, y, directions, dims, seed, include_bias, orthogonal,
                                   hessian_options) -> tuple[str, list[Direction]]:
+    if directions == "hessian":
+        from .hessian import top_eigenvectors
+
+        if x is None:
+            raise LandscapeError("directions 'hessian' need data to take the loss over")
+        _, vectors = top_eigenvectors(model, x, y, dims, **{"seed": seed, **(hessian_options or {})})
+        params = dict(model.named_parameters())
+        return directions, [{k: v.to(params[k].dtype) for k, v in d.items()} for d in vectors]
     if isinstance(directions, str):
         dirs = parameter_directions(model, directions, n=dims, seed=seed, include_bias=include_bias,
-                                    orthogonal=orthogonal, x=x, y=y, **(hessian_options or {}))
+                                    orthogonal=orthogonal)
         return directions, dirs
     dirs = list(directions)
     names = {k for k, _ in model.named_parameters()}
@@ -341,7 +349,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     or a list of ``dims`` direction dicts.  ``grid``/``beta_grid``: ``"start:stop:num"``
     or coordinates.  ``bn``: the BatchNorm statistics of every forward pass, the
     directions' Hessian included (``auto``, ``eval``, ``batch``, ``recompute`` on
-    ``x``; see :mod:`landscape._state`), or a tuple of them: one slice per mode along
+    ``x``; see :mod:`landscape.view`), or a tuple of them: one slice per mode along
     the same directions, side by side along dimension ``bn`` (see
     :func:`loss_slice_modes`).  ``engine``: ``vmap`` (a chunk of points per
     batched call), ``loop`` (one point at a time, written in place into a private

@@ -13,7 +13,7 @@ the format :func:`landscape.models.load_checkpoint` reads.
 Sequence models train the same way: ``x`` holds token windows ``(N, T)`` and
 ``y`` the next token at every position, the loss is the mean cross-entropy over
 all positions and the accuracy the fraction of positions right
-(:func:`landscape.models.per_sample_loss`).  For them AdamW (decoupled weight
+(:class:`landscape.losses.Objective`).  For them AdamW (decoupled weight
 decay on matrices and embedding tables only, not on biases or LayerNorms), a
 linear warm-up and a cosine decay of the learning rate, and gradient-norm
 clipping are the usual recipe (``optimizer="adamw"``, ``schedule="cosine"``,

@@ -70,7 +70,7 @@ def test_every_command_has_help():
 
 def test_slice_of_a_batchnorm_model_both_spaces_share_statistics_and_leave_it_alone(monkeypatch):
     from landscape import models
-    from landscape._state import model_view
+    from landscape.view import model_view
 
     built = []
     build = models.build_model

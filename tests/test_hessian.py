@@ -35,7 +35,8 @@ from landscape.hessian import (
 from landscape.hessian.reductions import gram, row_dots, row_norms
 from landscape.hessian.slq import trapezoid
 from landscape.memory import format_bytes
-from landscape.models import per_sample_loss, unit_activations
+from landscape.losses import Objective
+from landscape.models import unit_activations
 from landscape.results import load, save
 
 F64 = torch.float64
@@ -97,7 +98,7 @@ def dense_loss_hessian(model: nn.Module, x, y, bn_train: bool = False) -> torch.
 
     def loss(v):
         out = torch.func.functional_call(model, (_unflatten(v, named), buffers), (x,))
-        return per_sample_loss(model, out, x, y).mean()
+        return Objective(model)(out, x, y)
 
     try:
         if not bn_train:
@@ -198,7 +199,7 @@ def test_gradient_and_loss_match_autograd(mlp_problem):
     model, x, y, _, _ = mlp_problem
     op = LossHessian(model, x, y, batch_size=10)
     model.zero_grad()
-    loss = per_sample_loss(model, model(x), x, y).mean()
+    loss = Objective(model)(model(x), x, y)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     torch.testing.assert_close(op.gradient(), torch.cat([g.reshape(-1) for g in grads]))
     assert op.loss() == pytest.approx(float(loss), rel=1e-12)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import landscape
 from landscape.cli import cli
 from landscape.errors import LandscapeError
-from landscape.minilm import model_path
+from landscape.models.minilm import model_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -111,7 +111,7 @@ def _stats_ok(t, mean, std, k=5.0):
 
 
 def test_variants_against_their_definitions(trained):
-    from landscape.variants import make_variant
+    from landscape.models.variants import make_variant
 
     before = {k: v.clone() for k, v in trained.state_dict().items()}
     init = make_variant(trained, "init", seed=0)
@@ -216,7 +216,7 @@ def test_sae_command_on_minilm(tmp_path, monkeypatch):
 
 
 def test_contexts_figure_decodes_wordpiece():
-    from landscape.minilm import vocabulary
+    from landscape.models.minilm import vocabulary
     from landscape.plot.sae import _wordpiece_text
 
     vocab = vocabulary()

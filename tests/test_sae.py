@@ -509,7 +509,7 @@ def test_cli_transformer_closed_forms(tmp_path):
     layer's mean recovers none of it against mean ablation."""
     import landscape
     from landscape.sae import sae_state
-    from landscape.variants import make_variant
+    from landscape.models.variants import make_variant
 
     ckpt = tmp_path / "t.pt"
     trained = _tiny_transformer_checkpoint(ckpt)

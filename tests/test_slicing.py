@@ -5,7 +5,8 @@ import torch
 import landscape
 from landscape.directions import parameter_directions
 from landscape.errors import LandscapeError
-from landscape.models import per_sample_loss, unit_activations
+from landscape.losses import Objective
+from landscape.models import unit_activations
 from landscape.slicing import parse_grid
 
 
@@ -21,7 +22,7 @@ def _loop_reference(model, x, y, directions, alphas, betas):
             for j, b in enumerate(betas):
                 for k, p in net.named_parameters():
                     p.copy_(base[k] + a * directions[0][k] + b * directions[1][k])
-                out[i, j] = per_sample_loss(net, net(x), x, y).mean().item()
+                out[i, j] = Objective(net)(net(x), x, y).item()
     return out
 
 
@@ -45,7 +46,7 @@ def test_loss_slice_schema_and_centre(tiny_mlp, digits_small):
     x, y = digits_small
     ds = landscape.loss_slice(tiny_mlp, x, y, dims=1, grid="-1:1:9")
     assert ds.attrs["kind"] == "slice" and ds.loss.dims == ("alpha",)
-    centre = per_sample_loss(tiny_mlp, tiny_mlp(x), x, y).mean().item()
+    centre = Objective(tiny_mlp)(tiny_mlp(x), x, y).item()
     assert ds.loss.sel(alpha=0).item() == pytest.approx(centre, rel=1e-6)
     acc = (tiny_mlp(x).argmax(1) == y).float().mean().item()
     assert ds.accuracy.sel(alpha=0).item() == pytest.approx(acc)
@@ -76,7 +77,7 @@ def test_batchnorm_batch_mode_uses_batch_statistics_and_writes_nothing():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     ref = model.train()(x)  # train mode: batch statistics
     model.load_state_dict(before)
-    centre = per_sample_loss(model, ref, x, y).mean().item()
+    centre = Objective(model)(ref, x, y).item()
     assert ds.loss.sel(alpha=0).item() == pytest.approx(centre, rel=1e-5)
     ev = landscape.loss_slice(model.eval(), x, y, dims=1, grid="-0.5:0.5:3", bn="eval")
     assert ev.loss.sel(alpha=0).item() != pytest.approx(centre, rel=1e-3)
@@ -146,7 +147,7 @@ def test_hessian_directions_curvature_is_top_eigenvalue():
             parts[k] = flat[i:i + p.numel()].view_as(p)
             i += p.numel()
         out = torch.func.functional_call(model, parts, (x,))
-        return per_sample_loss(model, out, x, y).mean()
+        return Objective(model)(out, x, y)
 
     theta = torch.cat([p.flatten() for p in params.values()])
     top = torch.linalg.eigvalsh(torch.func.hessian(loss_of)(theta))[-1].item()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import landscape
-from landscape._state import model_view, resolve_bn, untouched
+from landscape.view import model_view, resolve_bn, untouched
 from landscape.errors import LandscapeError
 from landscape.hessian import hessian_spectrum, input_hessian_spectrum, top_eigenvectors
 from landscape.maxact import maxact

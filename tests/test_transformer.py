@@ -13,7 +13,8 @@ from torch import nn
 import landscape
 from landscape.cli import cli
 from landscape.data import corpus_files, is_test_file, text_stream, unigram_bits
-from landscape.models import input_view, per_sample_loss, unit_activations
+from landscape.losses import Objective
+from landscape.models import input_view, unit_activations
 
 
 def tiny(**kw):
@@ -151,10 +152,7 @@ def test_next_token_loss_is_cross_entropy_over_every_position():
     logits = model(inp)
     expected = nn.functional.cross_entropy(logits.reshape(-1, 256), target.reshape(-1),
                                            reduction="none").reshape(3, 12).mean(1)
-    torch.testing.assert_close(per_sample_loss(model, logits, inp, target), expected)
-    # Leading grid dimensions (vmap over points) broadcast as for labels.
-    stacked = per_sample_loss(model, torch.stack([logits, logits]), inp, target)
-    torch.testing.assert_close(stacked, torch.stack([expected, expected]))
+    torch.testing.assert_close(Objective(model)(logits, inp, target), expected.mean())
 
 
 # ----------------------------------------------------------------------------- byte datasets
@@ -249,7 +247,7 @@ def test_cli_analyses_of_a_transformer(tmp_path, monkeypatch):
     model = landscape.build_model("transformer", width=16, depth=1, heads=2, context=16)
     x, y = landscape.load_dataset("pysource", n=16, in_shape=(16,))
     centre = float(ds.loss.sel(alpha=0, beta=0))
-    assert centre == pytest.approx(float(per_sample_loss(model, model(x), x, y).mean()), rel=1e-5)
+    assert centre == pytest.approx(float(Objective(model)(model(x), x, y)), rel=1e-5)
     res = run(cli, ["hessian", *common, "--space", "input", "--units", "1", "--anchors", "1",
                     "--top-k", "1", "--out", "h.nc"])
     assert res.exit_code == 0, res.output

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import landscape
-from landscape.variants import make_variant, parse_variants
+from landscape.models.variants import make_variant, parse_variants
 
 RECIPE = {"model": "transformer", "init": "default", "bias_scale": None, "seed": 7}
 

@@ -45,7 +45,7 @@ import xarray as xr
 from torch import nn
 
 from .._heap import hand_back, reusing_freed_memory
-from .._state import check_per_sample, model_view, untouched
+from ..view import check_per_sample, model_view, untouched
 from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
 from ..progress import start as start_progress

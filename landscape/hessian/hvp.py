@@ -30,7 +30,7 @@ The user's model is never modified: parameters enter as detached tensors
 through :func:`torch.func.functional_call` (or as detached leaves), no
 ``.grad`` is written, and the modules' training flags are restored after every
 forward pass; :class:`LossHessian` evaluates a private view of the model whose
-BatchNorm statistics are those ``bn`` asks for (:mod:`landscape._state`).
+BatchNorm statistics are those ``bn`` asks for (:mod:`landscape.view`).
 
 Example — a linear map ``W`` under the mean squared error
 ``L = 1/(N d) Σ_n ‖W x_n − x_n‖²`` has ``H = 2/(N d) · I_d ⊗ XᵀX``::
@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from .._state import model_view
+from ..view import model_view
 from ..errors import LandscapeError, check_choice
 from ..losses import LossFn, Objective
 from ..models import eval_mode, unit_activations
@@ -231,7 +231,7 @@ class LossHessian(HessianOperator):
         if not named:
             raise LandscapeError("model: has no trainable parameters")
         # A private view carries the BatchNorm statistics ``bn`` asks for
-        # (landscape._state); the user's model is only read.
+        # (landscape.view); the user's model is only read.
         model = model_view(model, bn, x, batch_size)
         self.model = model
         self.names = [n for n, _ in named]

@@ -93,7 +93,7 @@ def _contexts_figure(ds, path: Path, latents: int = 4, shown: int = 4) -> Path:
                              squeeze=False, layout="constrained")
     decode = _byte_text
     if ds.attrs.get("tokens") == "wordpiece":  # minilm: the shipped vocabulary
-        from ..minilm import vocabulary
+        from ..models.minilm import vocabulary
 
         decode = _wordpiece_text(vocabulary())
     for ax, variant in zip(axes.ravel(), variants):

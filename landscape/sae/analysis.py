@@ -13,7 +13,7 @@ input ``(B, T)``, logits ``(B, T, V)``) is scored by the next-token
 cross-entropy at every position against ``y (B, T)`` (the next tokens; without
 ``y``, positions ``0..T−2`` against the input shifted by one); a classifier by cross-entropy against
 its labels; a ``reconstruct`` model by the mean squared error against its input.
-A sentence encoder (``task == "embed"``, :mod:`landscape.minilm`: its output is a
+A sentence encoder (``task == "embed"``, :mod:`landscape.models.minilm`: its output is a
 normalised sentence embedding, and no language-model head ships) is scored by
 *embedding recovered*: per sequence the cosine of the embedding with the layer
 replaced against the clean embedding (``embedding_recovered`` for the SAE's
@@ -32,7 +32,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .._state import untouched
+from ..view import untouched
 from ..errors import LandscapeError
 from ..memory import memory_budget, require
 from ..models import eval_mode, resolve_layer

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
 
 VARIANTS = ("trained", "init", "rerandomised", "rerandomised-except-embeddings", "control")
 
@@ -64,7 +64,7 @@ def parse_variants(spec: str | Sequence[str]) -> list[str]:
 
 def _parse(variant: str) -> tuple[str, str | None, float | None]:
     """``variant`` -> (kind, init scheme, bias scale); one clear error when malformed."""
-    from .init import INITS
+    from ..init import INITS
 
     if variant in VARIANTS:
         return variant, None, None
@@ -157,7 +157,8 @@ def _rebuild(model: nn.Module, meta: dict, scheme: str | None, scale: float | No
     :func:`landscape.build_model` records it, with the init, bias scale, weight
     std and seed of ``meta`` where it names them), initialised with ``scheme``
     and bias ``scale`` unless ``plain``."""
-    from .models import INIT_KEYS, build_model
+    from .checkpoints import INIT_KEYS
+    from .registry import build_model
 
     recipe = getattr(model, "recipe", None)
     if recipe is None:

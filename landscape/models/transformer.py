@@ -1,6 +1,6 @@
 """A small decoder-only byte-level transformer: ``--model transformer``.
 
-Interface (names are what ``--layer`` and :func:`landscape.variants.make_variant` use)::
+Interface (names are what ``--layer`` and :func:`landscape.models.variants.make_variant` use)::
 
     forward(tokens)          LongTensor (B, T), T <= context, values 0..255 -> logits (B, T, 256)
     embed                    nn.Embedding(256, width): token embedding
@@ -46,7 +46,8 @@ import math
 import torch
 from torch import nn
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
+from .registry import register
 
 VOCAB = 256
 DEFAULTS = {"width": 128, "depth": 2, "heads": 4, "context": 64}
@@ -216,3 +217,8 @@ def build_transformer(num_classes: int, in_shape=None, width: int = DEFAULTS["wi
                              "--context bytes")
     return Transformer(width=width, depth=depth, heads=heads, context=context, tied=tied,
                        position=position)
+
+
+# Token windows: the input shape is (context,), set by the model itself.
+register("transformer", build_transformer, (DEFAULTS["context"],), "classify",
+         ("width", "depth", "heads", "context", "tied", "position"))
