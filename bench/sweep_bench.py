@@ -52,7 +52,7 @@ class KillAfterWrite(WorkerPlugin):
         self.folder, self.after = folder, after
 
     def setup(self, worker):
-        from landscape.analyses import ANALYSES
+        from landscape.commands.registry import ANALYSES
 
         original, folder, after = ANALYSES["slice"], Path(self.folder), self.after
         log = folder / "writes.log"
@@ -132,7 +132,7 @@ def warm(client) -> None:
     """Import the toolkit on every worker so that the timing is of the tasks."""
 
     def load() -> int:
-        import landscape.analyses  # noqa: F401
+        import landscape.commands.registry  # noqa: F401
 
         return 1
 

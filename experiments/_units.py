@@ -11,7 +11,6 @@ seed is the trained network's own initialisation (default init, the same seed).
 
 from __future__ import annotations
 
-import copy
 import time
 
 import _common
@@ -22,6 +21,7 @@ from torch import nn
 
 import landscape
 from landscape.train import train
+from landscape.view import batch_norms, model_view
 
 IN_SHAPE = (1, 8, 8)
 EPOCHS = {"mlp": 10, "cnn": 8, "resnet18": 3}
@@ -65,50 +65,14 @@ def maxact_options(cfg: dict, n: int) -> dict:
 
 
 def norms_of(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def is_untrained(model: nn.Module) -> bool:
-    """No BatchNorm layer has seen a batch: ``bn="auto"`` means ``recompute``."""
-    norms = norms_of(model)
-    return bool(norms) and all(int(m.num_batches_tracked) == 0 for m in norms)
-
-
-def bn_mode(model: nn.Module) -> str:
-    """What ``bn="auto"`` resolves to for ``model`` in the toolkit's analyses."""
-    return "recompute" if is_untrained(model) else "eval"
+    return batch_norms(model)
 
 
 def evaluated(model: nn.Module, x: torch.Tensor, bn: str = "auto") -> nn.Module:
-    """``model`` as the analyses evaluate it: eval mode, with BatchNorm statistics
-    as ``bn`` says (``auto``: recomputed for an untrained model, its own otherwise).
-    ``recompute`` gives a copy whose running mean and variance are each layer's
-    input mean and population variance over ``x`` (one batch of all the data)."""
-    mode = bn_mode(model) if bn == "auto" else bn
-    norms = norms_of(model)
-    if mode == "eval" or not norms:
-        return copy.deepcopy(model).eval()
-    view = copy.deepcopy(model)
-    counts = {}
-
-    def count(module, inputs):
-        counts[module] = inputs[0].numel() // inputs[0].shape[1]
-
-    handles = [m.register_forward_pre_hook(count) for m in norms_of(view)]
-    for m in norms_of(view):
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: after one batch, that batch's statistics
-    view.train()
-    try:
-        with torch.no_grad():
-            view(x)
-    finally:
-        for h in handles:
-            h.remove()
-    for m in norms_of(view):
-        n = counts[m]
-        m.running_var.mul_((n - 1) / n)  # PyTorch stores the unbiased variance
-    return view.eval()
+    """``model`` as the analyses evaluate it (:func:`landscape.view.model_view`):
+    eval mode, with BatchNorm statistics as ``bn`` says (``auto``: recomputed
+    over ``x`` for an untrained model, its own otherwise)."""
+    return model_view(model, bn=bn, data=x)
 
 
 def activations(model: nn.Module, x: torch.Tensor, units=None, layer: str | None = None,

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from landscape.plot.sweeps import plot_sweep
 from landscape.results import save
-from landscape.sweep import combine, compare_table, expand_tasks, run_tasks
+from landscape.summary import compare_table
+from landscape.sweep import combine, expand_tasks, run_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 BIAS_SCALES = [0.0, 0.01, 0.1, 0.5, 1.0]

@@ -17,10 +17,11 @@ from .memory import thread_defaults
 # Before anything loads torch: its OpenMP runtime reads the wait policy once, at load.
 THREAD_DEFAULTS = thread_defaults()
 
-from .analyses import ANALYSES, run_command, with_options  # noqa: E402
-from .cli_experiments import compare_command, sweep_command, train_command  # noqa: E402
-from .cli_report import blind_score_command, report_command  # noqa: E402
-from .cli_units import maxact_command, sae_command, tsne_command  # noqa: E402
+from .commands.analysis import command  # noqa: E402
+from .commands.registry import ANALYSES  # noqa: E402
+from .commands.report import blind_score_command, report_command  # noqa: E402
+from .commands.sweep import compare_command, sweep_command  # noqa: E402
+from .commands.train import train_command  # noqa: E402
 from .errors import LandscapeError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -122,25 +123,6 @@ def info() -> None:
                f"input space {', '.join(INPUT_DIRECTIONS)}")
 
 
-# ----------------------------------------------------------------------------- slice
-
-@cli.command("slice")
-@with_options(ANALYSES["slice"].options)
-def slice_command(**opts) -> None:
-    """Slice the loss surface and units' input-response surfaces; score their
-    quasi-convexity."""
-    run_command("slice", opts)
-
-
-# ----------------------------------------------------------------------------- hessian
-
-@cli.command("hessian")
-@with_options(ANALYSES["hessian"].options)
-def hessian_command(**opts) -> None:
-    """Hessian spectrum: top/bottom eigenvalues, density, trace and negative mass."""
-    run_command("hessian", opts)
-
-
 # ----------------------------------------------------------------------------- plot
 
 @cli.command("plot")
@@ -156,6 +138,8 @@ def plot_command(file: str, out_dir: str | None) -> None:
         click.echo(str(p))
 
 
-for _command in (maxact_command, tsne_command, sae_command, train_command, sweep_command,
-                 compare_command, report_command, blind_score_command):
+for _analysis in ANALYSES.values():  # slice, hessian, maxact, tsne, sae
+    cli.add_command(command(_analysis))
+for _command in (train_command, sweep_command, compare_command, report_command,
+                 blind_score_command):
     cli.add_command(_command)

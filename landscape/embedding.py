@@ -79,13 +79,13 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .view import check_per_sample, model_view, untouched
 from .errors import LandscapeError, check_choice
 from .memory import memory_budget, require
 from .models import layer_output as module_output
 from .models import resolve_layer, select_units, unit_activations
 from .progress import start as start_progress
 from .results import atomic_write, provenance
+from .view import check_per_sample, model_view, untouched
 
 _MEMORY: dict[str, TSNEMap] = {}
 GRADIENTS = ("auto", "bh", "fft")

@@ -174,6 +174,16 @@ def save(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
     return path
 
 
+def register_kind(kind: str) -> None:
+    """Accept results of ``kind`` in :func:`save` and :func:`load` (a new
+    analysis's; :class:`landscape.commands.analysis.Analysis` registers its own)."""
+    global KINDS
+    if not kind.isidentifier():
+        raise LandscapeError(f"kind: expected a name such as 'slice', got {kind!r}")
+    if kind not in KINDS:
+        KINDS = (*KINDS, kind)
+
+
 def load(path, kind: str | tuple[str, ...] | None = None) -> xr.Dataset:
     """Read a result written by :func:`save` into memory and check its ``kind``
     (any of :data:`KINDS`, or the given one(s))."""

@@ -28,7 +28,6 @@ import xarray as xr
 from torch.func import functional_call, vmap
 
 from ._heap import reusing_freed_memory
-from .view import BN_MODES, batch_norms, check_per_sample, model_view, resolve_bn, untouched
 from .convexity import add_scores
 from .directions import Direction, input_directions, parameter_directions
 from .errors import LandscapeError, check_choice
@@ -38,6 +37,7 @@ from .models import select_units, unit_activations
 from .progress import Progress
 from .progress import start as start_progress
 from .results import provenance
+from .view import BN_MODES, batch_norms, check_per_sample, model_view, resolve_bn, untouched
 
 DEFAULT_GRID = "-1:1:21"
 ENGINES = ("auto", "vmap", "loop")

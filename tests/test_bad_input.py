@@ -295,7 +295,7 @@ def test_sae_from_file_records_what_was_used():
 
 
 def test_loss_recovered_within_noise_is_nan_with_a_reason():
-    from landscape.analyses_sae import _sae_summary
+    from landscape.commands.sae import _sae_summary
     from landscape.sae.metrics import loss_recovered
 
     assert loss_recovered(1.0, 1.1, 2.0, gap_stderr=0.1) == pytest.approx(0.9)

@@ -461,7 +461,7 @@ def test_cli_transformer_variants(tmp_path):
     vectors, they share the SAE."""
     import landscape
     from landscape import build_model
-    from landscape.analyses_sae import load_weights
+    from landscape.commands.sae import load_weights
 
     ckpt = tmp_path / "t.pt"
     trained = _tiny_transformer_checkpoint(ckpt)
@@ -551,7 +551,8 @@ def test_defaults_resolve_per_kind_of_model():
     windows of 64 bytes in batches of 1 024: 96 steps an epoch)."""
     from click.testing import CliRunner
 
-    from landscape.analyses_sae import MIN_STEPS, SAE_DEFAULTS, default_epochs, resolve_defaults
+    from landscape.commands.sae import SAE_DEFAULTS, resolve_defaults
+    from landscape.sae import MIN_STEPS, default_epochs
     from landscape.cli import cli
 
     assert MIN_STEPS == 384
@@ -603,7 +604,7 @@ def test_cli_transformer_defaults_train_the_sae(tmp_path):
     one trained with the former defaults (256 windows, one epoch in batches of 4 096:
     a single step).  k = 4 < d = 16, so reconstruction must be learnt."""
     import landscape
-    from landscape.analyses_sae import load_weights
+    from landscape.commands.sae import load_weights
     from landscape.sae import TopKSAE
 
     ckpt = tmp_path / "t.pt"

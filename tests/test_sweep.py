@@ -31,7 +31,7 @@ class FaultPlugin(WorkerPlugin):
     def setup(self, worker):
         import dataclasses
 
-        from landscape.analyses import ANALYSES
+        from landscape.commands.registry import ANALYSES
 
         original = ANALYSES["slice"]
 
@@ -248,7 +248,7 @@ def test_retraining_into_the_same_path_makes_a_new_task(tmp_path):
 
 def test_constant_fractions_follow_into_sweeps_and_compare(tmp_path):
     from landscape.convexity import add_scores
-    from landscape.sweep import compare_table, headline_variables
+    from landscape.summary import compare_table, headline_variables
 
     alpha = np.linspace(-1, 1, 5)
     shapes = {"dead": np.zeros(5), "bowl": alpha ** 2, "hill": -alpha ** 2, "wave": np.sin(6 * alpha)}

@@ -45,11 +45,11 @@ import xarray as xr
 from torch import nn
 
 from .._heap import hand_back, reusing_freed_memory
-from ..view import check_per_sample, model_view, untouched
 from ..errors import LandscapeError
 from ..models import resolve_layer, select_units
 from ..progress import start as start_progress
 from ..results import provenance
+from ..view import check_per_sample, model_view, untouched
 from .dense import choose_method, dense_eigh, dense_ends, iterative_products
 from .hutchpp import TraceEstimate, hutchpp
 from .hvp import DenseOperator, HessianOperator, InputHessian, LossHessian

@@ -46,19 +46,17 @@ Example — a linear map ``W`` under the mean squared error
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..view import model_view
 from ..errors import LandscapeError, check_choice
 from ..losses import LossFn, Objective
 from ..models import eval_mode, unit_activations
+from ..view import model_view
 
 ENGINES = ("auto", "double-backward", "forward-over-reverse")
-BN_MODES = ("eval", "batch")
 
 
 class HessianOperator:
@@ -176,28 +174,6 @@ def _batched_grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
     return torch.cat([g.reshape(k, -1) for g in grads], dim=1)
 
 
-@contextlib.contextmanager
-def hessian_mode(model: nn.Module, bn: str = "eval") -> Iterator[nn.Module]:
-    """Evaluate ``model`` with every module in eval mode, or with BatchNorm layers
-    on batch statistics (``bn="batch"``) without updating their running
-    statistics; every flag is restored on exit."""
-    check_choice("bn", bn, BN_MODES)
-    with eval_mode(model):
-        if bn == "eval":
-            yield model
-            return
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        tracked = [m.track_running_stats for m in norms]
-        try:
-            for m in norms:
-                m.training = True
-                m.track_running_stats = False  # batch statistics, running ones untouched
-            yield model
-        finally:
-            for m, flag in zip(norms, tracked, strict=True):
-                m.track_running_stats = flag
-
-
 # ----------------------------------------------------------------------------- loss Hessian
 
 class LossHessian(HessianOperator):
@@ -242,7 +218,6 @@ class LossHessian(HessianOperator):
         self.device = self.params[0].device
         self.dim = sum(p.numel() for p in self.params)
         self.bn_mode = model.bn_mode  # what ``bn`` resolved to
-        self.bn = "eval"  # the view's own statistics
         n = len(x)
         size = n if batch_size is None else min(batch_size, n)
         self.batches = [(x[i:i + size], None if y is None else y[i:i + size])
@@ -269,7 +244,7 @@ class LossHessian(HessianOperator):
     def loss(self) -> float:
         """The mean loss over all samples (what this operator differentiates)."""
         total = 0.0
-        with torch.no_grad(), hessian_mode(self.model, self.bn):
+        with torch.no_grad(), eval_mode(self.model):
             for xb, yb in self.batches:
                 xb, yb = self._inputs(xb, yb)
                 params = dict(zip(self.names, self.params, strict=True))
@@ -282,7 +257,7 @@ class LossHessian(HessianOperator):
         for xb, yb in self.batches:
             xb, yb = self._inputs(xb, yb)
             leaves = [p.requires_grad_(True) for p in (q.detach() for q in self.params)]
-            with hessian_mode(self.model, self.bn):
+            with eval_mode(self.model):
                 loss = self._loss(dict(zip(self.names, leaves, strict=True)), xb, yb)
             grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
             total += flatten(grads) * (len(xb) / self.n_samples)
@@ -291,7 +266,7 @@ class LossHessian(HessianOperator):
     # -- engines
     def _first_order_graph(self, xb, yb) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         leaves = [p.detach().requires_grad_(True) for p in self.params]
-        with hessian_mode(self.model, self.bn):
+        with eval_mode(self.model):
             loss = self._loss(dict(zip(self.names, leaves, strict=True)), xb, yb)
         grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True,
                                     materialize_grads=True)
@@ -328,7 +303,7 @@ class LossHessian(HessianOperator):
             return flatten(tan[n] for n in self.names)
 
         rows = _split_rows(V, self.shapes)
-        with hessian_mode(self.model, self.bn):
+        with eval_mode(self.model):
             if not self.batched:
                 return torch.stack([hvp(*(r[i] for r in rows)) for i in range(V.shape[0])])
             return torch.func.vmap(hvp)(*rows)

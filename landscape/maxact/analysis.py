@@ -13,11 +13,11 @@ import xarray as xr
 from torch import nn
 
 from .._heap import reusing_freed_memory
-from ..view import check_per_sample, model_view, resolve_bn, untouched
 from ..errors import LandscapeError
 from ..memory import activation_bytes, memory_budget, require
 from ..models import resolve_layer, select_units, unit_activations
 from ..results import provenance
+from ..view import check_per_sample, model_view, resolve_bn, untouched
 from .metrics import (
     DESCRIPTIONS,
     METRICS,

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import LandscapeError
 
+
 def parse_shape(value) -> tuple[int, int, int]:
     """``"3x32x32"``, ``"1,8,8"`` or a sequence of three ints -> ``(C, H, W)``."""
     try:

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import LandscapeError
 from .units import parse_shape
 
+
 def is_model_spec(name: str) -> bool:
     """Whether ``name`` reads as ``PATH.py:FUNCTION`` or ``package.module:FUNCTION``."""
     return isinstance(name, str) and ":" in name

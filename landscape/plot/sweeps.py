@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LandscapeError
-from ..sweep import SWEEP_DIMS, headline_variables
+from ..summary import SWEEP_DIMS, headline_variables
 from .common import plt, save_figure
 
 CONVEXITY = ("loss_frac_quasi_convex", "loss_frac_constant", "activation_frac_quasi_convex",

@@ -224,7 +224,7 @@ def top_contexts(contexts: np.ndarray, acts: np.ndarray, offsets: np.ndarray) ->
 
 def sweep_body(ds, folder: Path) -> str:
     from ..errors import LandscapeError
-    from ..sweep import compare_table
+    from ..summary import compare_table
 
     try:
         lines = compare_table(ds, "bias_scale")

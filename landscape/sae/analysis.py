@@ -32,10 +32,10 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ..view import untouched
 from ..errors import LandscapeError
 from ..memory import memory_budget, require
 from ..models import eval_mode, resolve_layer
+from ..view import untouched
 from .metrics import (
     N_TOKENS,
     ReconstructionStats,

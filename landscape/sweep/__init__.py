@@ -1,7 +1,7 @@
 """Ablation sweeps on Dask: one task per point of a Cartesian product, one file
 per task, one combined Dataset at the end.
 
-A sweep runs one analysis of :data:`landscape.analyses.ANALYSES` (``slice``,
+A sweep runs one analysis of :data:`landscape.commands.registry.ANALYSES` (``slice``,
 ``hessian``, ``maxact``, ``tsne``) at every point of
 
     model × init × bias_scale × seed × state        (state: random / trained)
@@ -24,28 +24,20 @@ budget (``LANDSCAPE_MAX_MEMORY``), and each task sets torch's threads to the
 cores per worker and records them in its result's ``threads`` attribute.
 
 A sweep's tasks are planned in :mod:`.plan`, run in :mod:`.run` on a cluster
-from :mod:`.cluster`, and combined in :mod:`.combine`; :mod:`.shard` spreads the
+from :mod:`.cluster`, and combined in :mod:`.combine` (headline numbers and tables:
+:mod:`landscape.summary`); :mod:`.shard` spreads the
 grid points of one slice over the same kind of cluster.
 """
 
+from ..summary import SWEEP_DIMS
 from .cluster import QUIET_SCHEDULER, WorkerPlan, local_plan, plan_workers, quiet_dask, start_client
-from .combine import (
-    HEADLINE_ATTRS,
-    HEADLINES,
-    MAXACT_HEADLINES,
-    SAE_HEADLINES,
-    VOLATILE_ATTRS,
-    combine,
-    compare_table,
-    failures_of,
-    headline_variables,
-)
+from .combine import VOLATILE_ATTRS, combine, failures_of
 from .plan import (
     FINGERPRINT_HEAD,
     RESERVED,
     STATES,
-    SWEEP_DIMS,
     Task,
+    check_pass_through,
     expand_tasks,
     file_fingerprint,
     parse_list,
@@ -54,9 +46,8 @@ from .plan import (
 )
 from .run import SweepOutcome, _is_done, run_task, run_tasks
 
-__all__ = ["FINGERPRINT_HEAD", "HEADLINES", "HEADLINE_ATTRS", "MAXACT_HEADLINES", "QUIET_SCHEDULER",
-           "RESERVED", "SAE_HEADLINES", "STATES", "SWEEP_DIMS", "VOLATILE_ATTRS", "SweepOutcome",
-           "Task", "WorkerPlan", "_is_done", "combine", "compare_table", "expand_tasks",
-           "failures_of", "file_fingerprint", "headline_variables", "local_plan", "parse_list",
-           "parse_seeds", "plan_workers", "quiet_dask", "run_task", "run_tasks", "start_client",
-           "task_name"]
+__all__ = ["FINGERPRINT_HEAD", "QUIET_SCHEDULER", "RESERVED", "STATES", "SWEEP_DIMS",
+           "VOLATILE_ATTRS", "SweepOutcome", "Task", "WorkerPlan", "_is_done",
+           "check_pass_through", "combine", "expand_tasks", "failures_of", "file_fingerprint",
+           "local_plan", "parse_list", "parse_seeds", "plan_workers", "quiet_dask", "run_task",
+           "run_tasks", "start_client", "task_name"]

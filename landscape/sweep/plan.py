@@ -1,6 +1,6 @@
 """The tasks of a sweep: one per point of model × init × bias_scale × seed × state,
 each the analysis's own options dict, filled in by the same click parameters the
-command ``landscape ANALYSIS ...`` parses (:meth:`landscape.analyses.Analysis.parse`),
+command ``landscape ANALYSIS ...`` parses (:meth:`landscape.commands.registry.Analysis.parse`),
 so a task is exactly what that command would run.
 
 This module reads the analysis registry lazily, inside the functions that need it.
@@ -18,7 +18,6 @@ import numpy as np
 from ..errors import LandscapeError
 from ..results import to_json
 
-SWEEP_DIMS = ("model", "init", "bias_scale", "seed", "state")
 STATES = ("random", "trained")
 # Options the sweep sets for each task; passing them through to the analysis is an error.
 RESERVED = {"--model": "--model", "--init": "--init", "--bias-scale": "--bias-scale",
@@ -135,17 +134,19 @@ def file_fingerprint(path) -> str:
 def task_name(model: str, init: str, bias_scale: float, seed: int, state: str) -> str:
     """``mlp_xavier_b0.1_s0_random.nc``: unique per point, readable; the
     coordinates themselves live in the file's attrs."""
-    from ..analyses import safe_name
+    from ..commands.setup import safe_name
 
     return f"{safe_name(model)}_{safe_name(init)}_b{bias_scale:g}_s{seed}_{state}.nc"
 
 
-def _check_pass_through(args: Sequence[str]) -> None:
+def check_pass_through(args: Sequence[str]) -> list[str]:
+    """``args`` for every task of a sweep; a flag the sweep sets per task is refused."""
     for arg in args:
         flag = arg.split("=", 1)[0]
         if flag in RESERVED:
             raise LandscapeError(f"sweep: {flag} is set by the sweep for each task; use "
                                  f"{RESERVED[flag]} of `landscape sweep` instead")
+    return list(args)
 
 
 def _trained_checkpoint(template: str, model: str, init: str, bias_scale: float, seed: int) -> str:
@@ -159,31 +160,37 @@ def _trained_checkpoint(template: str, model: str, init: str, bias_scale: float,
 def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
                  bias_scales: Sequence[float], seeds: Sequence[int], out_dir,
                  states: Sequence[str] = ("random",), trained: str | None = None,
-                 args: Sequence[str] = (), threads: int | None = None) -> list[Task]:
-    """Every point of the product, each with the options dict the analysis command's
-    click parser gives ``args`` (parsed once) updated with the point's own model,
-    init, bias scale, seed and output file (and checkpoint for state ``trained``).
+                 args: Sequence[str] = (), threads: int | None = None,
+                 options: dict | None = None) -> list[Task]:
+    """Every point of the product, each with the analysis's options dict updated
+    with the point's own model, init, bias scale, seed and output file (and
+    checkpoint for state ``trained``).
+
+    ``options``: the options every task shares, keyed as the analysis's function
+    takes them (the ``landscape sweep`` command parses its pass-through flags into
+    this); else ``args``, the same flags as strings (``["--grid", "-1:1:11"]``),
+    parsed once here.
 
     ``trained``: a checkpoint, or a template filled per point with ``{model}``,
     ``{init}``, ``{bias_scale}``, ``{seed}`` (``ckpt/{model}_{init}_s{seed}.pt``).
     Every value is checked before this returns: a bad one (``--init xavier,nosuch``)
     is a LandscapeError and no task runs.
     """
-    from .. import analyses_sae  # noqa: F401  (registers sae)
-    from ..analyses import ANALYSES
+    from ..commands.registry import ANALYSES
 
     if analysis not in ANALYSES:
         raise LandscapeError(f"sweep: unknown analysis {analysis!r}; choose one of "
                              f"{', '.join(sorted(ANALYSES))}")
+    entry = ANALYSES[analysis]
     for state in states:
         if state not in STATES:
             raise LandscapeError(f"states: unknown value {state!r}; choose random and/or trained")
     if "trained" in states and not trained:
         raise LandscapeError("states: 'trained' needs --trained CKPT")
-    _check_pass_through(args)
-    entry = ANALYSES[analysis]
-    # The options every task shares, parsed once; each point then sets its own by key.
-    shared = entry.parse(list(args), prog=f"sweep {analysis}")
+    if options is None:
+        shared = entry.parse(check_pass_through(args), prog=f"sweep {analysis}")
+    else:
+        shared = {**entry.parse([]), **options}
     key = {flag: p.name for p in entry.options for flag in p.opts}
     folder = Path(out_dir) / analysis
     tasks = []
@@ -211,7 +218,7 @@ def expand_tasks(analysis: str, models: Sequence[str], inits: Sequence[str],
 def _check_points(tasks: Sequence[Task]) -> None:
     """Validate every model x init x bias scale of the sweep before any task runs
     (the models are built on the meta device, so this costs no memory)."""
-    from ..analyses import check_model
+    from ..commands.setup import check_model
 
     seen = set()
     for task in tasks:

@@ -58,15 +58,15 @@ def run_task(task: Task | dict, skip_done: bool = False) -> dict:
             return {"label": task.label, "path": task.path, "error": None, "written": False}
         import torch
 
-        from .. import analyses_sae  # noqa: F401  (registers sae)
-        from ..analyses import ANALYSES
+        from ..commands.registry import ANALYSES
 
         use_threads(task.threads, _concurrent_tasks())
         Path(task.path).parent.mkdir(parents=True, exist_ok=True)
-        ds, setup = ANALYSES[task.analysis].run(dict(task.opts))
+        entry = ANALYSES[task.analysis]
+        ds, setup = entry.run(dict(task.opts))
         ds.attrs["sweep_task"] = task.identity()
         ds.attrs["threads"] = torch.get_num_threads()
-        setup.finish(ds)
+        entry.save(ds, setup)
         return {"label": task.label, "path": task.path, "error": None, "written": True}
     except Exception as exc:  # recorded, never fatal to the sweep
         message = " ".join(str(exc).split())

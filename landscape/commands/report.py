@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
 
 
 @click.command("report")
@@ -27,7 +27,7 @@ def report_command(inputs: tuple[str, ...], out_dir: str, blind: bool, n_cards: 
     an index table and one page per result; open OUT/index.html in a browser.
     With --blind A.nc B.nc: a blind test page OUT/blind.html and its key
     OUT/key.json (keep the key from the observers)."""
-    from .report import build_blind, build_report
+    from ..report import build_blind, build_report
 
     if blind:
         if len(inputs) != 2:
@@ -52,8 +52,8 @@ def blind_score_command(files: tuple[str, ...], observer: str | None, out: str |
     """Score ANSWERS.json (exported by a blind page) against BLIND/key.json:
     accuracy, AUROC with a bootstrap 95 % interval, binomial p against chance.
     Writes a result of kind blind that `report` and `compare` read."""
-    from .report import purity_observer, read_answers, read_key, score_answers, score_lines
-    from .results import check_writable, save
+    from ..report import purity_observer, read_answers, read_key, score_answers, score_lines
+    from ..results import check_writable, save
 
     if observer:
         if len(files) != 1:

@@ -1,4 +1,4 @@
-"""The ``sae`` analysis: TopK sparse autoencoders on a model's activations, per
+"""``landscape sae``: TopK sparse autoencoders on a model's activations, per
 variant of the model and per layer, and their metrics (:mod:`landscape.sae`).
 
 The loaded ``--samples`` are split once: the first three quarters are the
@@ -25,20 +25,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .analyses import (
-    MAX_MEMORY_OPTION,
-    MODEL_OPTIONS,
-    Setup,
-    _options,
-    analysis,
-    bn_option,
-    default_dataset,
-    model_from_options,
-    progress_bar,
-    resolve_recipe,
-)
-from .errors import LandscapeError
-from .results import check_writable
+from ..errors import LandscapeError
+from ..results import check_writable
+from ..sae.study import MIN_STEPS
+from .analysis import Analysis
+from .options import MAX_MEMORY_OPTION, MODEL_OPTIONS, bn_option, option_list
+from .setup import Setup, default_dataset, model_from_options, progress_bar, resolve_recipe
 
 EVAL_SHARE = 0.25
 # --samples and --batch-size when the command line leaves them unset, by kind of model.
@@ -46,8 +38,6 @@ SAE_DEFAULTS = {"token": {"samples": 2048, "batch_size": 1024},
                 "image": {"samples": 1024, "batch_size": 256},
                 # A pretrained sentence encoder (minilm): a 22.7 M-parameter forward pass.
                 "sentence": {"samples": 256, "batch_size": 256}}
-# --epochs left unset: the fewest passes that make at least this many optimiser steps.
-MIN_STEPS = 384
 DEFAULT_SAE = {"expansion": 16, "k": 32}
 
 
@@ -57,8 +47,8 @@ def model_kind(opts: dict) -> str:
     model's own default, is pysource or text:PATH), else ``"image"``."""
     import torch
 
-    from .data import is_text
-    from .models import MODELS
+    from ..data import is_text
+    from ..models import MODELS
 
     if MODELS.get(opts.get("model_name"), (None, None, None))[2] == "embed":
         return "sentence"
@@ -84,14 +74,6 @@ def resolve_defaults(opts: dict) -> str:
         if opts.get(key) is None:
             opts[key] = value
     return kind
-
-
-def default_epochs(n_vectors: int, batch_size: int, tokens: int | None = None,
-                   min_steps: int = MIN_STEPS) -> int:
-    """The fewest epochs over ``n_vectors`` activations (``tokens`` of them per epoch
-    when given) in batches of ``batch_size`` that make at least ``min_steps`` steps."""
-    per_epoch = -(-min(n_vectors, tokens or n_vectors) // batch_size)
-    return max(1, -(-min_steps // per_epoch))
 
 
 def _sae_summary(ds) -> list[str]:
@@ -143,7 +125,7 @@ def weights_path(out: Path) -> Path:
 def _save_weights(states: dict, path: Path) -> None:
     import torch
 
-    from .results import atomic_write
+    from ..results import atomic_write
 
     with atomic_write(path) as tmp:  # the umask's permissions, never half a file
         torch.save({"saes": states}, tmp)
@@ -151,8 +133,8 @@ def _save_weights(states: dict, path: Path) -> None:
 
 def load_weights(path) -> dict:
     """``{"variant/layer": TopKSAE}`` from a file written by ``landscape sae``."""
-    from .sae import TopKSAE
-    from .validate import torch_load
+    from ..sae import TopKSAE
+    from ..validate import torch_load
 
     path = Path(path)
     if not path.is_file():
@@ -170,23 +152,7 @@ def load_weights(path) -> dict:
         raise LandscapeError(f"sae: {str(path)!r} holds no SAE weights ({type(exc).__name__})") from None
 
 
-def _variant_model(setup: Setup, name: str | None):
-    """The model of variant ``name``; ``None``: the model as loaded ('trained' with a
-    checkpoint, 'init' without)."""
-    from .models.minilm import is_pretrained
-
-    own = "trained" if setup.opts["checkpoint"] or is_pretrained(setup.model) else "init"
-    if name is None or name == own:
-        return own, setup.model
-    if name == "trained":
-        raise LandscapeError("variant: 'trained' needs --checkpoint (or a pretrained model)")
-    from .models.variants import make_variant
-
-    variant = make_variant(setup.model, name, recipe=setup.checkpoint_meta, seed=setup.opts["seed"])
-    return name, variant.to(setup.device)
-
-
-SAE_OPTIONS = _options(
+SAE_OPTIONS = option_list(
     bn_option(per_sample=True),
     click.option("--variant", default=None,
                   help="Comma-separated variants of the model: trained, init, rerandomised, "
@@ -225,7 +191,7 @@ SAE_OPTIONS = _options(
 
 
 # --samples of `sae`: the same option with a default per kind of model.
-SAMPLES_OPTION = _options(click.option(
+SAMPLES_OPTION = option_list(click.option(
     "--samples", type=int, default=None,
     help=f"Deterministic subset of the data: three quarters train the SAE, one quarter "
          f"evaluates it (default: {SAE_DEFAULTS['token']['samples']} windows for token models, "
@@ -233,14 +199,9 @@ SAMPLES_OPTION = _options(click.option(
 SAE_MODEL_OPTIONS = [SAMPLES_OPTION[0] if p.name == "samples" else p for p in MODEL_OPTIONS]
 
 
-@analysis("sae", SAE_MODEL_OPTIONS + SAE_OPTIONS, _sae_summary)
 def sae_analysis(opts: dict):
     """Train (or load) an SAE per variant and layer; every metric on held-out inputs."""
-    import torch
-    import xarray as xr
-
-    from .models import resolve_layer
-    from .sae import layer_vectors, sae_metrics, sae_state, train_sae
+    from ..sae import sae_study
 
     resolve_defaults(opts)
     for name in ("expansion", "k", "epochs", "batch_size"):
@@ -263,64 +224,27 @@ def sae_analysis(opts: dict):
     setup = Setup("sae", opts)
     # The weights go beside the result, checked before any training; --sae naming that
     # very file re-analyses it and leaves it as it is.
-    in_place = bool(saved) and Path(opts["sae"]).resolve() == weights_path(setup.out).resolve()
+    weights = weights_path(setup.out)
+    in_place = bool(saved) and Path(opts["sae"]).resolve() == weights.resolve()
     if not in_place:
-        check_writable(weights_path(setup.out), opts["overwrite"])
+        check_writable(weights, opts["overwrite"])
     n = len(setup.x)
     n_eval = max(1, round(EVAL_SHARE * n))
     if n - n_eval < 1:
         raise LandscapeError(f"samples: need at least 2 (training and evaluation inputs), got {n}")
-    train_x, eval_x = setup.x[:-n_eval], setup.x[-n_eval:]
-    eval_y = setup.y[-n_eval:] if setup.y is not None else None
-    parts, states = [], {}
-    from .view import model_view
-
-    bn_modes = []
-    for requested in variants:
-        variant, model = _variant_model(setup, requested)
-        # One view per variant: every activation, loss and metric of it sees the
-        # same BatchNorm statistics (--bn; recompute takes them on the training inputs).
-        model = model_view(model, bn=opts["bn"], data=train_x)
-        bn_modes.append(f"{variant}:{model.bn_mode}")
-        for layer in layers:
-            layer = resolve_layer(model, layer)
-            key = f"{variant}/{layer}"
-            vectors, _ = layer_vectors(model, layer, train_x, max_memory=opts.get("max_memory"))
-            if saved is not None:
-                if key not in saved:
-                    raise LandscapeError(f"sae: {opts['sae']!r} has no SAE for {key!r} (it has "
-                                         f"{', '.join(sorted(saved))})")
-                sae = saved[key].to(setup.device)
-            else:
-                epochs = opts["epochs"] or default_epochs(len(vectors), opts["batch_size"],
-                                                          opts["tokens"] or None)
-                sae = train_sae(vectors, expansion=opts["expansion"], k=opts["k"],
-                                aux_k=opts["aux_k"], tokens=opts["tokens"] or None,
-                                epochs=epochs, lr=opts["lr"], batch_size=opts["batch_size"],
-                                seed=opts["seed"], device=setup.device,
-                                progress=progress_bar("step"))
-            states[key] = sae_state(sae, train_config=getattr(sae, "train_config", {}))
-            parts.append(sae_metrics(model, sae, eval_x, eval_y, layer, train_x=train_x,
-                                     train_vectors=vectors, variant=variant,
-                                     maxact_latents=opts["maxact_latents"], seed=opts["seed"],
-                                     max_memory=opts.get("max_memory"), dataset=opts["dataset"]))
-            del vectors
-            if setup.device.type == "cuda":
-                torch.cuda.empty_cache()
-    attrs = dict(parts[0].attrs)
-    ds = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    ds.attrs = attrs
-    for ablation in ("mean", "zero"):  # per-part reasons do not survive the merge
-        name = f"loss_recovered_{ablation}"
-        if ds[name].isnull().any():
-            ds[name].attrs["reason"] = (f"NaN where {ablation} ablation changes the loss within "
-                                        f"noise (2 x loss_{ablation}_gap_stderr)")
-    ds.attrs["variants"] = ",".join(str(v) for v in ds.variant.values)
+    ds, states = sae_study(
+        setup.model, setup.x[:-n_eval], setup.x[-n_eval:],
+        setup.y[-n_eval:] if setup.y is not None else None, variants, layers,
+        trained=setup.trained, recipe=setup.checkpoint_meta, seed=opts["seed"],
+        expansion=opts["expansion"], k=opts["k"], aux_k=opts["aux_k"],
+        tokens=opts["tokens"] or None, epochs=opts["epochs"], lr=opts["lr"],
+        batch_size=opts["batch_size"], maxact_latents=opts["maxact_latents"], bn=opts["bn"],
+        saved=saved, max_memory=opts.get("max_memory"), dataset=opts["dataset"],
+        progress=progress_bar("step"))
     ds.attrs["sae_source"] = str(opts["sae"] or "trained")
-    ds.attrs["bn"] = ",".join(bn_modes)
-    ds.attrs["sae_weights"] = weights_path(setup.out).name
-    if not in_place:
-        _save_alongside(setup, states)
+    ds.attrs["sae_weights"] = weights.name
+    if not in_place:  # written with the result: both or neither
+        setup.companions.append((weights, lambda path: _save_weights(states, path)))
     return ds, setup
 
 
@@ -339,17 +263,9 @@ def _adopt_saved(opts: dict, saved: dict) -> None:
         opts[name] = values.popitem()[1] if len(set(values.values())) == 1 else values
 
 
-def _save_alongside(setup: Setup, states: dict) -> None:
-    """Make ``setup.finish`` write the SAE weights beside the result (both or neither)."""
-    finish = setup.finish
-
-    def finish_with_weights(ds):
-        path = weights_path(setup.out)
-        _save_weights(states, path)
-        try:
-            return finish(ds)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-
-    setup.finish = finish_with_weights
+ANALYSIS = Analysis("sae", sae_analysis, tuple(SAE_MODEL_OPTIONS + SAE_OPTIONS), _sae_summary,
+                    headlines=("fvu", "dead_frac", "loss_recovered_mean", "kl", "interp_auroc",
+                               "token_entropy", "label_entropy"), figure="sae",
+                    help=(
+                    'Sparse autoencoders on activations of trained and random variants of a '
+                    'model: reconstruction, loss recovered, and interpretability proxies.'))

@@ -1,9 +1,6 @@
-"""Commands for experiments over many networks: ``train``, ``sweep`` and ``compare``.
-
-:mod:`landscape.cli` adds them to the ``landscape`` group; they follow its conventions (one error line,
-progress on stderr, the last stdout line names the file written) and call the
-API in :mod:`landscape.train`, :mod:`landscape.sweep` and :mod:`landscape.plot`.
-"""
+"""``landscape train``: a seeded training run of any model, saved as a
+checkpoint with the meta of how it was drawn and trained, which ``--checkpoint``
+of every analysis loads (:func:`landscape.train.train`)."""
 
 from __future__ import annotations
 
@@ -13,22 +10,11 @@ from pathlib import Path
 
 import click
 
-from .analyses import (
-    LOSS_OPTIONS,
-    MODEL_OPTIONS,
-    check_labels,
-    check_output,
-    input_shape,
-    model_from_options,
-    pick_device,
-    progress_bar,
-    resolve_recipe,
-    safe_name,
-    with_options,
-)
-from .errors import LandscapeError
-from .losses import loss_name
-from .sweep import SWEEP_DIMS
+from ..errors import LandscapeError
+from ..losses import loss_name
+from ..validate import check_labels
+from .options import LOSS_OPTIONS, MODEL_OPTIONS, with_options
+from .setup import Setup, input_shape, pick_device, progress_bar
 
 TRAIN_SKIP = ("split", "out", "samples", "threads")  # train has its own --threads
 # What `train` uses when neither the command line nor the model
@@ -43,13 +29,6 @@ TRAIN_DEFAULTS = {"epochs": 10, "optimizer": "sgd", "lr": None, "weight_decay": 
 TRAIN_MODEL_OPTIONS = [p for p in MODEL_OPTIONS if p.name not in TRAIN_SKIP] + LOSS_OPTIONS
 
 
-# ----------------------------------------------------------------------------- train
-
-def _checkpoint_path(out: str | None, overwrite: bool, model: str, init: str) -> Path:
-    path = Path(out) if out else Path(f"{safe_name(model)}_{safe_name(init)}.pt")
-    return check_output(path, ".pt", overwrite)
-
-
 def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
     path = Path(folder) if folder else out.with_name(f"{out.stem}_trajectory")
     if path.exists() and not path.is_dir():
@@ -58,7 +37,7 @@ def _trajectory_folder(folder: str | None, out: Path, overwrite: bool) -> Path:
     if old and not overwrite:
         raise LandscapeError(f"trajectory-dir: {str(path)!r} already holds checkpoints; choose "
                              "another --trajectory-dir or pass --overwrite")
-    from .validate import check_folder_writable
+    from ..validate import check_folder_writable
 
     return check_folder_writable(path, "trajectory-dir")
 
@@ -68,7 +47,7 @@ def _load_split(opts: dict, split: str, key: str, given: bool, common: dict):
     small corpus is used whole), a count given on the command line is exact."""
     import torch
 
-    from .data import load_dataset, subset_index
+    from ..data import load_dataset, subset_index
 
     n = opts[key]
     if given or n is None:
@@ -122,33 +101,24 @@ def train_command(**opts) -> None:
     (the transformer) prints its held-out loss in bits per byte beside the
     unigram baseline.  On CUDA, training uses deterministic algorithms, so the
     same seed gives the same weights."""
-    from .analyses import default_dataset
-    from .data import unigram_bits
-    from .memory import use_threads
-    from .models import load_checkpoint, read_checkpoint
-    from .train import CUBLAS_DETERMINISTIC, save_checkpoint, train
-    from .validate import probe_model
+    from ..data import unigram_bits
+    from ..memory import use_threads
+    from ..models.minilm import refuse_without_loss
+    from ..train import CUBLAS_DETERMINISTIC, save_checkpoint, train
+    from ..validate import probe_model
 
-    resolve_recipe(opts, read_checkpoint(opts["checkpoint"])[1] if opts["checkpoint"] else {})
-    out = _checkpoint_path(opts["out"], opts["overwrite"], opts["model_name"], opts["init"])
+    if pick_device(opts["device"]).type == "cuda":  # before cuBLAS starts: it reads this once
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    threads = use_threads(opts["threads"])
+    setup = Setup("train", opts, load_data=False, suffix=".pt", stamp=False)
+    model, device, out = setup.model, setup.device, setup.out
     folder = (_trajectory_folder(opts["trajectory_dir"], out, opts["overwrite"])
               if opts["save_trajectory"] else None)
-    threads = use_threads(opts["threads"])
-    device = pick_device(opts["device"])
-    if device.type == "cuda":  # before cuBLAS starts: it reads the setting once
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
-    model = model_from_options(opts)
-    from .models.minilm import refuse_without_loss
-
     refuse_without_loss(model, "train")
-    opts["dataset"] = default_dataset(model, opts["dataset"])
     given = {key for key in TRAIN_DEFAULTS if opts.get(key) is not None}
     for key, value in {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {})}.items():
         if opts.get(key) is None:
             opts[key] = value
-    if opts["checkpoint"]:
-        load_checkpoint(model, opts["checkpoint"])
-    model = model.to(device)
     common = dict(root=opts["data_root"], seed=opts["seed"], in_shape=input_shape(model, opts),
                   download=opts["download"])
     x, y = _load_split(opts, "train", "samples", "samples" in given, common)
@@ -214,112 +184,3 @@ def train_command(**opts) -> None:
     if folder is not None:
         click.echo(f"trajectory: {len(snapshots)} checkpoints in {folder}")
     click.echo(str(save_checkpoint(out, model, meta)))
-
-
-# ----------------------------------------------------------------------------- sweep
-
-@click.command("sweep", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("analysis")
-@click.option("--model", "models", default="mlp", show_default=True, help="Models, comma separated.")
-@click.option("--init", "inits", default="xavier", show_default=True, help="Inits, comma separated.")
-@click.option("--bias-scale", "bias_scales", required=True,
-              help="Bias scales, comma separated (0,0.1,1).")
-@click.option("--seeds", default="0", show_default=True, help="Seeds: 0-4 or 0,3,7.")
-@click.option("--trained", default=None,
-              help="Checkpoint of the trained state, or a template filled per task with {model}, "
-                   "{init}, {bias_scale}, {seed} (e.g. ckpt/{model}_{init}_s{seed}.pt).")
-@click.option("--states", default=None,
-              help="random and/or trained, comma separated (default: both with --trained, else random).")
-@click.option("--workers", type=int, default=None,
-              help="Worker processes of the local cluster (default: one per visible GPU when the "
-                   "tasks run on CUDA, each pinned to its GPU; else one per CPU core).")
-@click.option("--scheduler", default=None,
-              help="Address of a running Dask scheduler (tcp://host:8786) instead of a local cluster.")
-@click.option("--threads", type=int, default=None,
-              help="Torch threads per task (default: the cores this process may use / workers; "
-                   "recorded in each result's 'threads').")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="sweep", show_default=True,
-              help="Folder of the per-task files (DIR/ANALYSIS/) and the combined result.")
-@click.pass_context
-def sweep_command(ctx: click.Context, analysis: str, models: str, inits: str, bias_scales: str,
-                  seeds: str, trained: str | None, states: str | None, workers: int | None,
-                  scheduler: str | None, threads: int | None, out_dir: str) -> int:
-    """Run ANALYSIS (slice, ...) at every point of model x init x bias scale x seed x
-    state on Dask; every other option (--grid, --samples, --dataset, ...) goes to
-    each task.  Finished tasks are skipped when run again; the parts combine into
-    one file, named on the last line."""
-    from .results import save, to_json
-    from .sweep import combine, expand_tasks, local_plan, parse_list, parse_seeds, run_tasks
-
-    model_list = parse_list(models, str, "model")
-    init_list = parse_list(inits, str, "init")
-    bias_list = parse_list(bias_scales, float, "bias-scale")
-    seed_list = parse_seeds(seeds)
-    state_list = parse_list(states, str, "states") if states else (
-        ["random", "trained"] if trained else ["random"])
-    if workers is not None and workers < 1:
-        raise LandscapeError(f"workers: must be >= 1, got {workers}")
-    if threads is not None and threads < 1:
-        raise LandscapeError(f"threads: must be >= 1, got {threads}")
-    folder = Path(out_dir)
-    if folder.exists() and not folder.is_dir():
-        raise LandscapeError(f"out-dir: {str(folder)!r} is not a folder")
-    tasks = expand_tasks(analysis, model_list, init_list, bias_list, seed_list, folder,
-                         states=state_list, trained=trained, args=list(ctx.args), threads=threads)
-    plan = None if scheduler else local_plan(tasks, workers, threads)
-    for task in tasks if plan else ():
-        task.threads = plan[0].threads
-    folder.mkdir(parents=True, exist_ok=True)
-    outcome = run_tasks(tasks, scheduler=scheduler, progress=progress_bar("task"), plan=plan)
-    done = outcome.succeeded
-    errors = set(outcome.failures.values())
-    if not done and len(errors) == 1:  # one cause (a bad option, say): one line
-        raise LandscapeError(f"every task failed: {errors.pop()}")
-    for label, error in sorted(outcome.failures.items()):
-        click.echo(f"landscape: task {label} failed: {error}", err=True)
-    if not done:
-        raise LandscapeError(f"all {len(tasks)} tasks failed (see the lines above)")
-    records = [{"model": t.model, "init": t.init, "bias_scale": t.bias_scale, "seed": t.seed,
-                "state": t.state, "file": str(Path(t.path).relative_to(folder)),
-                "status": "failed" if t.label in outcome.failures else "ok"} for t in tasks]
-    combined = combine([t.path for t in done], tasks=records, failures=outcome.failures,
-                       analysis=analysis)
-    combined.attrs["config"] = to_json({
-        "analysis": analysis, "model": model_list, "init": init_list, "bias_scale": bias_list,
-        "seeds": seed_list, "states": state_list, "trained": trained, "args": list(ctx.args)})
-    path = save(combined, folder / f"{analysis}_sweep.nc", overwrite=True)
-    click.echo(f"{len(tasks)} tasks: {len(outcome.ran) - len(outcome.failures)} ran, "
-               f"{len(outcome.skipped)} done before, {len(outcome.failures)} failed")
-    click.echo(str(path))
-    return 1 if outcome.failures else 0
-
-
-# ----------------------------------------------------------------------------- compare
-
-@click.command("compare")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--by", type=click.Choice(SWEEP_DIMS), default="bias_scale", show_default=True,
-              help="Sweep dimension whose values are the table's columns.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for a comparison figure.")
-def compare_command(files: tuple[str, ...], by: str, out_dir: str | None) -> None:
-    """Headline numbers (fractions of quasi-convex/concave curves, Hessian negative
-    mass and top eigenvalue) of a sweep, or of several results combined like one,
-    by --by: mean ± std over seeds."""
-    from .results import load
-    from .sweep import combine, compare_table
-
-    ds = load(files[0]) if len(files) == 1 else None
-    if ds is None or ds.attrs["kind"] != "sweep":
-        ds = combine(list(files))
-    for line in compare_table(ds, by):
-        click.echo(line)
-    if out_dir is not None:
-        from .plot.sweeps import plot_sweep
-
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise LandscapeError(f"out: {str(out)!r} is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        for path in plot_sweep(ds, out, "compare", by=by):
-            click.echo(str(path))
