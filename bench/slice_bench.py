@@ -32,8 +32,8 @@ import torch
 import landscape
 from landscape._heap import reusing_freed_memory
 from landscape.directions import parameter_directions
-from landscape.memory import use_threads
 from landscape.losses import Objective
+from landscape.memory import use_threads
 from landscape.slicing import parse_grid
 
 

@@ -34,8 +34,8 @@ from landscape.hessian import (
 )
 from landscape.hessian.reductions import gram, row_dots, row_norms
 from landscape.hessian.slq import trapezoid
-from landscape.memory import format_bytes
 from landscape.losses import Objective
+from landscape.memory import format_bytes
 from landscape.models import unit_activations
 from landscape.results import load, save
 

@@ -508,8 +508,8 @@ def test_cli_transformer_closed_forms(tmp_path):
     reconstruction recovers all the loss (1, KL 0, FVU 0) for every variant; the
     layer's mean recovers none of it against mean ablation."""
     import landscape
-    from landscape.sae import sae_state
     from landscape.models.variants import make_variant
+    from landscape.sae import sae_state
 
     ckpt = tmp_path / "t.pt"
     trained = _tiny_transformer_checkpoint(ckpt)
@@ -551,9 +551,9 @@ def test_defaults_resolve_per_kind_of_model():
     windows of 64 bytes in batches of 1 024: 96 steps an epoch)."""
     from click.testing import CliRunner
 
+    from landscape.cli import cli
     from landscape.commands.sae import SAE_DEFAULTS, resolve_defaults
     from landscape.sae import MIN_STEPS, default_epochs
-    from landscape.cli import cli
 
     assert MIN_STEPS == 384
     assert SAE_DEFAULTS == {"token": {"samples": 2048, "batch_size": 1024},

@@ -120,8 +120,8 @@ def test_context_scores_credit_what_recent_tokens_decide(planted, seed):
 
 
 def test_sae_metrics_record_both_scores_and_the_lookback():
-    from landscape.sae import TopKSAE, sae_metrics
     from landscape.models.transformer import build_transformer
+    from landscape.sae import TopKSAE, sae_metrics
 
     torch.manual_seed(0)
     model = build_transformer(256, width=16, depth=1, heads=2, context=16)

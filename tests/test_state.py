@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import landscape
-from landscape.view import model_view, resolve_bn, untouched
 from landscape.errors import LandscapeError
 from landscape.hessian import hessian_spectrum, input_hessian_spectrum, top_eigenvectors
 from landscape.maxact import maxact
+from landscape.view import model_view, resolve_bn, untouched
 
 
 def bn_cnn(seed: int = 0) -> nn.Module:
