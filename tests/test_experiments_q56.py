@@ -11,6 +11,7 @@ from test_experiments import _script  # the experiments' loader (tests/ is on th
 
 import landscape
 from landscape.maxact import METRICS, maxact
+from landscape.view import resolve_bn
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_recomputed_batchnorm_matches_maxact(units):
     # helper's activations must rank the data as maxact does (same top-k sets).
     x, _ = landscape.load_dataset("digits", n=64, in_shape=(1, 8, 8))
     model = landscape.build_model("resnet18", seed=1, in_shape=(1, 8, 8))
-    assert units.bn_mode(model) == "recompute"
+    assert resolve_bn(model, "auto") == "recompute"
     act = units.activations(model, x, [0, 1, 2])
     ds = maxact(model, None, [0, 1, 2], x, top_k=5, restarts=1, steps=1, batch_size=64)
     top = np.argsort(-act, axis=0, kind="stable")[:5].T

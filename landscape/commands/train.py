@@ -164,7 +164,7 @@ def train_command(**opts) -> None:
         meta["unigram_bits_per_byte"] = unigram_bits(x, x_test)
         meta["test_bits_per_byte"] = bits[-1]
     if folder is not None:
-        from .train import save_checkpoint as save_step
+        from ..train import save_checkpoint as save_step
 
         folder.mkdir(parents=True, exist_ok=True)
         # Checkpoints of an earlier run, and temporary files a killed one left behind.
