@@ -13,7 +13,7 @@ Conditions (:func:`landscape.make_variant`): ``trained`` (the shipped weights),
 ``init`` (BERT's initialisation N(0, 0.02²), LayerNorm 1/0), ``rerandomised``
 (every tensor re-drawn from its own mean and std), ``control`` (trained, token
 embedding replaced by Gaussian noise of its scale), ``rerandomised-except-embeddings``
-(--full and --quick only: it did not fit the default's CPU budget), and the
+(--full only: it did not fit the default's CPU budget), and the
 initialisations the byte model lost the look under, ``init:xavier:0`` and
 ``init:kaiming:0``.  Residual stream after layers 1, 3 and 6 (``--layer N``:
 ``layers.{N-1}``).  Activations are cached once per (variant, layer) from one
@@ -100,7 +100,7 @@ Confound check, reported beside M1: interp_auroc_text (special-token latents lef
 
 SIZES = {
     "quick": dict(seeds=2, context=16, layers=("1", "6"),
-                  variants=("trained", "init", "rerandomised-except-embeddings", "init:xavier:0"),
+                  variants=("trained", "init", "init:xavier:0"),
                   train_windows=32, eval_windows=16, expansion=1, k=8, sae_batch=64,
                   sae_epochs=2, batch=16),
     "default": dict(seeds=3, context=64, layers=("1", "3", "6"),
