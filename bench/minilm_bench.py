@@ -3,7 +3,7 @@ SAE training on one of its layers, on the CPU or a GPU.
 
 Extraction: :func:`landscape.sae.layer_vectors` (the forward pass stops at the
 layer), the residual streams of a layer set ``--layers`` kept from one pass
-(:meth:`~landscape.minilm.MiniLM.hidden_states`, as ``experiments/q7_minilm.py``
+(:meth:`~landscape.models.minilm.MiniLM.hidden_states`, as ``experiments/q7_minilm.py``
 caches them), and the full forward pass to the sentence embedding, on
 ``--samples`` windows of ``--context`` WordPiece tokens of ``english``.  SAE training:
 :func:`landscape.train_sae` on those activation vectors (expansion, k and batch

@@ -6,7 +6,7 @@ look as interpretable, by automated-interpretability and SAE quality metrics, as
 those of trained transformers.  Q7 (``q7_sae_random_vs_trained.py``) asked it of a
 2-block byte transformer trained here; this script asks it of a real pretrained
 one, ``--model minilm`` (all-MiniLM-L6-v2: 6 BERT layers, width 384, WordPiece
-vocabulary of 30 522; :mod:`landscape.minilm`), on the ``english`` corpus
+vocabulary of 30 522; :mod:`landscape.models.minilm`), on the ``english`` corpus
 (Python's own documentation, ``pydoc_data.topics``), offline.
 
 Conditions (:func:`landscape.make_variant`): ``trained`` (the shipped weights),
@@ -184,7 +184,7 @@ def spearman(a, b) -> float:
 def cache_activations(model, x: torch.Tensor, layers, batch_size: int = 32) -> dict:
     """``{layer index: (N · T, width) float32}`` of ``model``'s residual stream after
     each of ``layers`` (``"N"``: after N layers, as ``--layer N``), from one forward pass
-    per batch of ``x`` (:meth:`~landscape.minilm.MiniLM.hidden_states`)."""
+    per batch of ``x`` (:meth:`~landscape.models.minilm.MiniLM.hidden_states`)."""
     index = [int(layer) for layer in layers]
     out = {i: [] for i in index}
     with eval_mode(model):
