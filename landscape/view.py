@@ -50,6 +50,7 @@ layer by layer), which is why ``auto`` recomputes them.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import hashlib
@@ -306,12 +307,23 @@ def _strict() -> bool:
     return os.environ.get(STRICT_ENV, "").strip() not in ("", "0", "false", "no", "off")
 
 
+# Models an enclosing guard already watches: a nested guard of the same model
+# (an analysis calling another) adds nothing but a second hash of every parameter.
+_GUARDED: contextvars.ContextVar[frozenset] = contextvars.ContextVar("guarded", default=frozenset())
+
+
 @contextmanager
 def _guard(model: nn.Module, what: str) -> Iterator[None]:
+    guarded = _GUARDED.get()
+    if id(model) in guarded:
+        yield
+        return
     state = ModelState(model)
+    token = _GUARDED.set(guarded | {id(model)})
     try:
         yield
     finally:
+        _GUARDED.reset(token)
         changed = state.differences()
         if changed:
             params = [c for c in changed if c.startswith("parameter ")]

@@ -127,6 +127,34 @@ def test_guard_restores_and_reports(monkeypatch):
         writes_weights(model)
 
 
+def test_a_nested_guard_of_the_same_model_hashes_once_and_the_outer_one_catches(monkeypatch):
+    import landscape.view as view
+
+    model, x = bn_cnn(), data(8)[0]
+    calls = []
+    digest = view._digest
+    monkeypatch.setattr(view, "_digest", lambda t: calls.append(1) or digest(t))
+    n_params = len(list(model.parameters()))
+
+    @untouched
+    def inner(model):
+        with torch.no_grad():
+            model.head.bias.add_(1)  # a change made two calls deep
+
+    @untouched
+    def outer(model):
+        model.eval()(x)
+        inner(model)
+
+    with pytest.raises(RuntimeError, match="outer changed the model.*parameter head.bias"):
+        outer(model)
+    assert len(calls) == 2 * n_params  # one snapshot and one check, not two of each
+    calls.clear()
+    with pytest.raises(RuntimeError, match="inner changed the model"):
+        inner(bn_cnn(1))  # alone, it guards itself
+    assert len(calls) == 2 * n_params
+
+
 # ----------------------------------------------------------------------------- BatchNorm modes
 
 def test_recompute_is_each_layers_population_statistics_in_closed_form():
