@@ -63,8 +63,8 @@ class KillAfterWrite(WorkerPlugin):
                 return ds, setup
             finish = setup.finish
 
-            def finish_and_log(result):
-                path = finish(result)
+            def finish_and_log(result, **attrs):
+                path = finish(result, **attrs)
                 with open(log, "a") as f:  # one short appended line: atomic
                     f.write(f"{Path(path).name}\n")
                 if len(log.read_text().splitlines()) >= after:
