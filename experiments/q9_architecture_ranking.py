@@ -387,16 +387,20 @@ def summarise(rows: list[dict], cfg: dict) -> dict:
 
 def plot(summary: dict, path: Path) -> Path:
     """Trained against random-probe accuracy, one point per architecture, 95 % t
-    intervals over seeds as error bars."""
+    intervals over seeds as error bars (the trained ones cut at 0 and 1)."""
     table, r = summary["table"], summary["ranking"]
     fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
     for k, e in enumerate(table):
         rx, ty = e["random"], e["trained"]
+        lo, hi = max(ty["ci"][0], 0.0), min(ty["ci"][1], 1.0)  # an accuracy stays in [0, 1]
         ax.errorbar(rx["mean"], ty["mean"], xerr=[[rx["mean"] - rx["ci"][0]], [rx["ci"][1] - rx["mean"]]],
-                    yerr=[[ty["mean"] - ty["ci"][0]], [ty["ci"][1] - ty["mean"]]], fmt="o", ms=5,
+                    yerr=[[ty["mean"] - lo], [hi - ty["mean"]]], fmt="o", ms=5,
                     capsize=2, color=f"C{k % 10}", mec="k" if k >= 10 else None)
         ax.annotate(e["arch"], (rx["mean"], ty["mean"]), fontsize=7, xytext=(4, 3),
                     textcoords="offset points")
+    ax.axhline(0.1, color="grey", ls=":", lw=1, label="chance")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, loc="upper left")
     cfg = summary["config"]
     ax.set(xlabel=f"random-weight features: ridge-probe test accuracy ({cfg['probe_dim']} projected "
                   f"features, {cfg['seeds']} inits)",
