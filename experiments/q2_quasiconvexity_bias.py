@@ -388,7 +388,8 @@ def analyse_mechanism(records, cfg) -> dict:
 
 def _figure_fractions(agg: dict, cfg, path: Path) -> Path:
     models = [m for m in cfg["models"] if m in agg]
-    fig, axes = plt.subplots(len(GEOMETRIES), len(models), figsize=(2.5 * len(models), 2.0 * len(GEOMETRIES)),
+    width = max(2.5 * len(models), 6.5)  # room for the title when few models run
+    fig, axes = plt.subplots(len(GEOMETRIES), len(models), figsize=(width, 2.0 * len(GEOMETRIES)),
                              sharex=True, sharey=True, squeeze=False)
     xs = np.arange(len(BIAS_SCALES))
     colours = dict(zip(INITS, ("C0", "C1", "C2", "C3")))
