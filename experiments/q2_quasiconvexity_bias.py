@@ -38,17 +38,27 @@ Writes results/q2_quasiconvexity_bias/summary.json and figures/q2_*.png.
 The default size runs the whole bias x init grid on the mlps and the cnn; resnet18 and
 resnet18-noskip run with the xavier init only, and loss curves on every model but the
 resnets with the xavier init only.  ``--full`` runs every model x init x geometry.
+
+``--resnet-size N`` feeds the resnets digits upsampled to N x N instead of 16 x 16 (at
+16 their layer3 and layer4 see 1 x 1 maps; at 64, 4 x 4 and 2 x 2); ``--models A,B``
+runs only those models (the mechanism runs only with mlp-relu among them).  With
+``--resnet-size`` the results go to results/q2_quasiconvexity_bias_resnetN/ and the
+figures to figures/q2_*_resnetN.png.  For example
+
+    python experiments/q2_quasiconvexity_bias.py --resnet-size 64 --models resnet18,resnet18-noskip
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, save_figure, write_summary
+from _common import ROOT, parse_args, save_figure, write_summary
 
 import landscape
 
@@ -71,6 +81,7 @@ MODELS = {
     "resnet18": ("resnet18", {}, (1, 16, 16)),
     "resnet18-noskip": ("resnet18-noskip", {}, (1, 16, 16)),
 }
+RESNETS = ("resnet18", "resnet18-noskip")
 # Bias scales of the mechanism test: wide enough to push the kinks out of the window.
 MECHANISM_SCALES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
@@ -183,10 +194,17 @@ def loss_curves(model, x, y, cfg, seed: int) -> dict:
     return curve_counts(*(scores[k] for k in scores))
 
 
-def build(label: str, init: str, bias_scale: float, seed: int):
-    name, options, shape = MODELS[label]
-    return landscape.build_model(name, init=init, bias_scale=bias_scale, seed=seed, in_shape=shape,
-                                 **options)
+def model_shape(label: str, cfg: dict | None = None) -> tuple[int, int, int]:
+    """The input shape of ``label``: its own, or ``1 x N x N`` for the resnets when the
+    size's ``resnet_size`` is N."""
+    size = (cfg or {}).get("resnet_size")
+    return (1, size, size) if size and label in RESNETS else MODELS[label][2]
+
+
+def build(label: str, init: str, bias_scale: float, seed: int, shape=None):
+    name, options, own = MODELS[label]
+    return landscape.build_model(name, init=init, bias_scale=bias_scale, seed=seed,
+                                 in_shape=shape or own, **options)
 
 
 def cell_plan(cfg) -> list[tuple[str, str, str]]:
@@ -214,18 +232,18 @@ def run_grid(cfg) -> tuple[list[dict], dict]:
     """Every (model, init, bias scale, seed, geometry): counts and fractions."""
     rows = []
     seconds = {}
-    pools = {shape: pool_data(shape, cfg["pool"]) for shape in {MODELS[m][2] for m in cfg["models"]}}
+    pools = {shape: pool_data(shape, cfg["pool"]) for shape in {model_shape(m, cfg) for m in cfg["models"]}}
     plan = cell_plan(cfg)
     for label in cfg["models"]:
         t0 = time.process_time()
-        x, y = pools[MODELS[label][2]]
+        x, y = pools[model_shape(label, cfg)]
         x_loss, y_loss = x[:cfg["loss_samples"]], y[:cfg["loss_samples"]]
         inits = sorted({init for m, init, _ in plan if m == label}, key=INITS.index)
         for init in inits:
             geometries = [g for m, i, g in plan if m == label and i == init]
             for bias_scale in BIAS_SCALES:
                 for seed in range(cfg["seeds"]):
-                    model = build(label, init, bias_scale, seed)
+                    model = build(label, init, bias_scale, seed, model_shape(label, cfg))
                     for geometry in geometries:
                         counts = (loss_curves(model, x_loss, y_loss, cfg, seed) if geometry == "loss"
                                   else input_curves(model, geometry, x, cfg, seed))
@@ -370,7 +388,8 @@ def analyse_mechanism(records, cfg) -> dict:
 
 def _figure_fractions(agg: dict, cfg, path: Path) -> Path:
     models = [m for m in cfg["models"] if m in agg]
-    fig, axes = plt.subplots(len(GEOMETRIES), len(models), figsize=(2.5 * len(models), 2.0 * len(GEOMETRIES)),
+    width = max(2.5 * len(models), 6.5)  # room for the title when few models run
+    fig, axes = plt.subplots(len(GEOMETRIES), len(models), figsize=(width, 2.0 * len(GEOMETRIES)),
                              sharex=True, sharey=True, squeeze=False)
     xs = np.arange(len(BIAS_SCALES))
     colours = dict(zip(INITS, ("C0", "C1", "C2", "C3")))
@@ -466,34 +485,62 @@ def _figure_mechanism(mech: dict, agg: dict, path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- main
 
-def run(size: str, out: Path, figures: Path) -> dict:
-    cfg = SIZES[size]
+def run(size: str, out: Path, figures: Path, resnet_size: int | None = None,
+        models: tuple[str, ...] | None = None) -> dict:
+    cfg = dict(SIZES[size])
+    if models:
+        cfg["models"] = tuple(m for m in MODELS if m in models)
+    cfg["resnet_size"] = resnet_size
+    suffix = f"_resnet{resnet_size}" if resnet_size else ""
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.time(), time.process_time()
     rows, seconds = run_grid(cfg)
     agg = aggregate(rows)
     t = time.process_time()
-    mech = run_mechanism(cfg)
+    mech = run_mechanism(cfg) if "mlp-relu" in cfg["models"] else None
     seconds["mechanism"] = time.process_time() - t
     summary = {
         "size": size, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
         "tol": TOL, "bias_scales": list(BIAS_SCALES), "grid_spacing": 2 / (cfg["samples"] - 1),
         "loss_grid_spacing": 2 / (cfg["loss_grid"] - 1),
         "cells": rows, "aggregate": agg, "mechanism": mech,
+        "input_shapes": {m: list(model_shape(m, cfg)) for m in cfg["models"]},
     }
-    summary["figures"] = [str(_figure_fractions(agg, cfg, figures / "q2_fractions.png")),
-                          str(_figure_mechanism(mech, agg, figures / "q2_mechanism.png"))]
+    summary["figures"] = [str(_figure_fractions(agg, cfg, figures / f"q2_fractions{suffix}.png"))]
+    if mech is not None:
+        summary["figures"].append(str(_figure_mechanism(mech, agg, figures / f"q2_mechanism{suffix}.png")))
     summary["cpu_seconds"] = {**seconds, "total": time.process_time() - cpu}
     summary["wall_seconds"] = time.time() - wall
     write_summary(out, summary)
     return summary
 
 
+def extra_args(argv) -> tuple[int | None, tuple[str, ...] | None, list[str]]:
+    """``--resnet-size`` and ``--models`` taken off ``argv``; the rest for :func:`parse_args`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--resnet-size", type=int, default=None)
+    parser.add_argument("--models", default=None)
+    ns, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if ns.resnet_size is not None and ns.resnet_size < 16:
+        sys.exit(f"--resnet-size: must be >= 16, got {ns.resnet_size}")
+    models = None
+    if ns.models is not None:
+        models = tuple(m.strip() for m in ns.models.split(",") if m.strip())
+        unknown = [m for m in models if m not in MODELS]
+        if unknown or not models:
+            sys.exit(f"--models: unknown value {','.join(unknown) or ns.models!r}; choose from "
+                     f"{', '.join(MODELS)}")
+    return ns.resnet_size, models, rest
+
+
 def main(argv=None) -> dict:
-    size, out, figures = parse_args(__doc__, NAME, argv)
+    resnet_size, models, rest = extra_args(argv)
+    size, out, figures = parse_args(__doc__, NAME, rest)
+    if resnet_size and out == ROOT / "results" / NAME:
+        out = ROOT / "results" / f"{NAME}_resnet{resnet_size}"
     torch.set_num_threads(1)
-    summary = run(size, out, figures)
+    summary = run(size, out, figures, resnet_size, models)
     agg = summary["aggregate"]
     for model, by_init in agg.items():
         for init, by_geometry in by_init.items():
@@ -501,7 +548,7 @@ def main(argv=None) -> dict:
                 cells = " ".join(f"{b}:{c['either']['mean']:.2f}±{c['either']['std']:.2f}"
                                  f"/{c['flat']['mean']:.2f}" for b, c in by_bias.items())
                 print(f"{model:16s} {init:10s} {geometry:12s} either/flat {cells}")
-    for init, by_geometry in summary["mechanism"]["by"].items():
+    for init, by_geometry in (summary["mechanism"] or {"by": {}})["by"].items():
         for geometry, s in by_geometry.items():
             pairs = " ".join(f"{b:g}:{m:.2f}/{p:.2f}" for b, m, p in
                              zip(s["bias_scale"], s["measured"], s["predicted"]))

@@ -162,3 +162,33 @@ def test_quick_grid_and_seeds(quick):
     assert loss and all(c["counts"]["curves"] == cfg["loss_directions"] for c in loss)
     inputs = [c for c in cells if c["geometry"] != "loss"]
     assert all(c["counts"]["curves"] == cfg["units"] * cfg["anchors"] for c in inputs)
+
+
+@torch.no_grad()
+def test_resnet_size_sets_the_maps_of_layer3_and_layer4():
+    # resnet18 halves the side five times (stem stride 2, max pool, layer2-4 stride 2,
+    # each ceil(n / 2) with its padding): 16 -> 1 x 1 maps in layer3 and layer4, 48 -> 3 x 3
+    # and 2 x 2, 64 -> 4 x 4 and 2 x 2.
+    q2 = _q2()
+    for size, expected in ((None, (1, 1)), (48, (3, 2)), (64, (4, 2))):
+        shape = q2.model_shape("resnet18", {"resnet_size": size})
+        assert shape == ((1, 16, 16) if size is None else (1, size, size))
+        assert q2.model_shape("cnn", {"resnet_size": size}) == (1, 16, 16)
+        model = q2.build("resnet18-noskip", "xavier", 0.0, 0, shape)
+        sides = {}
+        for name in ("layer3", "layer4"):
+            getattr(model, name).register_forward_hook(
+                lambda m, i, o, name=name, sides=sides: sides.__setitem__(name, o.shape[-1]))
+        model.eval()(torch.zeros(1, *shape))
+        assert (sides["layer3"], sides["layer4"]) == expected
+
+
+def test_extra_options_are_parsed_and_checked():
+    q2 = _q2()
+    assert q2.extra_args(["--quick", "--resnet-size", "48", "--models", "resnet18,cnn"]) == (
+        48, ("resnet18", "cnn"), ["--quick"])
+    assert q2.extra_args(["--quick"]) == (None, None, ["--quick"])
+    with pytest.raises(SystemExit, match="unknown value 'vgg'"):
+        q2.extra_args(["--models", "resnet18,vgg"])
+    with pytest.raises(SystemExit, match="must be >= 16"):
+        q2.extra_args(["--resnet-size", "8"])
