@@ -87,7 +87,7 @@ CRITERIA = {
 
 SIZES = {
     "quick": dict(datasets=("shapes",), features=8, seeds=2, trained=2, top_k=9,
-                  test={"shapes": 150}, train={"shapes": 150}, epochs={"shapes": 1}, cnn_width=4),
+                  test={"shapes": 160}, train={"shapes": 160}, epochs={"shapes": 1}, cnn_width=4),
     "default": dict(datasets=("shapes", "mnist5k", "digits"), features=64, seeds=5, trained=3,
                     top_k=9, test={"shapes": None, "mnist5k": None, "digits": None},
                     train={"shapes": 10_000, "mnist5k": None, "digits": None},
@@ -172,22 +172,27 @@ def choose(n_total: int, count: int, rng: np.random.Generator, allowed=None) -> 
 
 
 def family_activations(family: str, seed: int, x: torch.Tensor, flat: np.ndarray, cfg: dict,
-                       model: torch.nn.Module | None = None) -> np.ndarray:
-    """``(N, F)`` features of ``family`` (seed ``seed``) on the test images ``x``
-    (``flat``: the same, flattened); ``model``: the trained cnn for ``trained-cnn``."""
+                       model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(act, units)``: the ``(N, F)`` features of ``family`` (seed ``seed``) on the test
+    images ``x`` (``flat``: the same, flattened) and, for pixels and networks, which pixel
+    coordinates or units of the layer they are (-1 for projections and Fourier
+    features); ``model``: the trained cnn for ``trained-cnn``."""
     rng = np.random.default_rng((seed, FAMILIES.index(family) if family != "trained-cnn"
                                  else FAMILIES.index("random-cnn")))
     n_feat, dim = cfg["features"], flat.shape[1]
     if family == "pixels":
         varying = np.nonzero(flat.max(axis=0) > flat.min(axis=0))[0]
-        return flat[:, choose(dim, n_feat, rng, varying)]
+        units = choose(dim, n_feat, rng, varying)
+        return flat[:, units], units
+    none = np.full(n_feat, -1)
     if family == "projection":
-        return flat @ (rng.standard_normal((dim, n_feat)) / np.sqrt(dim))
+        return flat @ (rng.standard_normal((dim, n_feat)) / np.sqrt(dim)), none
     if family == "fourier":
-        return random_fourier(flat, flat[:1], n_feat, seed)[0]
+        return random_fourier(flat, flat[:1], n_feat, seed)[0], none
     net = model if model is not None else network(family, seed, tuple(x.shape[1:]), cfg)
     act = net_activations(net, LAYERS[family], x)
-    return act[:, choose(act.shape[1], n_feat, rng)]
+    units = choose(act.shape[1], n_feat, rng)
+    return act[:, units], units
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -255,11 +260,13 @@ def run_dataset(data: str, cfg: dict, rows: list[dict]) -> dict:
     entry = {"test_images": len(flat), "pixels": flat.shape[1], "reference_distance": reference,
              **chance_and_ball(flat, labels, k), "networks": []}
 
-    def record(family: str, seed: int, act: np.ndarray) -> None:
+    def record(family: str, seed: int, features: tuple[np.ndarray, np.ndarray]) -> None:
+        act, units = features
         rng = np.random.default_rng((seed, 1000 + FAMILIES.index(family)))
         st = feature_stats(act, labels, flat, k, reference, rng)
         for u in range(act.shape[1]):
             rows.append({"data": data, "family": family, "seed": seed, "feature": u,
+                         "unit": int(units[u]),
                          **{m: st[m][u].item() for m in ("dead", "tied", "active", "purity",
                                                          "compactness")},
                          "topk": " ".join(map(str, st["topk_index"][u]))})

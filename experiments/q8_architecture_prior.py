@@ -228,8 +228,10 @@ def run(size: str, out: Path, figures: Path, data: str = "digits") -> dict:
     dims_seen: set[int] = set()
     for model_name, widths in cfg["models"].items():
         in_shape = cfg["in_shape"][model_name]
-        x, _ = load(data, cfg["samples"], "train", in_shape)
-        xt, _ = load(data, n_test, "test", in_shape)
+        # at the data's own size: the images loaded above (shapes is not generated again)
+        native = data != "digits" and tuple(in_shape) == tuple(base_x.shape[1:])
+        x, _ = load(data, cfg["samples"], "train", None if native else in_shape)
+        xt, _ = load(data, n_test, "test", None if native else in_shape)
         xt_shift = shift_right(xt, shift_of(in_shape[-1]))
         for width in widths:
             for seed in range(cfg["seeds"]):
