@@ -50,10 +50,12 @@ def test_feature_stats_on_constructed_features(fam):
         (labels == 3).astype(float),   # an indicator of class 3: 20 tied ones, all class 3
         np.full(200, 2.5),             # constant: dead
         np.arange(200, dtype=float),   # top-9 = images 191..199, labels 1..9
+        (labels == 3) + 4.0 * (np.arange(200) == 3),  # one image above 19 tied ones
     ], axis=1)
     st = fam.feature_stats(act, labels, flat, 9, reference=2.0, rng=np.random.default_rng(0))
-    assert st["dead"].tolist() == [False, True, False]
-    assert st["tied"].tolist() == [True, False, False]
+    assert st["dead"].tolist() == [False, True, False, False]
+    assert st["tied"].tolist() == [True, False, False, True]
+    assert 3 in st["topk_index"][3] and st["purity"][3] == 1.0
     assert st["purity"][0] == 1.0 and np.isnan(st["purity"][1])
     assert st["purity"][2] == pytest.approx(1 / 9)
     assert sorted(st["topk_index"][2]) == list(range(191, 200))
