@@ -15,15 +15,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse_args(doc: str, name: str, argv=None, full_help: str = "larger setting (GPU)"):
     """``(size, out, figures)`` from the command line: size ``quick``, ``default`` or
     ``full``; results under ``results/<name>`` and figures under ``figures/`` by default."""
+    size, out, figures, _ = parse_args_with(doc, name, argv, full_help=full_help)
+    return size, out, figures
+
+
+def parse_args_with(doc: str, name: str, argv=None, options=None,
+                    full_help: str = "larger setting (GPU)"):
+    """:func:`parse_args` with a script's own options: ``options(parser)`` adds them;
+    returns ``(size, out, figures, namespace)``."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="toy size (tests)")
     group.add_argument("--full", action="store_true", help=full_help)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / name)
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    if options is not None:
+        options(parser)
     ns = parser.parse_args(argv)
     size = "quick" if ns.quick else "full" if ns.full else "default"
-    return size, ns.out, ns.figures
+    return size, ns.out, ns.figures, ns
 
 
 def _jsonable(value):

@@ -23,10 +23,28 @@ Fourier features is the convolutional prior (local filters + spatial pooling), t
 probes should lose less accuracy than the random-Fourier and pixel probes when the
 test digits are shifted by one pixel (the probe itself is not refitted).
 
-Writes results/q8_architecture_prior/ (probes.csv, summary.json) and
-figures/q8_*.png.
+``--data shapes`` or ``--data mnist5k`` asks again on data whose pixels do not give
+the class away (:mod:`landscape.shapes`: pixel 9-NN purity 0.134): every network reads
+the images at their own size (3x32x32, 1x28x28), the trained networks are fitted
+with Adam (2e-3, cosine schedule, batch 128) on the probe's own train images, and the
+shift is an eighth of the image width (4 pixels of 32, 3 of 28; one of digits' 8).
+Pass/fail rules, fixed before the run (:data:`CRITERIA`, Student's t intervals over
+seeds; the pixel probe is one number):
+
+- an architectural prior shows in the probes iff the random cnn's probe accuracy
+  (every random init tested) lies above both the random Fourier features of the same
+  dimension and the pixels, with non-overlapping 95 % intervals;
+- the same rule for resnet18 and for the mlp, reported beside it (the mlp has no
+  spatial prior: it is the control);
+- the shift: the random cnn loses less accuracy than random Fourier features of the
+  same dimension, with non-overlapping 95 % intervals.
+
+Writes results/q8_architecture_prior/ (``--data shapes``:
+results/q8_architecture_prior_shapes/; probes.csv, summary.json) and figures/q8_*.png
+(``--data shapes``: figures/q8_shapes_*.png).
 
     python experiments/q8_architecture_prior.py [--quick | --full] [--out DIR]
+        [--data digits|shapes|mnist5k]
 """
 
 from __future__ import annotations
@@ -39,7 +57,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from _common import parse_args, save_figure
+from _common import ROOT, parse_args_with, save_figure
+from scipy import stats
 
 import landscape
 from landscape.train import train
@@ -50,7 +69,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 NAME = "q8_architecture_prior"
 RANDOM_INITS = ("default", "xavier", "kaiming")
 CS = np.logspace(-3, 1, 5)
-SHIFT_PIXELS = 1  # in the digits' own 8x8 pixels
+SHIFT_PIXELS = 1  # in the digits' own 8x8 pixels (an eighth of the width on other data)
+DATA = ("digits", "shapes", "mnist5k")
+CI_LEVEL = 0.95
+CRITERIA = {
+    "prior": "an architectural prior shows in the probes iff the random cnn's probe accuracy "
+             "(every random init tested) lies above both the random Fourier features of the "
+             "same dimension and the pixels, with non-overlapping 95 % intervals",
+    "prior_other_models": "the same rule for resnet18 and the mlp (the mlp, without a "
+                          "spatial prior, is the control), reported beside it",
+    "shift": "the random cnn loses less accuracy under the shift than random Fourier features "
+             "of the same dimension, with non-overlapping 95 % intervals",
+}
+ADAM = dict(optimizer="adam", lr=2e-3, schedule="cosine", batch_size=128)
 
 SIZES = {
     "quick": dict(seeds=2, samples=200, inits=("kaiming",), models={"mlp": [16], "cnn": [4]},
@@ -66,7 +97,48 @@ SIZES = {
 }
 
 
+def _native(shape, models, **cfg) -> dict:
+    return dict(cfg, models=models, in_shape={m: shape for m in models}, train_options=ADAM)
+
+
+# Other data: every network reads the images at their own size.
+DATA_SIZES = {
+    data: {
+        "quick": _native(shape, {"mlp": [16], "cnn": [4]}, seeds=2, samples=150, test_samples=150,
+                         inits=("kaiming",), epochs={"mlp": 1, "cnn": 1}),
+        "default": _native(shape, {"mlp": [128], "cnn": [32], "resnet18": [None]}, seeds=5,
+                           samples=3000, test_samples=None, inits=("default", "kaiming"),
+                           epochs={"mlp": 10, "cnn": 8, "resnet18": 2}),
+        "full": _native(shape, {"mlp": [128, 512], "cnn": [8, 32, 64], "resnet18": [None]},
+                        seeds=10, samples=None, test_samples=None, inits=RANDOM_INITS,
+                        epochs={"mlp": 20, "cnn": 12, "resnet18": 6}),
+    } for data, shape in (("shapes", (3, 32, 32)), ("mnist5k", (1, 28, 28)))
+}
+
+
+def config(data: str, size: str) -> dict:
+    """The settings of ``size`` on ``data`` (digits: :data:`SIZES`)."""
+    return dict(SIZES[size] if data == "digits" else DATA_SIZES[data][size], data=data)
+
+
+def shift_of(width: int) -> int:
+    """Pixels of the shift at an image width: an eighth of it (one of the digits' 8)."""
+    return SHIFT_PIXELS * width // 8
+
+
 # ----------------------------------------------------------------------------- features
+
+_LOADED: dict = {}
+
+
+def load(data: str, n, split: str, in_shape=None):
+    """:func:`landscape.load_dataset`, each request loaded once per process (a subset of
+    ``shapes`` is drawn from the whole generated split, so a second load costs as much)."""
+    key = (data, n, split, None if in_shape is None else tuple(in_shape))
+    if key not in _LOADED:
+        _LOADED[key] = landscape.load_dataset(data, n=n, split=split, in_shape=in_shape)
+    return _LOADED[key]
+
 
 def shift_right(x: torch.Tensor, pixels: int) -> torch.Tensor:
     """Images moved ``pixels`` to the right, the vacated columns filled with the
@@ -94,7 +166,7 @@ def random_fourier(x_train: np.ndarray, x_test: np.ndarray, dim: int, seed: int)
     exp(-|x - y|² / (2σ²)), σ the median pairwise distance of (a subset of) the train set."""
     rng = np.random.default_rng(seed)
     sub = x_train[rng.permutation(len(x_train))[:500]]
-    d2 = ((sub[:, None] - sub[None]) ** 2).sum(-1)
+    d2 = np.stack([((sub - row) ** 2).sum(-1) for row in sub])  # row by row: little memory
     sigma = float(np.sqrt(np.median(d2[np.triu_indices(len(sub), 1)])))
     w = rng.standard_normal((x_train.shape[1], dim)) / sigma
     b = rng.uniform(0, 2 * np.pi, dim)
@@ -135,18 +207,19 @@ def build(model: str, width, init: str, seed: int, in_shape) -> torch.nn.Module:
     return landscape.build_model(model, init=init, seed=seed, in_shape=in_shape, **options)
 
 
-def run(size: str, out: Path, figures: Path) -> dict:
-    cfg = SIZES[size]
-    start = time.time()
+def run(size: str, out: Path, figures: Path, data: str = "digits") -> dict:
+    cfg = config(data, size)
+    start, cpu = time.time(), time.process_time()
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 
-    base_x, base_y = landscape.load_dataset("digits", n=cfg["samples"], split="train")
-    base_xt, base_yt = landscape.load_dataset("digits", split="test")
+    n_test = cfg.get("test_samples")
+    base_x, base_y = load(data, cfg["samples"], "train")
+    base_xt, base_yt = load(data, n_test, "test")
     y, yt = base_y.numpy(), base_yt.numpy()
     pix, pix_t = base_x.flatten(1).numpy().astype(float), base_xt.flatten(1).numpy().astype(float)
-    pix_shift = shift_right(base_xt, SHIFT_PIXELS).flatten(1).numpy().astype(float)
+    pix_shift = shift_right(base_xt, shift_of(base_xt.shape[-1])).flatten(1).numpy().astype(float)
 
     r = probe(pix, y, {"test": pix_t, "shifted": pix_shift}, yt)
     rows.append({"model": "pixels", "width": None, "dim": pix.shape[1], "state": "pixels", "seed": 0, **r})
@@ -155,10 +228,11 @@ def run(size: str, out: Path, figures: Path) -> dict:
     dims_seen: set[int] = set()
     for model_name, widths in cfg["models"].items():
         in_shape = cfg["in_shape"][model_name]
-        x, _ = landscape.load_dataset("digits", n=cfg["samples"], split="train", in_shape=in_shape)
-        xt, _ = landscape.load_dataset("digits", split="test", in_shape=in_shape)
-        scale = in_shape[-1] // 8
-        xt_shift = shift_right(xt, SHIFT_PIXELS * scale)
+        # at the data's own size: the images loaded above (shapes is not generated again)
+        native = data != "digits" and tuple(in_shape) == tuple(base_x.shape[1:])
+        x, _ = load(data, cfg["samples"], "train", None if native else in_shape)
+        xt, _ = load(data, n_test, "test", None if native else in_shape)
+        xt_shift = shift_right(xt, shift_of(in_shape[-1]))
         for width in widths:
             for seed in range(cfg["seeds"]):
                 states = {}
@@ -167,7 +241,7 @@ def run(size: str, out: Path, figures: Path) -> dict:
                 t0 = time.time()
                 trained = build(model_name, width, "default", seed, in_shape)
                 history, _ = train(trained, x, base_y, xt, base_yt, epochs=cfg["epochs"][model_name],
-                                   seed=seed)
+                                   seed=seed, **cfg.get("train_options", {}))
                 train_s = time.time() - t0
                 states["trained"] = trained
                 for state, model in states.items():
@@ -189,14 +263,17 @@ def run(size: str, out: Path, figures: Path) -> dict:
                     rows.append({"model": "rff", "width": None, "dim": dim, "state": "rff", "seed": seed,
                                  "sigma": sigma, **r})
     summary = summarise(rows, cfg)
-    summary["seconds"] = time.time() - start
+    summary["criteria"] = CRITERIA
+    summary["verdicts"] = verdicts(rows, summary)
+    summary["seconds"], summary["cpu_seconds"] = time.time() - start, time.process_time() - cpu
     with open(out / "probes.csv", "w") as fh:
         keys = sorted({k for row in rows for k in row})
         fh.write(",".join(keys) + "\n")
         for row in rows:
             fh.write(",".join("" if row.get(k) is None else str(row.get(k)) for k in keys) + "\n")
-    summary["figures"] = [str(plot(rows, summary, figures / "q8_probe_accuracy.png")),
-                          str(plot_shift(rows, figures / "q8_shift.png"))]
+    prefix = "q8" if data == "digits" else f"q8_{data}"
+    summary["figures"] = [str(plot(rows, summary, figures / f"{prefix}_probe_accuracy.png")),
+                          str(plot_shift(rows, figures / f"{prefix}_shift.png", data))]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -206,6 +283,48 @@ def run(size: str, out: Path, figures: Path) -> dict:
 def _stat(values) -> dict:
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def interval(values, level: float = CI_LEVEL) -> dict:
+    """Mean and Student's t interval of ``values`` (one per seed)."""
+    v = np.asarray(values, float)
+    mean = float(v.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) \
+        if len(v) > 1 else 0.0
+    return {"mean": mean, "ci": [mean - half, mean + half], "n": int(len(v))}
+
+
+def verdicts(rows: list[dict], summary: dict) -> dict:
+    """The rules of :data:`CRITERIA`, per model, width and random init: the probe's
+    intervals against random Fourier features of the same dimension and the pixels,
+    and the shift's loss against random Fourier features'."""
+    pixels = summary["pixels"]["test"]
+    cells = []
+    for entry in summary["models"]:
+        dim = entry["dim"]
+        rff = [r for r in rows if r["state"] == "rff" and r["dim"] == dim]
+        rff_test = interval([r["test"] for r in rff])
+        rff_drop = interval([r["test"] - r["shifted"] for r in rff])
+        for init in summary["config"]["inits"]:
+            rs = [r for r in rows if r["model"] == entry["model"] and r["width"] == entry["width"]
+                  and r["state"] == f"random-{init}"]
+            test = interval([r["test"] for r in rs])
+            drop = interval([r["test"] - r["shifted"] for r in rs])
+            cells.append({"model": entry["model"], "width": entry["width"], "dim": dim, "init": init,
+                          "test": test, "rff": rff_test, "pixels": pixels,
+                          "above": bool(test["ci"][0] > rff_test["ci"][1] and test["ci"][0] > pixels),
+                          "drop": drop, "rff_drop": rff_drop,
+                          "shift_smaller": bool(drop["ci"][1] < rff_drop["ci"][0])})
+    out = {"cells": cells}
+    for model in dict.fromkeys(c["model"] for c in cells):
+        mine = [c for c in cells if c["model"] == model]
+        out[model] = {"prior": all(c["above"] for c in mine),
+                      "shift": all(c["shift_smaller"] for c in mine)}
+    if "cnn" in out:
+        out["verdict"] = (f"an architectural prior shows in the probes on {summary['config']['data']}"
+                          if out["cnn"]["prior"] else
+                          f"no architectural prior shows in the probes on {summary['config']['data']}")
+    return out
 
 
 def summarise(rows: list[dict], cfg: dict) -> dict:
@@ -268,17 +387,17 @@ def plot(rows: list[dict], summary: dict, path: Path) -> Path:
         s = [summary["rff"][str(d)]["test"]["std"] for d in dims]
         ax.errorbar(dims, m, yerr=s, color="C3", marker="x", ls="--", capsize=2,
                     label="random Fourier (same dim)", lw=1)
-        ax.axhline(summary["pixels"]["test"], color="grey", ls=":", label="pixels (64)")
+        ax.axhline(summary["pixels"]["test"], color="grey", ls=":", label="pixels")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("feature dimension")
         ax.set_title(model_name + ("" if len(dims) > 1 else f" (width fixed, {dims[0]} features)"),
                      fontsize=9)
-    axes[0][0].set_ylabel("held-out linear-probe accuracy (digits)")
+    axes[0][0].set_ylabel(f"held-out linear-probe accuracy ({summary['config']['data']})")
     axes[0][-1].legend(fontsize=6, loc="lower right")
     return save_figure(fig, path, dpi=110, tight=True)
 
 
-def plot_shift(rows: list[dict], path: Path) -> Path:
+def plot_shift(rows: list[dict], path: Path, data: str = "digits") -> Path:
     """Accuracy lost under a one-pixel shift of the test digits against the feature
     dimension, one panel per architecture, one line per kind of features (each width
     apart), pixels and random Fourier features of the same dimension in grey."""
@@ -308,14 +427,23 @@ def plot_shift(rows: list[dict], path: Path) -> Path:
         ax.set(xlabel="feature dimension D", ylabel="accuracy lost, 1-pixel shift", title=model)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7)
-    fig.suptitle("probe accuracy lost when the test digits move one pixel right "
-                 "(mean ± std over seeds)", fontsize=9)
+    fig.suptitle(f"probe accuracy lost when the test images ({data}) move an eighth of their "
+                 "width right (mean ± std over seeds)", fontsize=9)
     return save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> dict:
-    size, out, figures = parse_args(__doc__, NAME, argv)
-    summary = run(size, out, figures)
+    def options(parser):
+        parser.add_argument("--data", choices=DATA, default="digits",
+                            help="the images (default digits; shapes and mnist5k read at their own size)")
+
+    size, out, figures, ns = parse_args_with(__doc__, NAME, argv, options)
+    if ns.data != "digits" and out == ROOT / "results" / NAME:
+        out = ROOT / "results" / f"{NAME}_{ns.data}"
+    print("criteria (fixed before the run):")
+    for key, text in CRITERIA.items():
+        print(f"  {key}: {text}")
+    summary = run(size, out, figures, ns.data)
     print(f"pixels: {summary['pixels']}")
     for e in summary["models"]:
         line = f"{e['model']} width {e['width']} (dim {e['dim']}):"
@@ -329,7 +457,14 @@ def main(argv=None) -> dict:
         rff = summary["rff"][str(e["dim"])]["test"]
         line += f"; rff {rff['mean']:.3f}±{rff['std']:.3f}"
         print(line)
-    print(f"{summary['seconds']:.1f} s; results in {out}")
+    for c in summary["verdicts"]["cells"]:
+        print(f"{c['model']} width {c['width']} random-{c['init']}: probe {c['test']['mean']:.3f} "
+              f"[{c['test']['ci'][0]:.3f}, {c['test']['ci'][1]:.3f}] vs random Fourier "
+              f"{c['rff']['mean']:.3f} [{c['rff']['ci'][0]:.3f}, {c['rff']['ci'][1]:.3f}], pixels "
+              f"{c['pixels']:.3f}: above {c['above']}; shift loss {c['drop']['mean']:.3f} vs "
+              f"{c['rff_drop']['mean']:.3f}: smaller {c['shift_smaller']}")
+    print("verdict:", summary["verdicts"].get("verdict", "no cnn in this run"))
+    print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")
     return summary
 
 
