@@ -122,3 +122,12 @@ def test_a_users_sequential_gets_a_default_layer_and_is_told(tmp_path, monkeypat
     assert res.exit_code == 0, res.output
     assert "using '2', the module before its head '3'" in res.output
     assert landscape.load(tmp_path / "s.nc").attrs["layer"] == "2"
+
+
+def test_every_built_in_dataset_is_named_in_the_dataset_help():
+    from landscape.data import DATASETS
+
+    for command in ("train", "slice", "sae"):
+        (param,) = [p for p in cli.commands[command].params if p.name == "dataset"]
+        missing = [name for name in DATASETS if name not in param.help.replace(",", " ").split()]
+        assert not missing, (command, missing)

@@ -71,10 +71,12 @@ MODEL_OPTIONS = option_list(
                  help="State dict (torch.save) to load into the model. Its meta's init, bias "
                       "scale, weight std, model options and seed apply unless given here."),
     click.option("--dataset", default=None,
-                 help="digits, cifar10, mnist, fashion-mnist, gaussian; pysource or text:PATH "
-                      "(byte sequences); or your own: npz:FILE (arrays x, optional y) or "
-                      "folder:DIR (one sub-folder of images per class, resized to --in-shape). "
-                      "Default: digits, pysource for the transformer."),
+                 help="Images: digits, shapes, shapes64 (procedural; pixels near chance), "
+                      "mnist5k (real MNIST, the data extra), cifar10, mnist, fashion-mnist, "
+                      "gaussian. Text: pysource, english or text:PATH. Your own: npz:FILE "
+                      "(arrays x, optional y) or folder:DIR (one sub-folder of images per "
+                      "class, resized to --in-shape). Default: digits; pysource for the "
+                      "transformer, english for minilm. See `landscape info`."),
     click.option("--data-root", type=click.Path(file_okay=False), default=None,
                  help="Folder holding torchvision's copy of cifar10/mnist/fashion-mnist."),
     click.option("--download", is_flag=True, help="Download the dataset into --data-root."),
