@@ -127,7 +127,8 @@ def test_a_users_sequential_gets_a_default_layer_and_is_told(tmp_path, monkeypat
 def test_every_built_in_dataset_is_named_in_the_dataset_help():
     from landscape.data import DATASETS
 
-    for command in ("train", "slice", "sae"):
-        (param,) = [p for p in cli.commands[command].params if p.name == "dataset"]
-        missing = [name for name in DATASETS if name not in param.help.replace(",", " ").replace(".", " ").split()]
-        assert not missing, (command, missing)
+    for name in ("train", "slice", "sae"):
+        (param,) = [p for p in cli.commands[name].params if p.name == "dataset"]
+        words = param.help.replace(",", " ").replace(".", " ").split()
+        missing = [dataset for dataset in DATASETS if dataset not in words]
+        assert not missing, (name, missing)

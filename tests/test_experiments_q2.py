@@ -3,31 +3,19 @@ pieces, checked against answers known in closed form or by construction."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from experiment_scripts import load_script
 from torch import nn
 
 import landscape
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
 
 def _q2():
-    name = "q2_quasiconvexity_bias"
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their shared _common
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("q2_quasiconvexity_bias")
 
 
 @pytest.fixture(scope="module")

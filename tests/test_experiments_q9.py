@@ -3,29 +3,16 @@ pieces, checked against closed forms and independent computations."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from experiment_scripts import load_script
 from scipy import stats
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 def _q9():
-    name = "q9_architecture_ranking"
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their shared _common
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("q9_architecture_ranking")
 
 
 @pytest.fixture(scope="module")
