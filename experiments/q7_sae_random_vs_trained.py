@@ -645,8 +645,8 @@ def plot_mechanism(rows: list[dict], info: dict, path: Path) -> Path:
             ax.axhline(info["null_token_entropy"], color="grey", ls=":", label="32 random positions")
         else:
             ax.axhline(0.5, color="grey", ls=":", label="chance")
-        ax.set_xlabel("token R² of the layer (variance explained by the current byte)")
-        ax.set_ylabel(f"mean {m} over latents")
+        ax.set_xlabel("token R² (variance explained by the current byte)", fontsize=8)
+        ax.set_ylabel(f"mean {m} over latents", fontsize=8)
         ax.legend(fontsize=7, loc="upper right" if m == "token_entropy" else "lower right")
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=n) for n, c in colour.items()]
     handles += [plt.Line2D([], [], color="0.3", marker=mk, ls="", label=layer)
