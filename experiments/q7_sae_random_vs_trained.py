@@ -15,7 +15,8 @@ A. **Their comparison** on a byte-level transformer trained in this script on th
    by Gaussian noise of the same scale), at the residual stream after each block,
    with a TopK SAE per (variant, layer, seed): every quality metric (fvu, cosine,
    l0, dead_frac, dense_frac, loss_recovered_mean/zero, kl) and interpretability
-   metric (token_entropy, interp_auroc) of :func:`landscape.sae_metrics`.
+   metric (token_entropy, interp_auroc, interp_auroc_context) of
+   :func:`landscape.sae_metrics`.
 B. **Beyond their limitations, initialisation**: the untrained transformer under
    other schemes and bias scales (``init:SCHEME:S`` variants), last block.
 C. **Beyond their limitations, other architectures**: ``cnn`` and ``resnet18`` on
@@ -45,6 +46,16 @@ the trained network's; (3) ``noise-input`` (the trained network fed fresh
 Gaussian noise at every position instead of its embedding, so no token identity
 at all) has ``token_r2`` near 0, ``interp_auroc`` near 0.5 and ``token_entropy``
 near that of 32 random positions.
+
+``interp_auroc_context`` (the detection score whose explanations may also name a token
+seen among the last 32 positions) is held to the same rules as ``interp_auroc``
+(margin 0.02).  Criterion, fixed before its first run: if the random transformers'
+latents look interpretable only as byte detectors while the trained ones also carry
+context, crediting context widens the gap.  Per (random variant, layer), the widening
+is ``(trained − random) of interp_auroc_context − (trained − random) of interp_auroc``,
+paired by seed (``context_widening``): "held" when its mean over seeds is at least
+0.02 and its 95 % t-interval excludes 0, "not held" when the interval lies below
++0.02, "undecided" otherwise; prediction (3) extends to it (``noise-input`` near 0.5).
 
 Writes results/q7_sae_random_vs_trained/ (rows.csv, summary.json) and
 figures/q7_*.png.
@@ -79,7 +90,7 @@ VARIANTS = ("trained", "init", "rerandomised", "rerandomised-except-embeddings",
 RANDOM = ("init", "rerandomised", "rerandomised-except-embeddings")
 QUALITY = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recovered_mean",
            "loss_recovered_zero", "kl")
-INTERP = ("token_entropy", "interp_auroc")
+INTERP = ("token_entropy", "interp_auroc", "interp_auroc_context")
 LOSS_METRICS = ("loss_recovered_mean", "loss_recovered_zero", "kl")
 IMAGE_METRICS = ("fvu", "cosine", "l0", "dead_frac", "dense_frac", "loss_recovered_mean",
                  "loss_recovered_zero", "kl", "label_entropy", "rho", "p_hit", "n_maxima",
@@ -90,7 +101,8 @@ TOP_N = 32  # tokens / images at a latent's top activations (sae_metrics' top_n)
 # range the metric spans across this script's conditions).
 MARGINS = {"fvu": 0.01, "cosine": 0.005, "l0": 0.5, "dead_frac": 0.05, "dense_frac": 0.02,
            "loss_recovered_mean": 0.05, "loss_recovered_zero": 0.05, "kl": 0.005,
-           "token_entropy": 0.25, "interp_auroc": 0.02, "token_r2": 0.03, "label_entropy": 0.25,
+           "token_entropy": 0.25, "interp_auroc": 0.02, "interp_auroc_context": 0.02,
+           "token_r2": 0.03, "label_entropy": 0.25,
            "rho": 0.1, "p_hit": 0.05, "n_maxima": 1.0, "dist_to_data": 0.25, "gain": 2.0,
            "topk_compactness": 0.1, "morans_i": 0.1}
 
@@ -311,6 +323,8 @@ def sae_row(model: nn.Module, layer: str, train_x, eval_x, cfg: dict, seed: int)
     row["interp_scored_frac"] = float(np.isfinite(auc).mean())
     row["latent_token_entropy"] = np.where(full, entropy, np.nan).tolist()
     row["latent_interp_auroc"] = auc.tolist()
+    row["latent_interp_auroc_context"] = (ds["interp_auroc_context"].values.reshape(-1).tolist()
+                                          if "interp_auroc_context" in ds else [])
     return row
 
 
@@ -457,7 +471,7 @@ def summarise(rows: list[dict], cfg: dict) -> dict:
                                                  for m in metrics}
             # Latent level: each latent's token entropy / interp AUROC, trained against
             # this variant, seed by seed (the same SAE seed on both sides).
-            for m in ("token_entropy", "interp_auroc"):
+            for m in INTERP:
                 per_seed = []
                 for t in trained:
                     o = next((r for r in sel if r["seed"] == t["seed"]), None)
@@ -504,6 +518,40 @@ def summarise(rows: list[dict], cfg: dict) -> dict:
         out["image_effects"][f"{model_name}/init"] = {m: effect([r[m] for r in t], [r[m] for r in o])
                                                       for m in IMAGE_METRICS}
     out["equivalence"] = equivalence(rows, cfg)
+    out["context_widening"] = context_widening(tf_rows)
+    return out
+
+
+def context_widening(rows: list[dict], margin: float = MARGINS["interp_auroc_context"]) -> dict:
+    """Per ``variant/layer`` of the transformer variants: how much crediting context widens
+    the trained-minus-random detection gap, seed by seed (trained network s against
+    variant seed s): ``w_s = (t_s − r_s)[interp_auroc_context] − (t_s − r_s)[interp_auroc]``.
+    Mean, 95 % t-interval over seeds, and the criterion of the module docstring: "held"
+    (mean ≥ ``margin``, interval above 0), "not held" (interval below ``margin``),
+    "undecided" otherwise."""
+    from scipy import stats
+
+    out = {}
+    tf = [r for r in rows if r.get("part", "variants") == "variants"]
+    for name, layer in sorted({(r["variant"], r["layer"]) for r in tf if r["variant"] != "trained"}):
+        trained = {r["seed"]: r for r in tf if r["variant"] == "trained" and r["layer"] == layer}
+        w = []
+        for r in tf:
+            t = trained.get(r["seed"])
+            if r["variant"] == name and r["layer"] == layer and t is not None:
+                w.append((t["interp_auroc_context"] - r["interp_auroc_context"])
+                         - (t["interp_auroc"] - r["interp_auroc"]))
+        w = np.asarray([v for v in w if np.isfinite(v)], float)
+        if len(w) < 2:
+            out[f"{name}/{layer}"] = {"mean": float("nan"), "lo": float("nan"),
+                                      "hi": float("nan"), "n": int(len(w)), "verdict": "untested"}
+            continue
+        half = stats.t.ppf(0.975, len(w) - 1) * w.std(ddof=1) / math.sqrt(len(w))
+        mean, lo, hi = float(w.mean()), float(w.mean() - half), float(w.mean() + half)
+        verdict = ("held" if mean >= margin and lo > 0 else "not held" if hi < margin
+                   else "undecided")
+        out[f"{name}/{layer}"] = {"mean": mean, "lo": lo, "hi": hi, "n": int(len(w)),
+                                  "verdict": verdict}
     return out
 
 
@@ -579,24 +627,26 @@ INIT_STYLES = ("C4", "C5", "C6", "C8", "C9", "olive", "teal", "navy")  # init:SC
 def plot_mechanism(rows: list[dict], info: dict, path: Path) -> Path:
     """Each SAE's mean interpretability metric against its layer's token R²: one colour per
     variant present and per init (``init:SCHEME:S`` apart from one another), marker by layer;
-    one legend below for both panels, each panel's own reference line in its corner."""
+    one legend below for every panel, each panel's own reference line in its corner."""
     tf_rows = [r for r in rows if r["part"] in ("variants", "inits")]
     inits = sorted({r["variant"] for r in tf_rows if r["part"] == "inits"})
     colour = {name: c for name, c in COLOURS.items() if any(r["variant"] == name for r in tf_rows)}
     colour |= {name: INIT_STYLES[i % len(INIT_STYLES)] for i, name in enumerate(inits)}
     layers = sorted({r["layer"] for r in tf_rows})
     markers = {layer: "os^D"[i % 4] for i, layer in enumerate(layers)}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
+    fig, axes = plt.subplots(1, len(INTERP), figsize=(14, 4.4), layout="constrained")
     for ax, m in zip(axes, INTERP):
         for r in tf_rows:
+            if m not in r:  # a summary written before the metric was added
+                continue
             ax.scatter(r["token_r2"], r[m], color=colour[r["variant"]], marker=markers[r["layer"]],
                        s=16, alpha=0.85, edgecolors="none")
         if m == "token_entropy":
             ax.axhline(info["null_token_entropy"], color="grey", ls=":", label="32 random positions")
         else:
             ax.axhline(0.5, color="grey", ls=":", label="chance")
-        ax.set_xlabel("token R² of the layer (variance explained by the current byte)")
-        ax.set_ylabel(f"mean {m} over latents")
+        ax.set_xlabel("token R² (variance explained by the current byte)", fontsize=8)
+        ax.set_ylabel(f"mean {m} over latents", fontsize=8)
         ax.legend(fontsize=7, loc="upper right" if m == "token_entropy" else "lower right")
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=n) for n, c in colour.items()]
     handles += [plt.Line2D([], [], color="0.3", marker=mk, ls="", label=layer)
@@ -726,6 +776,9 @@ def main(argv=None) -> dict:
         e = effects.get(cond if cond in effects else cond.rsplit("/", 1)[0], {}).get(metric)
         if e is not None and 0 < e["auroc"] < 1:
             print(f"  {key}: {r['text']}")
+    print("context widening (trained - random gap, interp_auroc_context minus interp_auroc):")
+    for key, r in summary["context_widening"].items():
+        print(f"  {key}: {r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] {r['verdict']}")
     print("separating (|d| >= 1, interval excludes 0, seed AUROC 0/1):")
     print(json.dumps(summary["separating"], indent=1))
     print(f"{summary['seconds']:.1f} s wall, {summary['cpu_seconds']:.1f} s CPU; results in {out}")

@@ -78,6 +78,32 @@ def test_null_entropy_and_effect_sizes():
     assert found == {"m": ["x/l"]}
 
 
+def test_context_widening_against_hand_values():
+    def row(variant, seed, token, context, layer="b0"):
+        return {"part": "variants", "variant": variant, "layer": layer, "seed": seed,
+                "interp_auroc": token, "interp_auroc_context": context}
+
+    # Trained gains 0.10 from context in every seed, init 0.01: widening 0.09 each seed.
+    rows = [row("trained", s, 0.70 + 0.01 * s, 0.80 + 0.01 * s) for s in range(3)]
+    rows += [row("init", s, 0.60 - 0.02 * s, 0.61 - 0.02 * s) for s in range(3)]
+    # Control: widening 0.000, 0.005, -0.005 (mean 0, interval below the margin).
+    rows += [row("control", s, 0.65, 0.75 + d) for s, d in enumerate((0.0, -0.005, 0.005))]
+    # Rerandomised: widening 0.00, 0.04, 0.08 (mean 0.04 above the margin, interval from
+    # 0.04 - t(0.975, 2) * 0.04 / sqrt 3 < 0).
+    rows += [row("rerandomised", s, 0.60, 0.70 - w) for s, w in enumerate((0.0, 0.04, 0.08))]
+    out = q7.context_widening(rows, margin=0.02)
+    assert out["init/b0"]["mean"] == pytest.approx(0.09) and out["init/b0"]["verdict"] == "held"
+    assert out["init/b0"]["lo"] == pytest.approx(0.09) and out["init/b0"]["n"] == 3
+    assert out["control/b0"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    half = 4.302652729911275 * 0.005 / math.sqrt(3)
+    assert out["control/b0"]["hi"] == pytest.approx(half)
+    assert out["control/b0"]["verdict"] == "not held"
+    assert out["rerandomised/b0"]["mean"] == pytest.approx(0.04)
+    assert out["rerandomised/b0"]["lo"] == pytest.approx(0.04 - 4.302652729911275 * 0.04 / math.sqrt(3))
+    assert out["rerandomised/b0"]["verdict"] == "undecided"
+    assert set(out) == {"init/b0", "control/b0", "rerandomised/b0"}
+
+
 def test_noise_embedding_carries_no_token():
     table = 0.3 + 2.0 * torch.randn(256, 8, generator=torch.Generator().manual_seed(1))
     a = q7.NoiseEmbedding(table, seed=5)(torch.zeros(400, 50, dtype=torch.long))
@@ -139,6 +165,7 @@ def test_quick_run_against_constructions(quick):
         # No token identity by construction: adjusted token R^2 ~ 0, detection at chance.
         assert abs(noise["token_r2"]["mean"]) < 0.05, noise["token_r2"]
         assert noise["interp_auroc"]["mean"] == pytest.approx(0.5, abs=0.06)
+        assert noise["interp_auroc_context"]["mean"] == pytest.approx(0.5, abs=0.06)
         # ... and the tokens at a latent's top activations are as mixed as at random positions.
         assert noise["token_entropy"]["mean"] == pytest.approx(info["null_token_entropy"], abs=0.4)
         for name in ("trained", "init", "control"):
@@ -153,6 +180,8 @@ def test_quick_run_against_constructions(quick):
         assert r["margin"] == q7.MARGINS[key.rsplit("/", 1)[1]]
         assert r["verdict"] in ("equivalent", "different", "not detected", "untested"), key
     assert set(summary["inits"]) == {f"init:{s}" for s in cfg["inits"]}
+    assert set(summary["context_widening"]) == {f"{n}/{layer}" for n in q7.VARIANTS[1:]
+                                                for layer in layers}
     images = summary["images"]
     for name in ("trained", "init"):
         assert images[f"cnn/{name}"]["epochs"]["mean"] == cfg["image_sae_epochs"]
