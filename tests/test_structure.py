@@ -175,3 +175,9 @@ def test_sweep_runs_an_analysis_without_the_command_line(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "slice").is_dir() and list((tmp_path / "slice").glob("*.nc"))
+
+
+def test_every_public_name_resolves():
+    # the lazy map of `landscape` names modules by path; a moved module must follow
+    for name in landscape.__all__:
+        assert getattr(landscape, name) is not None, name
