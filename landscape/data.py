@@ -113,11 +113,16 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return ((x[idx] - mean) / std)[:, None], y[idx]
 
 
-def _shapes(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    from .shapes import generate, split_statistics
+def _shapes(split: str, size: int, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split standardised by its training split's statistics; with ``n``, only
+    the subset :func:`subset_index` chooses is drawn."""
+    from .shapes import SPLIT_SIZES, generate_at, split_statistics
 
-    x, y = generate(split, size)
-    mean, std = split_statistics(size, train=x if split == "train" else None)
+    total = SPLIT_SIZES[split]
+    if n is not None and n > total:
+        raise LandscapeError(f"samples: 'shapes' {split} split has {total} samples, asked for {n}")
+    x, y = generate_at(split, np.arange(total) if n is None else subset_index(total, n, seed), size)
+    mean, std = split_statistics(size)
     return (x - mean[None, :, None, None]) / std[None, :, None, None], y
 
 
@@ -458,7 +463,8 @@ def load_dataset(name: str = "digits", root=None, n: int | None = None, split: s
     elif name == "gaussian":
         x, y = _gaussian(split, shape or (1, 8, 8), num_classes)
     elif name in ("shapes", "shapes64"):
-        x, y = _shapes(split, 64 if name == "shapes64" else 32)
+        x, y = _shapes(split, 64 if name == "shapes64" else 32, n, seed)
+        n = None  # drawn as the subset itself
     elif name == "mnist5k":
         x, y = _mnist5k(split)
     else:

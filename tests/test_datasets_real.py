@@ -120,6 +120,25 @@ def test_shapes_load_dataset_standardised():
     assert tuple(x.shape) == (50, 3, 32, 32) and tuple(y.shape) == (50,)
 
 
+def test_a_shapes_subset_is_drawn_alone_and_equals_the_whole_splits_rows():
+    from landscape.data import subset_index
+
+    full, labels = shapes.generate("test", 32)
+    mean, std = (np.asarray(v, np.float32)[None, :, None, None]
+                 for v in shapes.TRAIN_STATISTICS[32])
+    idx = subset_index(2000, 40, 7)
+    x, y = landscape.load_dataset("shapes", split="test", n=40, seed=7)
+    assert np.array_equal(x.numpy(), (full[idx] - mean) / std)
+    assert np.array_equal(y.numpy(), labels[idx])
+
+
+def test_the_stored_training_statistics_are_the_splits_own():
+    train = shapes.generate("train", 32)[0]
+    mean, std = train.mean(axis=(0, 2, 3)), train.std(axis=(0, 2, 3))
+    assert np.array_equal(mean, np.asarray(shapes.TRAIN_STATISTICS[32][0], np.float32))
+    assert np.array_equal(std, np.asarray(shapes.TRAIN_STATISTICS[32][1], np.float32))
+
+
 # ----------------------------------------------------------------------------- mnist5k
 
 
