@@ -40,7 +40,7 @@ DEFAULT_HEADLINES = ("loss_frac_*", "loss_*_frac_*", "activation_frac_*", "negat
 _FRACTION = re.compile(r"frac_(quasi_convex|quasi_concave|either|constant)$")
 
 
-def is_headline(name: str, value, attrs: dict | None = None) -> bool:
+def is_headline(name: str, value) -> bool:
     """Whether a part's scalar attr ``name`` becomes a variable of a combined sweep."""
     numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     return numeric and ("frac_" in name or name in HEADLINE_ATTRS)

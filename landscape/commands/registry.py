@@ -11,7 +11,6 @@ that defines ``ANALYSIS``, and its line in :data:`ANALYSES`.
 
 from __future__ import annotations
 
-from ..errors import LandscapeError
 from .analysis import Analysis
 
 
@@ -23,10 +22,3 @@ def _analyses() -> dict[str, Analysis]:
 
 
 ANALYSES: dict[str, Analysis] = _analyses()
-
-
-def get(name: str) -> Analysis:
-    """The analysis called ``name``, or a LandscapeError listing the others."""
-    if name not in ANALYSES:
-        raise LandscapeError(f"unknown analysis {name!r}; choose one of {', '.join(sorted(ANALYSES))}")
-    return ANALYSES[name]

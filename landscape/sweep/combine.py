@@ -39,7 +39,7 @@ def _prepare(ds: xr.Dataset, coords: dict) -> xr.Dataset:
     floats (a missing point is NaN), sweep coordinates as scalars."""
     ds = ds.copy()
     for name, value in list(ds.attrs.items()):
-        if is_headline(name, value, ds.attrs):
+        if is_headline(name, value):
             ds[name] = ((), float(value))
             del ds.attrs[name]
     for name in list(ds.data_vars):
