@@ -1,11 +1,25 @@
+import os
+
 import pytest
-import torch
+
+from landscape.memory import thread_defaults
+
+# As on the command line: idle OpenMP threads sleep instead of spinning (set before
+# torch loads its runtime).  The suite runs on pytest-xdist workers (setup.cfg), and a
+# spinning thread of one worker takes the cores of the others.
+thread_defaults()
+
+import torch  # noqa: E402
+
+# The cores divided among the workers, at most 2 each: tests use tiny models.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    # Tests run on small CPUs; keep torch from oversubscribing them.
-    torch.set_num_threads(2)
+    torch.set_num_threads(_THREADS)
     yield
 
 
