@@ -90,6 +90,21 @@ def test_sharded_loss_slice_equals_one_process(cluster, name, dims):
     assert np.ptp(one.loss.values) > 0.01  # a surface, not a constant
 
 
+def test_sharded_slice_of_a_batchnorm_network_under_both_modes_equals_one_process(cluster):
+    # Both BatchNorm modes, the default for a BatchNorm network: each mode's grid is sharded.
+    model = landscape.build_model("resnet18", init="xavier", seed=0, in_shape=(3, 8, 8))
+    x, y = landscape.load_dataset("digits", n=16, seed=0, in_shape=(3, 8, 8))
+    kw = dict(dims=1, grid="-1:1:5", seed=3, chunk_size=2, batch_size=8, bn=("recompute", "batch"))
+    from dask.distributed import Client, get_task_stream
+
+    one = loss_slice(model, x, y, **kw)
+    with Client(cluster[0]) as client, get_task_stream(client) as tasks:
+        sharded = loss_slice(model, x, y, scheduler=cluster[0], **kw)
+    assert list(one.bn.values) == ["recompute", "batch"]
+    assert len(tasks.data) >= 2 * 2  # each mode's 5 points went out in chunks of 2
+    _same(one, sharded, ["loss", "accuracy"])
+
+
 @pytest.mark.parametrize("dims", [1, 2])
 def test_sharded_input_slice_equals_one_process(cluster, dims):
     model, x, _ = _data("cnn")
