@@ -23,19 +23,40 @@ def _few_threads():
     yield
 
 
+class Tiny:
+    """The suite's tiny model and data, with any argument changed:
+    ``tiny.mlp(**changes)`` (a Xavier mlp of two layers of 12 units on 4x4 digits)
+    and ``tiny.digits(n=64, **changes)`` (digits at 1x4x4, seed 1)."""
+
+    MLP = dict(init="xavier", bias_scale=0.1, seed=3, width=12, depth=2, in_shape=(1, 4, 4))
+    DIGITS = dict(in_shape=(1, 4, 4), seed=1)
+
+    @classmethod
+    def mlp(cls, **changes):
+        import landscape
+
+        return landscape.build_model("mlp", **{**cls.MLP, **changes})
+
+    @classmethod
+    def digits(cls, n: int = 64, **changes):
+        import landscape
+
+        return landscape.load_dataset("digits", n=n, **{**cls.DIGITS, **changes})
+
+
+@pytest.fixture
+def tiny():
+    return Tiny
+
+
 @pytest.fixture
 def tiny_mlp():
-    import landscape
-
-    return landscape.build_model("mlp", init="xavier", bias_scale=0.1, seed=3, width=12, depth=2,
-                                 in_shape=(1, 4, 4))
+    return Tiny.mlp()
 
 
 @pytest.fixture
 def digits_small():
-    import landscape
-
-    return landscape.load_dataset("digits", n=64, in_shape=(1, 4, 4), seed=1)
+    return Tiny.digits()
 
 
 @pytest.fixture(autouse=True)

@@ -20,14 +20,13 @@ PERP = 10.0
 
 
 @pytest.fixture
-def mlp():
-    return landscape.build_model("mlp", init="xavier", bias_scale=0.1, seed=3, width=12, depth=2,
-                                 in_shape=(1, 4, 4))
+def mlp(tiny):
+    return tiny.mlp()
 
 
 @pytest.fixture
-def data():
-    return landscape.load_dataset("digits", n=150, in_shape=(1, 4, 4), seed=1)
+def data(tiny):
+    return tiny.digits(150)
 
 
 def test_tsne_is_deterministic_for_a_seed(data):

@@ -138,14 +138,13 @@ def test_bad_arguments_are_one_line_errors():
 
 
 @pytest.fixture
-def mlp():
-    return landscape.build_model("mlp", init="xavier", bias_scale=0.1, seed=3, width=12, depth=2,
-                                 in_shape=(1, 4, 4))
+def mlp(tiny):
+    return tiny.mlp()
 
 
 @pytest.fixture
-def data():
-    return landscape.load_dataset("digits", n=96, in_shape=(1, 4, 4), seed=1)
+def data(tiny):
+    return tiny.digits(96)
 
 
 def test_maxact_on_a_model_round_trips_and_leaves_the_model_alone(mlp, data, tmp_path):
