@@ -13,8 +13,13 @@ from landscape.streams import evaluate_on_streams, split_ranges
 
 
 def _resnet():
-    model = landscape.build_model("resnet18", init="xavier", bias_scale=0.1, seed=0, in_shape=(3, 8, 8))
-    x, y = landscape.load_dataset("digits", n=24, in_shape=(3, 8, 8), seed=0)
+    """A small convolutional network with what ResNet-18 has on the way: BatchNorm and
+    max pooling (the private copies pool channels-last)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                          nn.MaxPool2d(3, 2, 1), nn.Conv2d(6, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    x, y = landscape.load_dataset("digits", n=24, in_shape=(1, 8, 8), seed=0)
     return model, x, y
 
 
@@ -33,7 +38,7 @@ def test_streams_give_the_one_stream_values_bit_for_bit(bn):
     assert np.ptp(one.loss.values) > 0.1  # a surface: a permuted grid would not be equal
     assert torch.get_num_threads() == 1
     # The private copies pool channels-last; the caller's model keeps its own module.
-    assert type(model.maxpool) is nn.MaxPool2d
+    assert type(model[3]) is nn.MaxPool2d
 
 
 def test_streams_by_default_one_per_thread_on_the_cpu_loop_engine():
