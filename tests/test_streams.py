@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import landscape
-from landscape.slicing import _ChannelsLastMaxPool2d, loss_slice
+from landscape.grids import ChannelsLastMaxPool2d
+from landscape.slicing import loss_slice
 from landscape.streams import evaluate_on_streams, split_ranges
 
 
@@ -114,7 +115,7 @@ def test_channels_last_max_pooling_equals_torchs_bit_for_bit(args):
     x = torch.randn(5, 7, 11, 13, generator=gen)
     x[0, 0, 1, 1], x[1, 2, 3, 3], x[2, 3, 4, 5] = float("nan"), float("inf"), -float("inf")
     x[3, :, 2:6, 2:6] = 0.0  # ties
-    pool = _ChannelsLastMaxPool2d(**args)
+    pool = ChannelsLastMaxPool2d(**args)
     got, want = pool(x), F.max_pool2d(x, **args)
     assert got.is_contiguous() and got.shape == want.shape
     assert torch.equal(got.isnan(), want.isnan()) and want.isnan().any()

@@ -3,7 +3,7 @@
 coordinate list over MPI ranks and gather the values.
 
 The client draws the directions, sizes the chunks of points and builds the
-grid's evaluator (:class:`landscape.slicing.LossGrid` or ``InputGrid``); this
+grid's evaluator (:class:`landscape.grids.LossGrid` or ``InputGrid``); this
 module ships that evaluator to the workers once, as bytes, and each task
 evaluates a run of consecutive chunks with ``evaluator.evaluate(start, stop)``:
 the very chunks, in the very arithmetic, of a single-process run, so the
