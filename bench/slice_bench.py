@@ -124,10 +124,12 @@ def main() -> None:
         row("reference loop, heap reuse", t_ref2)
         row("plain inference, heap reuse", t_inf2)
         for engine in args.engines.split(","):
+            # The reference's statistics: an eval-mode model's running ones (bn="auto" would
+            # recompute a never-trained network's).
             landscape.loss_slice(model, x, y, directions=dirs, grid=alphas[:3], engine=engine,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, bn="eval")
             t, ds = timed(sync, args.repeats, landscape.loss_slice, model, x, y, directions=dirs, grid=grid,
-                          engine=engine, batch_size=args.batch_size)
+                          engine=engine, batch_size=args.batch_size, bn="eval")
             label = f"ours {engine}" + (f" ({ds.attrs['engine']})" if engine == "auto" else "")
             row(label, t, np.abs(ds.loss.values - ref).max())
 
