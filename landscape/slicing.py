@@ -234,7 +234,7 @@ def loss_slice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     alpha, beta = _grid(grid, beta_grid, dims)
     if x.shape[0] < 1:
         raise LandscapeError("x: no samples to take the loss over")
-    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("streams", streams)):
         if value is not None and value < 1:
             raise LandscapeError(f"{name}: must be >= 1, got {value}")
     objective = Objective(model, loss_fn)

@@ -54,12 +54,16 @@ def test_streams_by_default_one_per_thread_on_the_cpu_loop_engine():
     assert loss_slice(model, x, y, dims=1, grid="-1:1:3", bn="eval").attrs["streams"] == 1
 
 
-def test_bad_streams_are_refused_before_the_work():
+def test_bad_streams_are_refused_before_the_work(monkeypatch):
+    import landscape.slicing
+
     model, x, y = _resnet()
     mlp = landscape.build_model("mlp", init="xavier", seed=0)
     xm, ym = landscape.load_dataset("digits", n=16, in_shape=mlp.in_shape)
-    with pytest.raises(landscape.LandscapeError, match="streams: must be >= 1, got 0"):
-        loss_slice(model, x, y, dims=1, grid="-1:1:5", streams=0)
+    with monkeypatch.context() as patch:  # not even the model's view (statistics) is made
+        patch.setattr(landscape.slicing, "model_view", lambda *a, **k: pytest.fail("work done"))
+        with pytest.raises(landscape.LandscapeError, match="streams: must be >= 1, got 0"):
+            loss_slice(model, x, y, dims=1, grid="-1:1:5", streams=0)
     with pytest.raises(landscape.LandscapeError, match="only the loop engine .* not vmap"):
         loss_slice(mlp, xm, ym, dims=1, grid="-1:1:5", streams=2)
     with pytest.raises(landscape.LandscapeError, match="not a sharded grid"):
