@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import landscape
-from landscape.grids import ChannelsLastMaxPool2d
+from landscape.grids import ChannelsLastMaxPool2d, LossGrid
 from landscape.slicing import loss_slice
 from landscape.streams import evaluate_on_streams, split_ranges
 
@@ -125,3 +125,23 @@ def test_channels_last_max_pooling_equals_torchs_bit_for_bit(args):
     assert torch.equal(got.isnan(), want.isnan()) and want.isnan().any()
     assert torch.equal(got.nan_to_num(0.5), want.nan_to_num(0.5))
     assert torch.equal(pool(x[0]).nan_to_num(0.5), F.max_pool2d(x[0], **args).nan_to_num(0.5))  # 3-D
+
+
+def test_stream_copies_share_the_stacked_directions_and_pickles_carry_none():
+    import copy
+    import pickle
+
+    from landscape.directions import parameter_directions
+    from landscape.losses import Objective
+
+    model, x, y = _resnet()
+    dirs = parameter_directions(model, "filter", 2, seed=0)
+    coeffs = np.array([[0.0, 0.0], [0.5, -0.5], [1.0, 1.0]])
+    grid = LossGrid(model, x, y, dirs, coeffs, 8, "loop", Objective(model))
+    one, two = copy.copy(grid), copy.copy(grid)
+    a, b = one.evaluate(0, 2), two.evaluate(1, 3)
+    assert one._shared.get(None)["stacked"] is two._shared.get(None)["stacked"]  # built once
+    shipped = pickle.loads(pickle.dumps(grid))  # as a Dask task receives it
+    assert shipped._shared is not grid._shared and shipped._shared._value is None
+    c = shipped.evaluate(0, 3)
+    np.testing.assert_array_equal(np.concatenate([a[0], b[0][1:]]), c[0])
