@@ -85,7 +85,7 @@ class LossGrid:
         moving = [k for k in params if any(bool(d[k].abs().max() > 0) for d in self.directions)]
         dirs = [{k: d[k].to(params[k]) for k in moving} for d in self.directions]
         return dict(
-            params=params, buffers={k: b.detach() for k, b in self.model.named_buffers()},
+            buffers={k: b.detach() for k, b in self.model.named_buffers()},
             base={k: params[k] for k in moving},
             fixed={k: v for k, v in params.items() if k not in moving},
             flat_base={k: params[k].reshape(1, -1) for k in moving},
